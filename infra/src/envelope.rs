@@ -1,0 +1,160 @@
+//! The published form of an event: the JSON value of every Kafka message, and a public,
+//! versioned contract (docs/events.md).
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedEvent {
+    /// `<aggregate_type>/<aggregate_id>/<sequence>`: unique, so consumers can drop repeats.
+    pub event_id: String,
+    pub event_type: String,
+    pub event_version: u32,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// Position of the event in its aggregate's history: 1, 2, 3, ... without gaps.
+    pub sequence: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: Map<String, Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("stored payload of {0} is not an object tagged with its event type")]
+    UntaggedPayload(String),
+    #[error("event version {0:?} is not a number")]
+    BadVersion(String),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// An event as it sits in the event store.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    /// cqrs-es stores an event as `{"<EventType>": {fields}}`.
+    pub payload: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl PublishedEvent {
+    /// The published copy of a stored event: the payload unwrapped from its type tag, without
+    /// the fields the domain keeps private.
+    pub fn from_stored(stored: StoredEvent) -> Result<Self, EnvelopeError> {
+        let event_id = format!(
+            "{}/{}/{}",
+            stored.aggregate_type, stored.aggregate_id, stored.sequence
+        );
+        let mut fields = match stored.payload {
+            Value::Object(mut tagged) => match tagged.remove(&stored.event_type) {
+                Some(Value::Object(fields)) if tagged.is_empty() => fields,
+                _ => return Err(EnvelopeError::UntaggedPayload(event_id)),
+            },
+            _ => return Err(EnvelopeError::UntaggedPayload(event_id)),
+        };
+        fields.retain(|field, _| {
+            !domain::published::is_secret(&stored.aggregate_type, &stored.event_type, field)
+        });
+        let event_version = stored
+            .event_version
+            .parse()
+            .map_err(|_| EnvelopeError::BadVersion(stored.event_version.clone()))?;
+        Ok(Self {
+            event_id,
+            event_type: stored.event_type,
+            event_version,
+            aggregate_type: stored.aggregate_type,
+            aggregate_id: stored.aggregate_id,
+            sequence: stored.sequence,
+            occurred_at: stored.recorded_at,
+            payload: fields,
+        })
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an envelope of JSON values always serialises")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// The domain event carried, for consumers that share our event types.
+    pub fn domain_event<E: DeserializeOwned>(&self) -> Result<E, EnvelopeError> {
+        let mut tagged = Map::new();
+        tagged.insert(self.event_type.clone(), Value::Object(self.payload.clone()));
+        Ok(serde_json::from_value(Value::Object(tagged))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::user::{UserEvent, UserName};
+    use serde_json::json;
+
+    fn stored(aggregate_type: &str, event_type: &str, payload: Value) -> StoredEvent {
+        StoredEvent {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: "7".to_owned(),
+            sequence: 1,
+            event_type: event_type.to_owned(),
+            event_version: "1".to_owned(),
+            payload,
+            recorded_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_envelope_has_the_documented_fields() {
+        let event = PublishedEvent::from_stored(stored(
+            "user",
+            "UserRegistered",
+            json!({"UserRegistered": {"name": "ann"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&event.to_json()).unwrap(),
+            json!({
+                "event_id": "user/7/1",
+                "event_type": "UserRegistered",
+                "event_version": 1,
+                "aggregate_type": "user",
+                "aggregate_id": "7",
+                "sequence": 1,
+                "occurred_at": "2023-11-14T22:13:20Z",
+                "payload": {"name": "ann"}
+            })
+        );
+        let decoded: UserEvent = event.domain_event().unwrap();
+        assert_eq!(
+            decoded,
+            UserEvent::UserRegistered {
+                name: UserName::parse("ann").unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_published() {
+        let event = PublishedEvent::from_stored(stored(
+            "account",
+            "AccountOpened",
+            json!({"AccountOpened": {"user_id": 7, "password_hash": "$argon2id$..."}}),
+        ))
+        .unwrap();
+        assert_eq!(Value::Object(event.payload), json!({"user_id": 7}));
+    }
+
+    #[test]
+    fn a_payload_without_its_type_tag_is_an_error() {
+        let result = PublishedEvent::from_stored(stored("user", "UserRegistered", json!({"name": "x"})));
+        assert!(matches!(result, Err(EnvelopeError::UntaggedPayload(_))));
+    }
+}

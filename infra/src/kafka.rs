@@ -1,0 +1,95 @@
+//! Kafka clients: one topic per aggregate type, keyed by aggregate id.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::settings::KafkaSettings;
+
+/// Topic names: `<KAFKA_TOPIC_PREFIX><aggregate type>`, e.g. `douyin.user`.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(settings: &KafkaSettings) -> Self {
+        Self {
+            prefix: settings.kafka_topic_prefix.clone(),
+        }
+    }
+
+    pub fn for_aggregate(&self, aggregate_type: &str) -> String {
+        format!("{}{}", self.prefix, aggregate_type)
+    }
+
+    /// The aggregate type whose events a topic carries.
+    pub fn aggregate_of<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic.strip_prefix(self.prefix.as_str())
+    }
+}
+
+fn client_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.kafka_brokers);
+    config
+}
+
+/// A producer that keeps each partition in order across retries and waits for every replica.
+pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    client_config(settings)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // Java clients hash keys with murmur2; doing the same puts an aggregate on the
+        // partition any Kafka tool expects.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "2")
+        // A delivery that fails surfaces within this time; the relay then retries the batch.
+        .set("message.timeout.ms", "15000")
+        .create()
+}
+
+/// Settings of a consumer that stores an offset only once its message is handled, and
+/// commits what is stored in the background, on rebalance and on close.
+pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = client_config(settings);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // Reads are expected within a fraction of a second of a write: do not let the broker
+        // hold a fetch for its default half second.
+        .set("fetch.wait.max.ms", "20")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    config
+}
+
+/// Creates the topics that do not exist yet.
+pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| NewTopic::new(name, settings.kafka_partitions, TopicReplication::Fixed(settings.kafka_replication_factor)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(%topic, ?code, "could not create topic");
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Adapters: everything in the backend that touches the outside world.
+
+pub mod auth;
+pub mod envelope;
+pub mod event_store;
+pub mod http;
+pub mod kafka;
+pub mod outbox;
+pub mod read_store;
+pub mod redis_store;
+pub mod settings;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,184 @@
+//! The relay: publishes the events queued in the outbox to Kafka, in order per aggregate.
+//!
+//! The outbox is filled by a trigger in the transaction that inserts the events (see the
+//! event-store migration), so nothing committed is missed, whatever happens to the process
+//! that committed it. The relay deletes a queued event only once the broker has acknowledged
+//! it: a relay that dies in between publishes it again when it restarts, and consumers drop
+//! the repeat by its sequence.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::envelope::{PublishedEvent, StoredEvent};
+use crate::kafka::Topics;
+
+/// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
+const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+const BATCH_SIZE: i64 = 500;
+/// A notification can be missed (while reconnecting, or while another relay held the lock):
+/// look at the queue at least this often anyway.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("event store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+pub struct Relay {
+    pool: PgPool,
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, producer: FutureProducer, topics: Topics) -> Self {
+        Self {
+            pool,
+            producer,
+            topics,
+        }
+    }
+
+    /// Publishes one batch of queued events and removes them from the queue. Returns how many
+    /// events it took off the queue: 0 when the queue is empty or another relay is publishing.
+    pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let rows = sqlx::query(
+            "SELECT o.id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+                    e.event_version, e.payload, e.recorded_at
+               FROM outbox o
+               JOIN events e USING (aggregate_type, aggregate_id, sequence)
+              WHERE o.parked_because IS NULL
+              ORDER BY o.id
+              LIMIT $1",
+        )
+        .bind(BATCH_SIZE)
+        .fetch_all(&mut *tx)
+        .await?;
+
+        let mut published = Vec::with_capacity(rows.len());
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.get("id");
+            let stored = StoredEvent {
+                aggregate_type: row.get("aggregate_type"),
+                aggregate_id: row.get("aggregate_id"),
+                sequence: row.get("sequence"),
+                event_type: row.get("event_type"),
+                event_version: row.get("event_version"),
+                payload: row.get("payload"),
+                recorded_at: row.get::<DateTime<Utc>, _>("recorded_at"),
+            };
+            let event = match PublishedEvent::from_stored(stored) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::error!(outbox_id = id, %error, "parking an event that cannot be published");
+                    sqlx::query("UPDATE outbox SET parked_because = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(error.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                }
+            };
+            let topic = self.topics.for_aggregate(&event.aggregate_type);
+            let value = event.to_json();
+            // Enqueue every message before awaiting any: the producer batches them, and keeps
+            // their order within a partition.
+            let delivery = self
+                .producer
+                .send_result(
+                    FutureRecord::to(&topic)
+                        .key(&event.aggregate_id)
+                        .payload(&value),
+                )
+                .map_err(|(error, _)| error)?;
+            deliveries.push(delivery);
+            published.push(id);
+        }
+        for outcome in try_join_all(deliveries)
+            .await
+            .map_err(|_| rdkafka::error::KafkaError::Canceled)?
+        {
+            outcome.map_err(|(error, _)| error)?;
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
+    /// Publishes until `shutdown`, woken by the outbox trigger's notifications.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = None;
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            if listener.is_none() {
+                listener = match PgListener::connect_with(&self.pool).await {
+                    Ok(mut new) => match new.listen("outbox").await {
+                        Ok(()) => Some(new),
+                        Err(error) => {
+                            tracing::warn!(%error, "relay cannot listen for notifications yet");
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "relay cannot listen for notifications yet");
+                        None
+                    }
+                };
+            }
+            match self.drain().await {
+                Ok(()) => backoff = Duration::from_millis(100),
+                Err(error) => {
+                    tracing::error!(%error, retry_in = ?backoff, "relay could not publish");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            }
+            tokio::select! {
+                notified = async {
+                    match listener.as_mut() {
+                        Some(listener) => listener.recv().await.map(drop),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(error) = notified {
+                        tracing::warn!(%error, "relay lost its notification connection");
+                        listener = None;
+                    }
+                }
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    async fn drain(&self) -> Result<(), RelayError> {
+        while self.publish_batch().await? as i64 == BATCH_SIZE {}
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! Typed settings, read from environment variables (`DATABASE_URL`, `KAFKA_BROKERS`, ...).
+//!
+//! Every service reads only the groups it needs; each group names its variables in the
+//! README. Defaults suit the local stack started by `make run`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use config::{Config, ConfigError, Environment};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Reads one group of settings from the process environment.
+pub fn from_env<T: DeserializeOwned>() -> Result<T, ConfigError> {
+    Config::builder()
+        .add_source(Environment::default())
+        .build()?
+        .try_deserialize()
+}
+
+/// `DATABASE_URL`: the event store (and its outbox), written by the command API.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EventStoreSettings {
+    #[serde(default = "default_database_url")]
+    pub database_url: SecretString,
+    #[serde(default = "default_pool_size")]
+    pub database_pool_size: u32,
+}
+
+/// `READ_DATABASE_URL`: the Postgres read models, written by the projector and read by the
+/// query API.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ReadStoreSettings {
+    #[serde(default = "default_read_database_url")]
+    pub read_database_url: SecretString,
+    #[serde(default = "default_pool_size")]
+    pub read_database_pool_size: u32,
+}
+
+/// `REDIS_URL`, `REDIS_KEY_PREFIX`: counters and membership read models.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RedisSettings {
+    #[serde(default = "default_redis_url")]
+    pub redis_url: SecretString,
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+}
+
+/// `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_PARTITIONS`, `KAFKA_REPLICATION_FACTOR`:
+/// where events are published.
+#[derive(Clone, Debug, Deserialize)]
+pub struct KafkaSettings {
+    #[serde(default = "default_kafka_brokers")]
+    pub kafka_brokers: String,
+    #[serde(default = "default_topic_prefix")]
+    pub kafka_topic_prefix: String,
+    /// Partitions of the topics this service creates when they are missing.
+    #[serde(default = "default_partitions")]
+    pub kafka_partitions: i32,
+    #[serde(default = "default_replication_factor")]
+    pub kafka_replication_factor: i32,
+}
+
+/// `JWT_SECRET` (required, at least 32 bytes), `TOKEN_TTL_SECS`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    #[serde(default = "default_token_ttl_secs")]
+    pub token_ttl_secs: u64,
+}
+
+impl AuthSettings {
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_secs)
+    }
+}
+
+/// `PUBLIC_BASE_URL`: the address clients reach the API on, the base of every URL we return.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PublicSettings {
+    #[serde(default = "default_public_base_url")]
+    pub public_base_url: String,
+}
+
+impl PublicSettings {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.public_base_url.trim_end_matches('/'), path)
+    }
+}
+
+/// Where an HTTP service listens; `name` is the variable, e.g. `COMMAND_API_ADDR`.
+pub fn listen_addr(name: &str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map_err(|error| ConfigError::Message(format!("{name}={value:?}: {error}"))),
+        Err(_) => Ok(default),
+    }
+}
+
+pub fn secret(value: &str) -> SecretString {
+    SecretString::from(value.to_owned())
+}
+
+pub fn expose(secret: &SecretString) -> &str {
+    secret.expose_secret()
+}
+
+fn default_database_url() -> SecretString {
+    secret("postgres://postgres@127.0.0.1:5432/douyin")
+}
+
+fn default_read_database_url() -> SecretString {
+    secret("postgres://postgres@127.0.0.1:5432/douyin_read")
+}
+
+fn default_pool_size() -> u32 {
+    16
+}
+
+fn default_redis_url() -> SecretString {
+    secret("redis://127.0.0.1:6379")
+}
+
+fn default_redis_key_prefix() -> String {
+    "douyin:".to_owned()
+}
+
+fn default_kafka_brokers() -> String {
+    "127.0.0.1:9092".to_owned()
+}
+
+fn default_topic_prefix() -> String {
+    "douyin.".to_owned()
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+
+fn default_replication_factor() -> i32 {
+    1
+}
+
+fn default_token_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+fn default_public_base_url() -> String {
+    "http://127.0.0.1:8080".to_owned()
+}

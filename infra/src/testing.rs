@@ -1,0 +1,124 @@
+//! For tests that run against the real Postgres, Redis and broker: each test gets databases,
+//! a Redis key prefix and Kafka topics of its own, so tests run side by side.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::envelope::PublishedEvent;
+use crate::settings::{
+    secret, AuthSettings, EventStoreSettings, KafkaSettings, ReadStoreSettings, RedisSettings,
+};
+
+/// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
+fn server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database(label: &str) -> String {
+    let name = unique(&format!("test_{label}_"));
+    let server = server_url();
+    let mut connection = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .expect("the test Postgres server answers");
+    connection
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("a test database can be created");
+    format!("{server}/{name}")
+}
+
+/// Settings for one test: fresh databases, and prefixes nobody else uses.
+#[derive(Clone, Debug)]
+pub struct TestSettings {
+    pub event_store: EventStoreSettings,
+    pub read_store: ReadStoreSettings,
+    pub redis: RedisSettings,
+    pub kafka: KafkaSettings,
+    pub auth: AuthSettings,
+}
+
+impl TestSettings {
+    pub async fn new() -> Self {
+        let (event_store, read_store) =
+            tokio::join!(fresh_database("events"), fresh_database("read"));
+        let run = unique("t");
+        Self {
+            event_store: EventStoreSettings {
+                database_url: secret(&event_store),
+                database_pool_size: 8,
+            },
+            read_store: ReadStoreSettings {
+                read_database_url: secret(&read_store),
+                read_database_pool_size: 8,
+            },
+            redis: RedisSettings {
+                redis_url: secret(
+                    &std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+                ),
+                redis_key_prefix: format!("{run}:"),
+            },
+            kafka: KafkaSettings {
+                kafka_brokers: std::env::var("KAFKA_BROKERS")
+                    .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+                kafka_topic_prefix: format!("{run}."),
+                kafka_partitions: 2,
+                kafka_replication_factor: 1,
+            },
+            auth: AuthSettings {
+                jwt_secret: secret(&unique("test-secret-of-enough-length-")),
+                token_ttl_secs: 3600,
+            },
+        }
+    }
+}
+
+/// Every event on `topic`, read from the beginning: waits until `done` holds for what was
+/// read (or `deadline` passes), then keeps reading for `settle` to catch late duplicates.
+pub fn read_topic(
+    kafka: &KafkaSettings,
+    topic: &str,
+    done: impl Fn(&[PublishedEvent]) -> bool,
+    deadline: Duration,
+    settle: Duration,
+) -> Vec<PublishedEvent> {
+    let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &unique("reader-"))
+        .create()
+        .expect("a consumer can be created");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("the broker answers metadata requests");
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .expect("a valid partition");
+    }
+    consumer.assign(&assignment).expect("partitions can be assigned");
+
+    let mut events = Vec::new();
+    let start = Instant::now();
+    let mut settled_at = None;
+    loop {
+        let now = Instant::now();
+        if settled_at.is_none() && (done(&events) || now - start > deadline) {
+            settled_at = Some(now + settle);
+        }
+        if settled_at.is_some_and(|until| now >= until) {
+            return events;
+        }
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("the broker delivers messages");
+            let event = PublishedEvent::from_json(message.payload().unwrap_or_default())
+                .expect("every message is an event envelope");
+            events.push(event);
+        }
+    }
+}
