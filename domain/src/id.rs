@@ -70,7 +70,10 @@ mod tests {
         assert_eq!("1.5".parse::<UserId>(), Err(IdError::NotAnInteger));
         assert_eq!("0".parse::<UserId>(), Err(IdError::OutOfRange));
         assert_eq!("-3".parse::<UserId>(), Err(IdError::OutOfRange));
-        assert_eq!((MAX_ID + 1).to_string().parse::<UserId>(), Err(IdError::OutOfRange));
+        assert_eq!(
+            (MAX_ID + 1).to_string().parse::<UserId>(),
+            Err(IdError::OutOfRange)
+        );
         assert_eq!(
             "99999999999999999999".parse::<UserId>(),
             Err(IdError::NotAnInteger)

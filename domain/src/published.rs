@@ -7,6 +7,10 @@
 use cqrs_es::Aggregate;
 
 use crate::account::Account;
+use crate::user::User;
+
+/// Every aggregate type, each published on a topic of its own.
+pub const AGGREGATE_TYPES: &[&str] = &[Account::TYPE, User::TYPE];
 
 /// `(aggregate type, event type, field)` triples that are never published.
 const SECRET_FIELDS: &[(&str, &str, &str)] = &[(Account::TYPE, "AccountOpened", "password_hash")];
@@ -21,7 +25,6 @@ pub fn is_secret(aggregate_type: &str, event_type: &str, field: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::user::User;
 
     #[test]
     fn password_hashes_are_secret_and_names_are_not() {

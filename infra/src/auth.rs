@@ -80,12 +80,13 @@ impl Tokens {
     }
 
     pub fn verify(&self, token: &str) -> Result<UserId, TokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|error| {
-            match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            }
-        })?;
+        let data =
+            decode::<Claims>(token, &self.decoding, &self.validation).map_err(
+                |error| match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
+                },
+            )?;
         data.claims.sub.parse().map_err(|_| TokenError::Invalid)
     }
 }
@@ -155,7 +156,10 @@ mod tests {
             token_ttl_secs: 60,
         })
         .unwrap();
-        assert_eq!(tokens.verify(&other_key.issue(user(1))), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(&other_key.issue(user(1))),
+            Err(TokenError::Invalid)
+        );
         assert_eq!(tokens.verify("not-a-jwt"), Err(TokenError::Invalid));
         assert_eq!(tokens.verify(""), Err(TokenError::Invalid));
     }

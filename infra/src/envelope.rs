@@ -24,6 +24,8 @@ pub struct PublishedEvent {
 pub enum EnvelopeError {
     #[error("stored payload of {0} is not an object tagged with its event type")]
     UntaggedPayload(String),
+    #[error("aggregate id of {0} is not what its aggregate type uses")]
+    BadAggregateId(String),
     #[error("event version {0:?} is not a number")]
     BadVersion(String),
     #[error(transparent)]
@@ -154,7 +156,8 @@ mod tests {
 
     #[test]
     fn a_payload_without_its_type_tag_is_an_error() {
-        let result = PublishedEvent::from_stored(stored("user", "UserRegistered", json!({"name": "x"})));
+        let result =
+            PublishedEvent::from_stored(stored("user", "UserRegistered", json!({"name": "x"})));
         assert!(matches!(result, Err(EnvelopeError::UntaggedPayload(_))));
     }
 }

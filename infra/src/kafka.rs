@@ -78,7 +78,13 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|name| NewTopic::new(name, settings.kafka_partitions, TopicReplication::Fixed(settings.kafka_replication_factor)))
+        .map(|name| {
+            NewTopic::new(
+                name,
+                settings.kafka_partitions,
+                TopicReplication::Fixed(settings.kafka_replication_factor),
+            )
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new_topics, &options).await? {

@@ -16,7 +16,8 @@ use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
 use crate::envelope::{PublishedEvent, StoredEvent};
-use crate::kafka::Topics;
+use crate::kafka::{ensure_topics, Topics};
+use crate::settings::KafkaSettings;
 
 /// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
@@ -37,16 +38,18 @@ pub enum RelayError {
 pub struct Relay {
     pool: PgPool,
     producer: FutureProducer,
+    kafka: KafkaSettings,
     topics: Topics,
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, producer: FutureProducer, topics: Topics) -> Self {
-        Self {
+    pub fn new(pool: PgPool, kafka: &KafkaSettings) -> Result<Self, RelayError> {
+        Ok(Self {
             pool,
-            producer,
-            topics,
-        }
+            producer: crate::kafka::producer(kafka)?,
+            kafka: kafka.clone(),
+            topics: Topics::new(kafka),
+        })
     }
 
     /// Publishes one batch of queued events and removes them from the queue. Returns how many
@@ -127,11 +130,31 @@ impl Relay {
         Ok(rows.len())
     }
 
-    /// Publishes until `shutdown`, woken by the outbox trigger's notifications.
+    /// Publishes until `shutdown`, woken by the outbox trigger's notifications. Commands are
+    /// accepted while the broker is away: their events wait in the outbox.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut listener = None;
         let mut backoff = Duration::from_millis(100);
+        let topics: Vec<String> = domain::published::AGGREGATE_TYPES
+            .iter()
+            .map(|aggregate_type| self.topics.for_aggregate(aggregate_type))
+            .collect();
+        let mut topics_exist = false;
         while !shutdown.is_cancelled() {
+            if !topics_exist {
+                match ensure_topics(&self.kafka, &topics).await {
+                    Ok(()) => topics_exist = true,
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?backoff, "relay cannot create its topics yet");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
             if listener.is_none() {
                 listener = match PgListener::connect_with(&self.pool).await {
                     Ok(mut new) => match new.listen("outbox").await {

@@ -14,7 +14,8 @@ use crate::settings::{
 
 /// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
 fn server_url() -> String {
-    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -101,7 +102,9 @@ pub fn read_topic(
             .add_partition_offset(topic, partition.id(), Offset::Beginning)
             .expect("a valid partition");
     }
-    consumer.assign(&assignment).expect("partitions can be assigned");
+    consumer
+        .assign(&assignment)
+        .expect("partitions can be assigned");
 
     let mut events = Vec::new();
     let start = Instant::now();

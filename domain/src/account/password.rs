@@ -70,7 +70,10 @@ mod tests {
         assert!(Password::parse("x").is_ok());
         assert!(Password::parse(&"密".repeat(32)).is_ok());
         assert_eq!(Password::parse("").unwrap_err(), PasswordError::Empty);
-        assert_eq!(Password::parse(&"x".repeat(33)).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(
+            Password::parse(&"x".repeat(33)).unwrap_err(),
+            PasswordError::TooLong
+        );
     }
 
     #[test]

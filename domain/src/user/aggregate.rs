@@ -76,7 +76,10 @@ mod tests {
         let events = given(vec![])
             .decide(UserCommand::Register { name: name("ann") })
             .unwrap();
-        assert_eq!(events, vec![UserEvent::UserRegistered { name: name("ann") }]);
+        assert_eq!(
+            events,
+            vec![UserEvent::UserRegistered { name: name("ann") }]
+        );
     }
 
     #[test]
@@ -98,6 +101,9 @@ mod tests {
     #[test]
     fn events_serialise_to_the_documented_shape() {
         let json = serde_json::to_value(UserEvent::UserRegistered { name: name("ann") }).unwrap();
-        assert_eq!(json, serde_json::json!({ "UserRegistered": { "name": "ann" } }));
+        assert_eq!(
+            json,
+            serde_json::json!({ "UserRegistered": { "name": "ann" } })
+        );
     }
 }

@@ -68,10 +68,25 @@ mod tests {
     #[test]
     fn refuses_empty_long_and_unprintable_names() {
         assert_eq!(UserName::parse(""), Err(UserNameError::Empty));
-        assert_eq!(UserName::parse(&"x".repeat(33)), Err(UserNameError::TooLong));
-        assert_eq!(UserName::parse("a\u{0}b"), Err(UserNameError::ControlCharacter));
-        assert_eq!(UserName::parse("line\nbreak"), Err(UserNameError::ControlCharacter));
-        assert_eq!(UserName::parse(" bob"), Err(UserNameError::SurroundingWhitespace));
-        assert_eq!(UserName::parse("   "), Err(UserNameError::SurroundingWhitespace));
+        assert_eq!(
+            UserName::parse(&"x".repeat(33)),
+            Err(UserNameError::TooLong)
+        );
+        assert_eq!(
+            UserName::parse("a\u{0}b"),
+            Err(UserNameError::ControlCharacter)
+        );
+        assert_eq!(
+            UserName::parse("line\nbreak"),
+            Err(UserNameError::ControlCharacter)
+        );
+        assert_eq!(
+            UserName::parse(" bob"),
+            Err(UserNameError::SurroundingWhitespace)
+        );
+        assert_eq!(
+            UserName::parse("   "),
+            Err(UserNameError::SurroundingWhitespace)
+        );
     }
 }

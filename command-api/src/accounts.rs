@@ -1,0 +1,135 @@
+//! Registration and login: the `account` aggregate (one per name) holds the credentials and
+//! decides who gets a name; the `user` aggregate (one per id) holds the profile.
+
+use cqrs_es::AggregateError;
+use domain::account::{Account, AccountCommand, AccountError, Password};
+use domain::user::{User, UserCommand, UserName};
+use domain::UserId;
+use infra::auth::{self, Tokens};
+use infra::event_store::EventStore;
+use postgres_es::PostgresCqrs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error("the user name is already taken")]
+    NameTaken,
+    #[error("wrong user name or password")]
+    WrongCredentials,
+    #[error("event store: {0}")]
+    Store(String),
+    #[error("password hashing was interrupted")]
+    Hashing,
+}
+
+impl<T: std::error::Error> From<AggregateError<T>> for AccountsError {
+    fn from(error: AggregateError<T>) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+/// A logged-in user: what register and login answer with.
+#[derive(Debug)]
+pub struct Session {
+    pub user_id: UserId,
+    pub token: String,
+}
+
+pub struct Accounts {
+    store: EventStore,
+    accounts: PostgresCqrs<Account>,
+    users: PostgresCqrs<User>,
+    tokens: Tokens,
+}
+
+impl Accounts {
+    pub fn new(store: EventStore, tokens: Tokens) -> Self {
+        Self {
+            accounts: store.cqrs(()),
+            users: store.cqrs(()),
+            store,
+            tokens,
+        }
+    }
+
+    pub async fn register(
+        &self,
+        name: UserName,
+        password: Password,
+    ) -> Result<Session, AccountsError> {
+        // Hashing costs tens of milliseconds of CPU: refuse a taken name before spending it.
+        // The account aggregate still decides, in case of a race.
+        let account: Account = self.store.load(name.as_str()).await?;
+        if account.holder().is_some() {
+            return Err(AccountsError::NameTaken);
+        }
+        let password_hash = run_blocking(move || auth::hash_password(&password)).await?;
+        let user_id = self
+            .store
+            .next_user_id()
+            .await
+            .map_err(|error| AccountsError::Store(error.to_string()))?;
+
+        let open = AccountCommand::Open {
+            user_id,
+            password_hash,
+        };
+        match self.accounts.execute(name.as_str(), open).await {
+            Ok(()) => {}
+            // A simultaneous registration of the same name committed first.
+            Err(AggregateError::UserError(AccountError::NameTaken))
+            | Err(AggregateError::AggregateConflict) => return Err(AccountsError::NameTaken),
+            Err(error) => return Err(error.into()),
+        }
+        // Should the process die here, the name is taken but the profile is missing; the
+        // first login creates it (see `login`).
+        self.ensure_profile(user_id, name).await?;
+        Ok(self.session(user_id))
+    }
+
+    pub async fn login(
+        &self,
+        name: UserName,
+        password: Password,
+    ) -> Result<Session, AccountsError> {
+        let account: Account = self.store.load(name.as_str()).await?;
+        let Some((user_id, hash)) = account.holder() else {
+            // As slow as a wrong password, so the answer does not tell which names exist.
+            run_blocking(move || auth::verify_against_nothing(&password)).await?;
+            return Err(AccountsError::WrongCredentials);
+        };
+        let hash = hash.clone();
+        if !run_blocking(move || auth::verify_password(&password, &hash)).await? {
+            return Err(AccountsError::WrongCredentials);
+        }
+        self.ensure_profile(user_id, name).await?;
+        Ok(self.session(user_id))
+    }
+
+    /// Creates the user's profile unless it exists: completes a registration interrupted
+    /// between its two commands.
+    async fn ensure_profile(&self, user_id: UserId, name: UserName) -> Result<(), AccountsError> {
+        let id = user_id.to_string();
+        let user: User = self.store.load(&id).await?;
+        if !user.is_registered() {
+            self.users
+                .execute(&id, UserCommand::Register { name })
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn session(&self, user_id: UserId) -> Session {
+        Session {
+            user_id,
+            token: self.tokens.issue(user_id),
+        }
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AccountsError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| AccountsError::Hashing)
+}

@@ -1,0 +1,38 @@
+use std::net::SocketAddr;
+
+use infra::settings::{from_env, listen_addr, AuthSettings, EventStoreSettings, KafkaSettings};
+use serde::Deserialize;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `COMMAND_API_ADDR`, 127.0.0.1:8081 by default.
+    pub listen: SocketAddr,
+    pub event_store: EventStoreSettings,
+    pub kafka: KafkaSettings,
+    pub auth: AuthSettings,
+    pub relay: RelaySettings,
+}
+
+/// `OUTBOX_RELAY`: whether this process also publishes the outbox (`true` by default). Any
+/// number of command APIs may run a relay; one at a time publishes.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RelaySettings {
+    #[serde(default = "enabled")]
+    pub outbox_relay: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            listen: listen_addr("COMMAND_API_ADDR", ([127, 0, 0, 1], 8081).into())?,
+            event_store: from_env()?,
+            kafka: from_env()?,
+            auth: from_env()?,
+            relay: from_env()?,
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! The query API: answers every read of the client from the read models the projector builds.
+//! It never reads the event store.
+
+pub mod errors;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod users;

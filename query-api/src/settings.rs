@@ -1,0 +1,27 @@
+use std::net::SocketAddr;
+
+use infra::settings::{
+    from_env, listen_addr, AuthSettings, PublicSettings, ReadStoreSettings, RedisSettings,
+};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `QUERY_API_ADDR`, 127.0.0.1:8082 by default.
+    pub listen: SocketAddr,
+    pub read_store: ReadStoreSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub public: PublicSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            listen: listen_addr("QUERY_API_ADDR", ([127, 0, 0, 1], 8082).into())?,
+            read_store: from_env()?,
+            redis: from_env()?,
+            auth: from_env()?,
+            public: from_env()?,
+        })
+    }
+}

@@ -1,0 +1,56 @@
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpServer};
+use infra::auth::Tokens;
+use infra::http::{done, route_not_found};
+use infra::redis_store::{self, Keys};
+use tracing_actix_web::TracingLogger;
+
+use crate::routes;
+use crate::settings::Settings;
+use crate::users::Users;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let read_store = infra::read_store::connect(&settings.read_store).await?;
+        let redis = redis_store::connect(&settings.redis).await?;
+        let tokens = web::Data::new(Tokens::new(&settings.auth)?);
+        let users = web::Data::new(Users::new(
+            read_store,
+            redis,
+            Keys::new(&settings.redis),
+            settings.public.clone(),
+        ));
+
+        let listener = TcpListener::bind(settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
+                .wrap(TracingLogger::default())
+                .app_data(tokens.clone())
+                .app_data(users.clone())
+                .configure(routes::configure)
+                .route("/healthz", web::get().to(|| async { done() }))
+                .default_service(web::to(route_not_found))
+        })
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        Ok(self.server.await?)
+    }
+}
