@@ -17,9 +17,7 @@ const SECRET_FIELDS: &[(&str, &str, &str)] = &[(Account::TYPE, "AccountOpened", 
 
 /// Whether `field` of an event of `event_type` on an `aggregate_type` must stay private.
 pub fn is_secret(aggregate_type: &str, event_type: &str, field: &str) -> bool {
-    SECRET_FIELDS
-        .iter()
-        .any(|&secret| secret == (aggregate_type, event_type, field))
+    SECRET_FIELDS.contains(&(aggregate_type, event_type, field))
 }
 
 #[cfg(test)]
