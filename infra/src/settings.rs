@@ -108,11 +108,11 @@ pub fn expose(secret: &SecretString) -> &str {
 }
 
 fn default_database_url() -> SecretString {
-    secret("postgres://postgres@127.0.0.1:5432/douyin")
+    secret("postgres://postgres:postgres@127.0.0.1:5432/douyin")
 }
 
 fn default_read_database_url() -> SecretString {
-    secret("postgres://postgres@127.0.0.1:5432/douyin_read")
+    secret("postgres://postgres:postgres@127.0.0.1:5432/douyin_read")
 }
 
 fn default_pool_size() -> u32 {

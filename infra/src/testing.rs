@@ -15,7 +15,7 @@ use crate::settings::{
 /// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
 fn server_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
 }
 
 pub fn unique(prefix: &str) -> String {

@@ -1,0 +1,23 @@
+# The whole stack on :8080, in the foreground (Ctrl-C stops it).
+run:
+	scripts/stack.sh run
+
+# The same stack in the background; returns once :8080 answers.
+up:
+	scripts/stack.sh up
+
+down:
+	scripts/stack.sh down
+
+# Every test, starting the services the tests need.
+test:
+	scripts/test.sh
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: run up down test fmt lint

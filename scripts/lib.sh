@@ -1,0 +1,124 @@
+# Shared by the scripts: where things are, and how to install what is missing (Debian).
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+mkdir -p "$RUN_DIR"
+
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+# Trust auth accepts any password; a fresh install gets this one (see ensure_postgres).
+PG_SERVER=${PG_SERVER:-postgres://postgres:postgres@$PG_HOST:$PG_PORT}
+REDIS_PORT=${REDIS_PORT:-6379}
+KAFKA_PORT=${KAFKA_PORT:-9092}
+NISSHI_VERSION=0.8.1
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=
+apt_install() {
+    command -v apt-get >/dev/null || die "cannot install $* here: no apt-get; install it yourself"
+    if [ -z "$APT_UPDATED" ]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "installing $* (apt-get)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() { # port, what, seconds
+    local i
+    for ((i = 0; i < ${3:-60} * 10; i++)); do
+        port_open "$1" && return 0
+        sleep 0.1
+    done
+    die "$2 did not open port $1"
+}
+
+psql_server() { psql "$PG_SERVER/postgres" -v ON_ERROR_STOP=1 -qtA "$@"; }
+
+create_database() {
+    if [ -z "$(psql_server -c "SELECT 1 FROM pg_database WHERE datname = '$1'")" ]; then
+        psql_server -c "CREATE DATABASE \"$1\"" >/dev/null
+    fi
+}
+
+ensure_build_tools() {
+    command -v cargo >/dev/null || die "cargo is needed: install Rust from https://rustup.rs"
+    local missing=()
+    command -v cc >/dev/null || missing+=(build-essential)
+    command -v make >/dev/null || missing+=(make)
+    command -v curl >/dev/null || missing+=(curl ca-certificates)
+    command -v psql >/dev/null || missing+=(postgresql-client)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+ensure_postgres() {
+    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then return; fi
+    if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+        apt_install postgresql
+        local fresh=1
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    wait_for_port "$PG_PORT" PostgreSQL 30
+    if [ -n "${fresh:-}" ]; then
+        # Debian asks for a password over TCP: give the superuser the one our URLs carry.
+        as_root runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'"
+    fi
+}
+
+ensure_redis() {
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return; fi
+    command -v redis-server >/dev/null || apt_install redis-server
+    log "starting Redis"
+    as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --logfile "$RUN_DIR/redis.log" --dir "$RUN_DIR"
+    wait_for_port "$REDIS_PORT" Redis 30
+}
+
+ensure_nginx() {
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
+}
+
+NISSHI=${NISSHI:-$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")}
+
+ensure_nisshi_installed() {
+    if [ -x "$NISSHI" ] && "$NISSHI" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then return; fi
+    log "installing the nisshi broker $NISSHI_VERSION from crates.io (about 13 minutes on 2 cores, once)"
+    cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version --quiet
+    NISSHI=$HOME/.cargo/bin/nisshi
+}
+
+# A Kafka-protocol broker on $KAFKA_PORT, keeping its messages in Postgres. Reuses one that
+# already answers. Extra arguments go to the broker.
+ensure_broker() {
+    if port_open "$KAFKA_PORT"; then return; fi
+    ensure_nisshi_installed
+    create_database nisshi
+    log "starting the nisshi broker on :$KAFKA_PORT"
+    nohup "$NISSHI" broker \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --storage-engine "$PG_SERVER/nisshi?sslmode=disable" \
+        "$@" >>"$RUN_DIR/nisshi.log" 2>&1 &
+    echo $! >"$RUN_DIR/nisshi.pid"
+    wait_for_port "$KAFKA_PORT" "the nisshi broker" 60
+}
+
+ensure_services() {
+    ensure_build_tools
+    ensure_postgres
+    ensure_redis
+    ensure_broker "$@"
+}

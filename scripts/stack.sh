@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The whole stack on this machine: Postgres, Redis, the nisshi broker, the three services and
+# nginx in front of them on :8080.
+#
+#   scripts/stack.sh up      start it in the background, return once :8080 answers
+#   scripts/stack.sh run     start it and stay in the foreground; Ctrl-C stops it all
+#   scripts/stack.sh down    stop what `up` started (Postgres and Redis are left running)
+#
+# PROFILE=release|dev picks the cargo profile (release by default). Every variable the
+# services read (README) can be set in the environment to override the defaults here.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PROFILE=${PROFILE:-release}
+PROXY_PORT=${PROXY_PORT:-8080}
+export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
+export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8082}
+export DATABASE_URL=${DATABASE_URL:-$PG_SERVER/douyin}
+export READ_DATABASE_URL=${READ_DATABASE_URL:-$PG_SERVER/douyin_read}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
+export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PROXY_PORT}
+export RUST_LOG=${RUST_LOG:-info}
+SERVICES=(command-api projector query-api)
+
+target_dir() {
+    local dir=${CARGO_TARGET_DIR:-$ROOT/target}
+    if [ "$PROFILE" = dev ]; then echo "$dir/debug"; else echo "$dir/$PROFILE"; fi
+}
+
+jwt_secret() {
+    # A secret of this machine's own, made once, unless one is given.
+    if [ -z "${JWT_SECRET:-}" ]; then
+        [ -s "$RUN_DIR/jwt-secret" ] || head -c 48 /dev/urandom | base64 | tr -d '\n/+=' >"$RUN_DIR/jwt-secret"
+        JWT_SECRET=$(cat "$RUN_DIR/jwt-secret")
+    fi
+    export JWT_SECRET
+}
+
+running() { [ -s "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+
+start_service() {
+    local name=$1
+    if running "$name"; then return; fi
+    nohup "$(target_dir)/$name" >>"$RUN_DIR/$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/$name.pid"
+}
+
+render_nginx() {
+    local conf=$RUN_DIR/nginx
+    mkdir -p "$conf/tmp"
+    chmod 1777 "$conf/tmp"
+    sed -e "s|\${COMMAND_API_UPSTREAM}|$COMMAND_API_ADDR|" \
+        -e "s|\${QUERY_API_UPSTREAM}|$QUERY_API_ADDR|" \
+        -e "s|\${PROXY_LISTEN}|127.0.0.1:$PROXY_PORT|" \
+        "$ROOT/deploy/nginx/douyin.conf.template" >"$conf/douyin.conf"
+    cat >"$conf/nginx.conf" <<CONF
+worker_processes auto;
+pid $RUN_DIR/nginx.pid;
+error_log $RUN_DIR/nginx.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $conf/tmp/body;
+    proxy_temp_path $conf/tmp/proxy;
+    fastcgi_temp_path $conf/tmp/fastcgi;
+    uwsgi_temp_path $conf/tmp/uwsgi;
+    scgi_temp_path $conf/tmp/scgi;
+    include $conf/douyin.conf;
+}
+CONF
+}
+
+nginx_bin() { command -v nginx || echo /usr/sbin/nginx; }
+
+up() {
+    ensure_services
+    ensure_nginx
+    create_database douyin
+    create_database douyin_read
+    jwt_secret
+    log "building the services ($PROFILE)"
+    (cd "$ROOT" && cargo build --profile "$PROFILE" --bins --quiet)
+    for name in "${SERVICES[@]}"; do start_service "$name"; done
+    render_nginx
+    if ! running nginx; then
+        "$(nginx_bin)" -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf"
+    fi
+    wait_ready
+    log "the client API is on http://127.0.0.1:$PROXY_PORT (logs in $RUN_DIR)"
+}
+
+wait_ready() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        if curl -fsS "http://$COMMAND_API_ADDR/healthz" >/dev/null 2>&1 &&
+            curl -fsS "http://$QUERY_API_ADDR/healthz" >/dev/null 2>&1 &&
+            curl -fsS -X POST "http://127.0.0.1:$PROXY_PORT/douyin/user/login/" 2>/dev/null | grep -q status_code; then
+            return 0
+        fi
+        for name in "${SERVICES[@]}"; do
+            running "$name" || { tail -n 20 "$RUN_DIR/$name.log" >&2; die "$name stopped"; }
+        done
+        sleep 0.1
+    done
+    die "the stack did not answer on :$PROXY_PORT within a minute"
+}
+
+stop_pid() { # name
+    local file=$RUN_DIR/$1.pid pid
+    [ -s "$file" ] || return 0
+    pid=$(cat "$file")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$file"
+}
+
+down() {
+    if running nginx; then "$(nginx_bin)" -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -s quit || true; fi
+    stop_pid nginx
+    for name in "${SERVICES[@]}"; do stop_pid "$name"; done
+    stop_pid nisshi
+}
+
+run() {
+    up
+    trap 'echo; log "stopping"; down; exit 0' INT TERM
+    log "Ctrl-C stops everything"
+    tail -n 0 -F "$RUN_DIR"/{command-api,projector,query-api}.log &
+    wait
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+run) run ;;
+*) die "usage: $0 up|run|down" ;;
+esac
