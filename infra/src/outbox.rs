@@ -20,7 +20,7 @@ use crate::kafka::{ensure_topics, Topics};
 use crate::settings::KafkaSettings;
 
 /// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
-const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+pub const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 const BATCH_SIZE: i64 = 500;
 /// A notification can be missed (while reconnecting, or while another relay held the lock):
 /// look at the queue at least this often anyway.

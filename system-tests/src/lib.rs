@@ -65,13 +65,15 @@ impl TestStack {
         let query_url = format!("http://127.0.0.1:{}", query.port());
         tokio::spawn(query.run_until_stopped());
 
-        let event_store = PgPool::connect(infra::settings::expose(&settings.event_store.database_url))
-            .await
-            .expect("the event store answers");
-        let read_store =
-            PgPool::connect(infra::settings::expose(&settings.read_store.read_database_url))
+        let event_store =
+            PgPool::connect(infra::settings::expose(&settings.event_store.database_url))
                 .await
-                .expect("the read store answers");
+                .expect("the event store answers");
+        let read_store = PgPool::connect(infra::settings::expose(
+            &settings.read_store.read_database_url,
+        ))
+        .await
+        .expect("the read store answers");
         Self {
             settings,
             command_url,
@@ -107,8 +109,11 @@ impl TestStack {
     }
 
     pub async fn register(&self, name: &str, password: &str) -> Value {
-        self.command("/douyin/user/register/", &[("username", name), ("password", password)])
-            .await
+        self.command(
+            "/douyin/user/register/",
+            &[("username", name), ("password", password)],
+        )
+        .await
     }
 
     /// Registers a user that must be accepted; returns its id and token.
@@ -117,13 +122,19 @@ impl TestStack {
         assert_eq!(reply["status_code"], 0, "registration refused: {reply}");
         (
             reply["user_id"].as_i64().expect("user_id is a number"),
-            reply["token"].as_str().expect("token is a string").to_owned(),
+            reply["token"]
+                .as_str()
+                .expect("token is a string")
+                .to_owned(),
         )
     }
 
     pub async fn user(&self, user_id: i64, token: &str) -> Value {
-        self.query("/douyin/user/", &[("user_id", &user_id.to_string()), ("token", token)])
-            .await
+        self.query(
+            "/douyin/user/",
+            &[("user_id", &user_id.to_string()), ("token", token)],
+        )
+        .await
     }
 
     /// Polls the user info route until the user is readable; returns the reply and how long

@@ -14,7 +14,10 @@ async fn a_registered_user_can_log_in_and_be_read_back() {
     assert!(user_id > 0 && user_id < (1 << 53));
 
     let login = stack
-        .command("/douyin/user/login/", &[("username", "alice"), ("password", "wonderland")])
+        .command(
+            "/douyin/user/login/",
+            &[("username", "alice"), ("password", "wonderland")],
+        )
         .await;
     assert_eq!(login["status_code"], 0, "{login}");
     assert_eq!(login["user_id"], user_id);
@@ -113,7 +116,10 @@ async fn a_name_is_given_to_exactly_one_of_sixteen_simultaneous_registrations() 
         let login = stack
             .command(
                 "/douyin/user/login/",
-                &[("username", "carol"), ("password", &format!("password-{i}"))],
+                &[
+                    ("username", "carol"),
+                    ("password", &format!("password-{i}")),
+                ],
             )
             .await;
         if login["status_code"] == 0 {
@@ -135,7 +141,11 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let register_cases: Vec<(Vec<(&str, &str)>, i64, &str)> = vec![
         (vec![("password", "pw")], 400, "`username` is required"),
         (vec![("username", "erin")], 400, "`password` is required"),
-        (vec![("username", ""), ("password", "pw")], 400, "`username` must not be empty"),
+        (
+            vec![("username", ""), ("password", "pw")],
+            400,
+            "`username` must not be empty",
+        ),
         (
             vec![("username", &long), ("password", "pw")],
             400,
@@ -146,7 +156,11 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             400,
             "`password` must be at most 32 characters",
         ),
-        (vec![("username", "erin"), ("password", "")], 400, "`password` must not be empty"),
+        (
+            vec![("username", "erin"), ("password", "")],
+            400,
+            "`password` must not be empty",
+        ),
         (
             vec![("username", "dave"), ("password", "another")],
             409,
@@ -162,7 +176,10 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     // A wrong password and an unknown name get the same answer.
     for (name, password) in [("dave", "wrong"), ("nobody", "secret")] {
         let reply = stack
-            .command("/douyin/user/login/", &[("username", name), ("password", password)])
+            .command(
+                "/douyin/user/login/",
+                &[("username", name), ("password", password)],
+            )
             .await;
         assert_eq!(reply["status_code"], 401, "{reply}");
         assert_eq!(reply["status_msg"], "wrong user name or password");
@@ -183,26 +200,53 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let signed_elsewhere = other_key.issue(user_id.try_into().unwrap());
     let expired = infra::auth::Tokens::new(&stack.settings.auth)
         .unwrap()
-        .issue_at(user_id.try_into().unwrap(), chrono::Utc::now().timestamp() - 7200);
+        .issue_at(
+            user_id.try_into().unwrap(),
+            chrono::Utc::now().timestamp() - 7200,
+        );
     let too_big = (1_i64 << 53).to_string();
     let user_cases: Vec<(Vec<(&str, &str)>, i64, &str)> = vec![
-        (vec![("user_id", &id)], 401, "`token` is required: log in first"),
-        (vec![("user_id", &id), ("token", "garbage")], 401, "the token is not valid"),
-        (vec![("user_id", &id), ("token", &forged)], 401, "the token is not valid"),
-        (vec![("user_id", &id), ("token", &signed_elsewhere)], 401, "the token is not valid"),
+        (
+            vec![("user_id", &id)],
+            401,
+            "`token` is required: log in first",
+        ),
+        (
+            vec![("user_id", &id), ("token", "garbage")],
+            401,
+            "the token is not valid",
+        ),
+        (
+            vec![("user_id", &id), ("token", &forged)],
+            401,
+            "the token is not valid",
+        ),
+        (
+            vec![("user_id", &id), ("token", &signed_elsewhere)],
+            401,
+            "the token is not valid",
+        ),
         (
             vec![("user_id", &id), ("token", &expired)],
             401,
             "the token has expired, log in again",
         ),
         (vec![("token", &token)], 400, "`user_id` is required"),
-        (vec![("user_id", "abc"), ("token", &token)], 400, "`user_id` must be an integer"),
+        (
+            vec![("user_id", "abc"), ("token", &token)],
+            400,
+            "`user_id` must be an integer",
+        ),
         (
             vec![("user_id", &too_big), ("token", &token)],
             400,
             "`user_id` must be between 1 and 9007199254740991",
         ),
-        (vec![("user_id", "424242"), ("token", &token)], 404, "user 424242 does not exist"),
+        (
+            vec![("user_id", "424242"), ("token", &token)],
+            404,
+            "user 424242 does not exist",
+        ),
     ];
     for (params, code, message) in user_cases {
         let reply = stack.query("/douyin/user/", &params).await;
@@ -215,7 +259,11 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let missing = stack.command("/douyin/nothing/here/", &[]).await;
     assert_eq!(missing["status_code"], 404);
 
-    assert_eq!(stack.count_events().await, events_before, "a refused request wrote events");
+    assert_eq!(
+        stack.count_events().await,
+        events_before,
+        "a refused request wrote events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +281,10 @@ async fn a_redelivered_event_is_applied_once_and_does_not_stall_the_projector() 
     .execute(&stack.event_store)
     .await
     .unwrap();
-    sqlx::query("NOTIFY outbox").execute(&stack.event_store).await.unwrap();
+    sqlx::query("NOTIFY outbox")
+        .execute(&stack.event_store)
+        .await
+        .unwrap();
 
     // Events after the repeats are still projected...
     let (second, token) = stack.registered("grace", "secret").await;
@@ -270,6 +321,9 @@ async fn a_user_is_readable_soon_after_registering() {
     }
     lags.sort();
     let median = lags[lags.len() / 2];
-    eprintln!("register reply to readable: median {median:?}, worst {:?}", lags[lags.len() - 1]);
+    eprintln!(
+        "register reply to readable: median {median:?}, worst {:?}",
+        lags[lags.len() - 1]
+    );
     assert!(median < Duration::from_millis(500), "median lag {median:?}");
 }

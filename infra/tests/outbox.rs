@@ -1,0 +1,146 @@
+//! The relay against the real event store and broker.
+
+use std::time::Duration;
+
+use infra::envelope::PublishedEvent;
+use infra::event_store::EventStore;
+use infra::kafka::{ensure_topics, Topics};
+use infra::outbox::{Relay, RELAY_LOCK};
+use infra::testing::{read_topic, TestSettings};
+use sqlx::{Executor, PgPool};
+
+async fn setup() -> (TestSettings, PgPool, Relay, String) {
+    let settings = TestSettings::new().await;
+    let store = EventStore::connect(&settings.event_store).await.unwrap();
+    let topic = Topics::new(&settings.kafka).for_aggregate("user");
+    ensure_topics(&settings.kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let relay = Relay::new(store.pool().clone(), &settings.kafka).unwrap();
+    (settings, store.pool().clone(), relay, topic)
+}
+
+async fn insert_event<'e>(
+    executor: impl Executor<'e, Database = sqlx::Postgres>,
+    aggregate_id: &str,
+    sequence: i64,
+) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('user', $1, $2, 'UserRegistered', '1', $3, '{}')",
+    )
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(serde_json::json!({"UserRegistered": {"name": format!("n{aggregate_id}-{sequence}")}}))
+    .execute(executor)
+    .await
+    .unwrap();
+}
+
+fn ids(events: &[PublishedEvent]) -> Vec<String> {
+    events.iter().map(|event| event.event_id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_transaction_commits_late_is_published_too() {
+    let (settings, pool, relay, topic) = setup().await;
+
+    // The slow transaction queues its event first, so with the lower outbox id...
+    let mut slow = pool.begin().await.unwrap();
+    insert_event(&mut *slow, "1", 1).await;
+    // ...but a faster one commits first, and is published first.
+    insert_event(&pool, "2", 1).await;
+    assert_eq!(relay.publish_batch().await.unwrap(), 1);
+
+    slow.commit().await.unwrap();
+    assert_eq!(relay.publish_batch().await.unwrap(), 1);
+    assert_eq!(
+        relay.publish_batch().await.unwrap(),
+        0,
+        "the queue is empty"
+    );
+
+    let events = read_topic(
+        &settings.kafka,
+        &topic,
+        |events| events.len() >= 2,
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+    );
+    let mut published = ids(&events);
+    published.sort();
+    assert_eq!(published, ["user/1/1", "user/2/1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_of_an_aggregate_are_published_in_order() {
+    let (settings, pool, relay, topic) = setup().await;
+    for sequence in 1..=40 {
+        insert_event(&pool, "7", sequence).await;
+        insert_event(&pool, &format!("other-{sequence}"), 1).await;
+    }
+    while relay.publish_batch().await.unwrap() > 0 {}
+
+    let events = read_topic(
+        &settings.kafka,
+        &topic,
+        |events| events.len() >= 80,
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+    );
+    assert_eq!(events.len(), 80);
+    let sevens: Vec<i64> = events
+        .iter()
+        .filter(|event| event.aggregate_id == "7")
+        .map(|event| event.sequence)
+        .collect();
+    assert_eq!(sevens, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_relay_waits_while_another_is_publishing() {
+    let (_settings, pool, relay, _topic) = setup().await;
+    insert_event(&pool, "1", 1).await;
+
+    let mut other_relay = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .execute(&mut *other_relay)
+        .await
+        .unwrap();
+    assert_eq!(relay.publish_batch().await.unwrap(), 0);
+    other_relay.rollback().await.unwrap();
+
+    assert_eq!(relay.publish_batch().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_published_is_parked_without_blocking_the_rest() {
+    let (settings, pool, relay, topic) = setup().await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('user', 'broken', 1, 'UserRegistered', '1', '\"not an event\"', '{}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    insert_event(&pool, "fine", 1).await;
+
+    while relay.publish_batch().await.unwrap() > 0 {}
+
+    let parked: Vec<(String, String)> =
+        sqlx::query_as("SELECT aggregate_id, parked_because FROM outbox")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].0, "broken");
+    let events = read_topic(
+        &settings.kafka,
+        &topic,
+        |events| !events.is_empty(),
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+    );
+    assert_eq!(ids(&events), ["user/fine/1"]);
+}
