@@ -6,6 +6,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use system_tests::TestStack;
 
+/// Parameters sent, and the `status_code` and `status_msg` expected back.
+type Case<'a> = (Vec<(&'a str, &'a str)>, i64, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_user_can_log_in_and_be_read_back() {
     let stack = TestStack::spawn().await;
@@ -138,7 +141,7 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let events_before = stack.count_events().await;
 
     let long = "x".repeat(33);
-    let register_cases: Vec<(Vec<(&str, &str)>, i64, &str)> = vec![
+    let register_cases: Vec<Case> = vec![
         (vec![("password", "pw")], 400, "`username` is required"),
         (vec![("username", "erin")], 400, "`password` is required"),
         (
@@ -205,7 +208,7 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             chrono::Utc::now().timestamp() - 7200,
         );
     let too_big = (1_i64 << 53).to_string();
-    let user_cases: Vec<(Vec<(&str, &str)>, i64, &str)> = vec![
+    let user_cases: Vec<Case> = vec![
         (
             vec![("user_id", &id)],
             401,
