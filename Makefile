@@ -13,6 +13,10 @@ down:
 test:
 	scripts/test.sh
 
+# Measurements against the release stack (write-to-read lag); see docs/operations.md.
+bench:
+	scripts/bench.sh
+
 fmt:
 	cargo fmt --all
 
@@ -20,4 +24,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down test fmt lint
+.PHONY: run up down test bench fmt lint
