@@ -84,6 +84,9 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
                 settings.kafka_partitions,
                 TopicReplication::Fixed(settings.kafka_replication_factor),
             )
+            // The topics are the public history of the system: keep every event, so that a
+            // new consumer can read from the beginning.
+            .set("retention.ms", "-1")
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

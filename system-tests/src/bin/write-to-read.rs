@@ -10,7 +10,9 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let base = args.next().unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let base = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
     let tries: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100);
     let http = reqwest::Client::new();
     let run = uuid_like();
@@ -19,7 +21,10 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..tries {
         let reply: Value = http
             .post(format!("{base}/douyin/user/register/"))
-            .query(&[("username", format!("lag-{run}-{i}")), ("password", "secret".into())])
+            .query(&[
+                ("username", format!("lag-{run}-{i}")),
+                ("password", "secret".into()),
+            ])
             .send()
             .await?
             .json()
@@ -39,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
             if user["status_code"] == 0 {
                 break;
             }
-            anyhow::ensure!(replied.elapsed() < Duration::from_secs(30), "user {id} never readable");
+            anyhow::ensure!(
+                replied.elapsed() < Duration::from_secs(30),
+                "user {id} never readable"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         lags.push(replied.elapsed());
