@@ -46,9 +46,17 @@ impl CommandApi {
         Self { child, url }
     }
 
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL is delivered");
-        self.child.wait().unwrap();
+    /// SIGKILL: the process gets no chance to finish anything.
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for CommandApi {
+    /// Also when a test fails: the process must not outlive it.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

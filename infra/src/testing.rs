@@ -93,13 +93,27 @@ pub fn read_topic(
     let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &unique("reader-"))
         .create()
         .expect("a consumer can be created");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("the broker answers metadata requests");
+    let start = Instant::now();
+    // The topic may not exist yet: its publisher creates it when it starts.
+    let partitions = loop {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("the broker answers metadata requests");
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !partitions.is_empty() || start.elapsed() > deadline {
+            break partitions;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let mut assignment = TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+    for partition in partitions {
         assignment
-            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .add_partition_offset(topic, partition, Offset::Beginning)
             .expect("a valid partition");
     }
     consumer
@@ -107,7 +121,6 @@ pub fn read_topic(
         .expect("partitions can be assigned");
 
     let mut events = Vec::new();
-    let start = Instant::now();
     let mut settled_at = None;
     loop {
         let now = Instant::now();
