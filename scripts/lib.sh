@@ -107,7 +107,7 @@ ensure_broker() {
     ensure_nisshi_installed
     create_database nisshi
     log "starting the nisshi broker on :$KAFKA_PORT"
-    nohup "$NISSHI" broker \
+    setsid nohup "$NISSHI" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine "$PG_SERVER/nisshi?sslmode=disable" \

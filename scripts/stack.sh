@@ -42,7 +42,7 @@ running() { [ -s "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/de
 start_service() {
     local name=$1
     if running "$name"; then return; fi
-    nohup "$(target_dir)/$name" >>"$RUN_DIR/$name.log" 2>&1 &
+    setsid nohup "$(target_dir)/$name" >>"$RUN_DIR/$name.log" 2>&1 &
     echo $! >"$RUN_DIR/$name.pid"
 }
 
