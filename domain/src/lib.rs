@@ -11,3 +11,18 @@ pub mod published;
 pub mod user;
 
 pub use id::UserId;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+
+/// Hands the events an aggregate decided on to the framework, applying each to the aggregate.
+async fn record<A: Aggregate>(
+    aggregate: &mut A,
+    sink: &EventSink<A>,
+    events: Vec<A::Event>,
+) -> Result<(), A::Error> {
+    for event in events {
+        sink.write(event, aggregate).await;
+    }
+    Ok(())
+}

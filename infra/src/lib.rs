@@ -1,6 +1,7 @@
 //! Adapters: everything in the backend that touches the outside world.
 
 pub mod auth;
+pub mod backoff;
 pub mod envelope;
 pub mod event_store;
 pub mod http;

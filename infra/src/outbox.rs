@@ -15,6 +15,7 @@ use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::envelope::{PublishedEvent, StoredEvent};
 use crate::kafka::{ensure_topics, Topics};
 use crate::settings::KafkaSettings;
@@ -25,7 +26,6 @@ const BATCH_SIZE: i64 = 500;
 /// A notification can be missed (while reconnecting, or while another relay held the lock):
 /// look at the queue at least this often anyway.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -133,54 +133,29 @@ impl Relay {
     /// Publishes until `shutdown`, woken by the outbox trigger's notifications. Commands are
     /// accepted while the broker is away: their events wait in the outbox.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = None;
-        let mut backoff = Duration::from_millis(100);
         let topics: Vec<String> = domain::published::AGGREGATE_TYPES
             .iter()
             .map(|aggregate_type| self.topics.for_aggregate(aggregate_type))
             .collect();
         let mut topics_exist = false;
+        let mut listener = None;
+        let mut backoff = Backoff::default();
         while !shutdown.is_cancelled() {
-            if !topics_exist {
-                match ensure_topics(&self.kafka, &topics).await {
-                    Ok(()) => topics_exist = true,
-                    Err(error) => {
-                        tracing::warn!(%error, retry_in = ?backoff, "relay cannot create its topics yet");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        continue;
-                    }
+            let published = async {
+                if !topics_exist {
+                    ensure_topics(&self.kafka, &topics).await?;
+                    topics_exist = true;
                 }
+                self.drain().await
+            };
+            if let Err(error) = published.await {
+                tracing::error!(%error, retry_in = ?backoff.next(), "relay could not publish");
+                backoff.wait(&shutdown).await;
+                continue;
             }
+            backoff.reset();
             if listener.is_none() {
-                listener = match PgListener::connect_with(&self.pool).await {
-                    Ok(mut new) => match new.listen("outbox").await {
-                        Ok(()) => Some(new),
-                        Err(error) => {
-                            tracing::warn!(%error, "relay cannot listen for notifications yet");
-                            None
-                        }
-                    },
-                    Err(error) => {
-                        tracing::warn!(%error, "relay cannot listen for notifications yet");
-                        None
-                    }
-                };
-            }
-            match self.drain().await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(error) => {
-                    tracing::error!(%error, retry_in = ?backoff, "relay could not publish");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
+                listener = self.listen().await;
             }
             tokio::select! {
                 notified = async {
@@ -198,6 +173,21 @@ impl Relay {
                 _ = shutdown.cancelled() => {}
             }
         }
+    }
+
+    /// A connection that hears the outbox trigger; without one the relay polls.
+    async fn listen(&self) -> Option<PgListener> {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen("outbox").await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        listener
+            .await
+            .inspect_err(
+                |error| tracing::warn!(%error, "relay cannot listen for notifications yet"),
+            )
+            .ok()
     }
 
     async fn drain(&self) -> Result<(), RelayError> {

@@ -3,8 +3,8 @@
 //! taken away, and on shutdown.
 
 use std::future::Future;
-use std::time::Duration;
 
+use infra::backoff::Backoff;
 use infra::envelope::PublishedEvent;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -15,8 +15,6 @@ use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::projections::{ProjectionError, Projections};
-
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Commits the offsets of the messages handled so far when partitions are revoked. Messages
 /// are handled in the task that polls, so by the time this runs none is half done.
@@ -143,17 +141,15 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         match attempt().await {
             Ok(value) => return Some(value),
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "read store unavailable");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return None,
+                tracing::warn!(%error, retry_in = ?backoff.next(), "read store unavailable");
+                if !backoff.wait(stop).await {
+                    return None;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }

@@ -53,10 +53,8 @@ impl Aggregate for Account {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let events = self.decide(command)?;
+        crate::record(self, sink, events).await
     }
 
     fn apply(&mut self, event: Self::Event) {
