@@ -15,43 +15,66 @@ pub enum IdError {
     OutOfRange,
 }
 
-/// The id of a user: positive and below 2^53.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct UserId(i64);
+macro_rules! id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(i64);
 
-impl UserId {
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl TryFrom<i64> for UserId {
-    type Error = IdError;
-
-    fn try_from(value: i64) -> Result<Self, Self::Error> {
-        if (1..=MAX_ID).contains(&value) {
-            Ok(Self(value))
-        } else {
-            Err(IdError::OutOfRange)
+        impl $name {
+            pub fn get(self) -> i64 {
+                self.0
+            }
         }
-    }
+
+        impl TryFrom<i64> for $name {
+            type Error = IdError;
+
+            fn try_from(value: i64) -> Result<Self, Self::Error> {
+                if (1..=MAX_ID).contains(&value) {
+                    Ok(Self(value))
+                } else {
+                    Err(IdError::OutOfRange)
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let value: i64 = s.trim().parse().map_err(|_| IdError::NotAnInteger)?;
+                Self::try_from(value)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl FromStr for UserId {
-    type Err = IdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let value: i64 = s.trim().parse().map_err(|_| IdError::NotAnInteger)?;
-        Self::try_from(value)
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+id!(
+    /// The id of a user: positive and below 2^53.
+    UserId
+);
+id!(
+    /// The id of a published video.
+    VideoId
+);
+id!(
+    /// The id of a comment.
+    CommentId
+);
+id!(
+    /// The id of a chat message.
+    MessageId
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,10 +7,23 @@
 use cqrs_es::Aggregate;
 
 use crate::account::Account;
+use crate::comment::Comment;
+use crate::conversation::Conversation;
+use crate::follow::Follow;
+use crate::like::Like;
 use crate::user::User;
+use crate::video::Video;
 
 /// Every aggregate type, each published on a topic of its own.
-pub const AGGREGATE_TYPES: &[&str] = &[Account::TYPE, User::TYPE];
+pub const AGGREGATE_TYPES: &[&str] = &[
+    Account::TYPE,
+    User::TYPE,
+    Video::TYPE,
+    Like::TYPE,
+    Comment::TYPE,
+    Follow::TYPE,
+    Conversation::TYPE,
+];
 
 /// `(aggregate type, event type, field)` triples that are never published.
 const SECRET_FIELDS: &[(&str, &str, &str)] = &[(Account::TYPE, "AccountOpened", "password_hash")];

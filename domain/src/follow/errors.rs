@@ -1,0 +1,5 @@
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FollowError {
+    #[error("you cannot follow yourself")]
+    Yourself,
+}
