@@ -3,7 +3,8 @@
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore as _};
-use domain::UserId;
+use domain::id::IdError;
+use domain::{CommentId, MessageId, UserId, VideoId};
 use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -48,9 +49,40 @@ impl EventStore {
     }
 
     pub async fn next_user_id(&self) -> Result<UserId, sqlx::Error> {
-        let id: i64 = sqlx::query_scalar("SELECT nextval('user_ids')")
+        self.next_id("user_ids").await
+    }
+
+    pub async fn next_video_id(&self) -> Result<VideoId, sqlx::Error> {
+        self.next_id("video_ids").await
+    }
+
+    pub async fn next_comment_id(&self) -> Result<CommentId, sqlx::Error> {
+        self.next_id("comment_ids").await
+    }
+
+    pub async fn next_message_id(&self) -> Result<MessageId, sqlx::Error> {
+        self.next_id("message_ids").await
+    }
+
+    async fn next_id<T>(&self, sequence: &str) -> Result<T, sqlx::Error>
+    where
+        T: TryFrom<i64, Error = IdError>,
+    {
+        let id: i64 = sqlx::query_scalar("SELECT nextval($1::regclass)")
+            .bind(sequence)
             .fetch_one(&self.pool)
             .await?;
-        UserId::try_from(id).map_err(|error| sqlx::Error::Decode(Box::new(error)))
+        T::try_from(id).map_err(|error| sqlx::Error::Decode(Box::new(error)))
+    }
+
+    /// A publish time (epoch ms) no other video has: `now`, or one past the last one given.
+    pub async fn next_publish_time(&self, now: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE publish_clock SET last_publish = GREATEST(last_publish + 1, $1)
+             RETURNING last_publish",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
     }
 }

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod envelope;
 pub mod event_store;
 pub mod http;
+pub mod media;
 pub mod kafka;
 pub mod outbox;
 pub mod read_store;

@@ -1,6 +1,14 @@
-//! Redis read models: counters (and, later, timelines and membership sets).
+//! Redis read models: user and video cards with their counters, the feed timeline, and the
+//! like and follow membership sets the personal flags are read from.
+//!
+//! The projector changes Redis through [`Change::apply_once`]: the changes an event makes
+//! and the record that the event is applied go in one Lua script, so a redelivered event
+//! changes nothing and no counter is ever bumped twice.
+
+use std::sync::LazyLock;
 
 use redis::aio::ConnectionManager;
+use redis::Script;
 
 use crate::settings::{expose, RedisSettings};
 
@@ -22,9 +30,115 @@ impl Keys {
         }
     }
 
-    /// Hash of a user's counters: `follow_count`, `follower_count`, `total_favorited`,
-    /// `work_count`, `favorite_count`. A missing field is zero.
-    pub fn user_counts(&self, user_id: i64) -> String {
-        format!("{}user:{}:counts", self.prefix, user_id)
+    /// Hash: a user's card (`name`, `signature`, `avatar`, `background_image`) and counters
+    /// (`follow_count`, `follower_count`, `total_favorited`, `work_count`, `favorite_count`;
+    /// a missing one is zero). Without `name` the user is not registered (yet).
+    pub fn user(&self, user_id: i64) -> String {
+        format!("{}user:{}", self.prefix, user_id)
+    }
+
+    /// Hash: a video's card (`author_id`, `title`, `video_key`, `cover_key`, `published_at`)
+    /// and counters (`favorite_count`, `comment_count`).
+    pub fn video(&self, video_id: i64) -> String {
+        format!("{}video:{}", self.prefix, video_id)
+    }
+
+    /// Sorted set of every video id, scored by publish time (epoch ms, unique).
+    pub fn feed(&self) -> String {
+        format!("{}feed", self.prefix)
+    }
+
+    /// Set of the ids of the videos a user likes.
+    pub fn likes(&self, user_id: i64) -> String {
+        format!("{}user:{}:likes", self.prefix, user_id)
+    }
+
+    /// Set of the ids of the users a user follows.
+    pub fn following(&self, user_id: i64) -> String {
+        format!("{}user:{}:following", self.prefix, user_id)
+    }
+
+    /// Hash: `<aggregate type>/<aggregate id>` to the sequence of its last event applied.
+    pub fn applied(&self) -> String {
+        format!("{}applied", self.prefix)
+    }
+}
+
+/// Applies the operations that follow its two first arguments unless the aggregate's last
+/// applied sequence is already at or past this event's. Each operation is a command name, its
+/// argument count, and its arguments.
+const APPLY_ONCE: &str = r"
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if last >= tonumber(ARGV[2]) then return 0 end
+local i = 3
+while i <= #ARGV do
+  local count = tonumber(ARGV[i + 1])
+  redis.call(ARGV[i], unpack(ARGV, i + 2, i + 1 + count))
+  i = i + 2 + count
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
+/// The Redis changes one event makes.
+#[derive(Debug, Default)]
+pub struct Change {
+    operations: Vec<(&'static str, Vec<String>)>,
+}
+
+impl Change {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn hset(mut self, key: String, fields: &[(&str, String)]) -> Self {
+        let mut args = vec![key];
+        for (field, value) in fields {
+            args.push((*field).to_owned());
+            args.push(value.clone());
+        }
+        self.operations.push(("HSET", args));
+        self
+    }
+
+    pub fn hincr(mut self, key: String, field: &str, by: i64) -> Self {
+        self.operations
+            .push(("HINCRBY", vec![key, field.to_owned(), by.to_string()]));
+        self
+    }
+
+    pub fn sadd(mut self, key: String, member: i64) -> Self {
+        self.operations.push(("SADD", vec![key, member.to_string()]));
+        self
+    }
+
+    pub fn srem(mut self, key: String, member: i64) -> Self {
+        self.operations.push(("SREM", vec![key, member.to_string()]));
+        self
+    }
+
+    pub fn zadd(mut self, key: String, score: i64, member: i64) -> Self {
+        self.operations
+            .push(("ZADD", vec![key, score.to_string(), member.to_string()]));
+        self
+    }
+
+    /// Runs the changes atomically, unless event `sequence` of the aggregate was applied
+    /// before. Returns whether they ran.
+    pub async fn apply_once(
+        self,
+        redis: &mut ConnectionManager,
+        keys: &Keys,
+        aggregate: &str,
+        sequence: i64,
+    ) -> Result<bool, redis::RedisError> {
+        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
+        let mut invocation = SCRIPT.key(keys.applied());
+        invocation.arg(aggregate).arg(sequence);
+        for (command, args) in &self.operations {
+            invocation.arg(*command).arg(args.len()).arg(args);
+        }
+        let applied: i64 = invocation.invoke_async(redis).await?;
+        Ok(applied == 1)
     }
 }

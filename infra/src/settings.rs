@@ -4,6 +4,7 @@
 //! README. Defaults suit the local stack started by `make run`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use config::{Config, ConfigError, Environment};
@@ -89,6 +90,32 @@ impl PublicSettings {
     }
 }
 
+/// `MEDIA_STORE` (`local` or `s3`), `MEDIA_DIR`, `MEDIA_BUCKET`, `MAX_UPLOAD_BYTES`, `FFMPEG`:
+/// where uploaded videos and their covers are kept. With `s3`, the standard `AWS_*` variables
+/// (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+/// `AWS_ALLOW_HTTP`) say how to reach the store.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MediaSettings {
+    #[serde(default)]
+    pub media_store: MediaBackend,
+    #[serde(default = "default_media_dir")]
+    pub media_dir: PathBuf,
+    #[serde(default)]
+    pub media_bucket: Option<String>,
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: u64,
+    #[serde(default = "default_ffmpeg")]
+    pub ffmpeg: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    #[default]
+    Local,
+    S3,
+}
+
 /// Where an HTTP service listens; `name` is the variable, e.g. `COMMAND_API_ADDR`.
 pub fn listen_addr(name: &str, default: SocketAddr) -> Result<SocketAddr, ConfigError> {
     match std::env::var(name) {
@@ -149,4 +176,16 @@ fn default_token_ttl_secs() -> u64 {
 
 fn default_public_base_url() -> String {
     "http://127.0.0.1:8080".to_owned()
+}
+
+fn default_media_dir() -> PathBuf {
+    PathBuf::from("media")
+}
+
+fn default_max_upload_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+
+fn default_ffmpeg() -> PathBuf {
+    PathBuf::from("ffmpeg")
 }
