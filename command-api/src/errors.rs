@@ -3,6 +3,7 @@
 use infra::http::ApiError;
 
 use crate::accounts::AccountsError;
+use crate::writes::WriteError;
 
 impl From<AccountsError> for ApiError {
     fn from(error: AccountsError) -> Self {
@@ -10,6 +11,20 @@ impl From<AccountsError> for ApiError {
             AccountsError::NameTaken => Self::Conflict(error.to_string()),
             AccountsError::WrongCredentials => Self::Unauthenticated(error.to_string()),
             AccountsError::Store(_) | AccountsError::Hashing => Self::internal(error),
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::NoSuchVideo(_) | WriteError::NoSuchUser(_) | WriteError::NotFound(_) => {
+                Self::NotFound(error.to_string())
+            }
+            WriteError::Refused(_) => Self::InvalidParameter(error.to_string()),
+            WriteError::Forbidden(_) => Self::Forbidden(error.to_string()),
+            WriteError::Busy => Self::Unavailable(error.into()),
+            WriteError::Store(_) => Self::internal(error),
         }
     }
 }

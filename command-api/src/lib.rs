@@ -2,7 +2,14 @@
 //! resulting events are committed. Reads are served elsewhere (the query API).
 
 pub mod accounts;
+pub mod comments;
 pub mod errors;
+pub mod follows;
+pub mod likes;
+pub mod messages;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod upload;
+pub mod videos;
+pub mod writes;

@@ -1,6 +1,9 @@
 use std::net::SocketAddr;
 
-use infra::settings::{from_env, listen_addr, AuthSettings, EventStoreSettings, KafkaSettings};
+use infra::settings::{
+    from_env, listen_addr, AuthSettings, EventStoreSettings, KafkaSettings, MediaSettings,
+    PublicSettings, RedisSettings,
+};
 use serde::Deserialize;
 
 #[derive(Clone, Debug)]
@@ -11,6 +14,10 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub auth: AuthSettings,
     pub relay: RelaySettings,
+    pub media: MediaSettings,
+    /// The comment route answers with the commenter's card, read from Redis.
+    pub redis: RedisSettings,
+    pub public: PublicSettings,
 }
 
 /// `OUTBOX_RELAY`: whether this process also publishes the outbox (`true` by default). Any
@@ -33,6 +40,9 @@ impl Settings {
             kafka: from_env()?,
             auth: from_env()?,
             relay: from_env()?,
+            media: from_env()?,
+            redis: from_env()?,
+            public: from_env()?,
         })
     }
 }

@@ -12,6 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
 use crate::accounts::Accounts;
+use crate::comments::Comments;
+use crate::follows::Follows;
+use crate::likes::Likes;
+use crate::messages::Messages;
+use crate::videos::Videos;
+use infra::cards::Cards;
+use infra::media::MediaStore;
+use infra::redis_store::{self, Keys};
 use crate::routes;
 use crate::settings::Settings;
 
@@ -35,12 +43,38 @@ impl Application {
 
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
-        let accounts = web::Data::new(Accounts::new(store, tokens));
+        let redis = redis_store::connect(&settings.redis).await?;
+        let cards = web::Data::new(Cards::new(
+            redis,
+            Keys::new(&settings.redis),
+            settings.public.clone(),
+        ));
+        let media = MediaStore::connect(&settings.media)?;
+        let videos = web::Data::new(Videos::new(
+            store.clone(),
+            media,
+            settings.media.ffmpeg.clone(),
+        ));
+        let likes = web::Data::new(Likes::new(store.clone()));
+        let comments = web::Data::new(Comments::new(store.clone()));
+        let follows = web::Data::new(Follows::new(store.clone()));
+        let messages = web::Data::new(Messages::new(store.clone()));
+        let tokens = web::Data::new(tokens);
+        let media_settings = web::Data::new(settings.media.clone());
+        let accounts = web::Data::new(Accounts::new(store, tokens.as_ref().clone()));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::default())
                 .app_data(accounts.clone())
+                .app_data(tokens.clone())
+                .app_data(cards.clone())
+                .app_data(media_settings.clone())
+                .app_data(videos.clone())
+                .app_data(likes.clone())
+                .app_data(comments.clone())
+                .app_data(follows.clone())
+                .app_data(messages.clone())
                 .configure(routes::configure)
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))

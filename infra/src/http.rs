@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;
 
+use actix_multipart::Multipart;
 use actix_web::dev::Payload;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::StatusCode;
@@ -13,6 +14,7 @@ use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use domain::UserId;
 use futures::future::LocalBoxFuture;
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::auth::{TokenError, Tokens};
@@ -32,6 +34,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the service is busy, please try again")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error, please try again later")]
@@ -46,6 +50,7 @@ impl ApiError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
+            Self::TooLarge(_) => 413,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
         }
@@ -120,7 +125,7 @@ pub async fn route_not_found() -> HttpResponse {
     })
 }
 
-/// Parameters of a request, from its query string and, for a form body, from the body too.
+/// Parameters of a request, from its query string and from a form or multipart body.
 /// The client sends some fields in both; the query string wins.
 #[derive(Debug, Default)]
 pub struct Params(HashMap<String, String>);
@@ -161,6 +166,32 @@ impl Params {
         self.parse_with(name, str::parse)
     }
 
+    /// The user the `token` parameter was issued to, for routes that personalise what they
+    /// show but work without a login. An expired or bad token reads as no login: the feed
+    /// must keep working for a client holding an old token.
+    pub fn viewer(&self, tokens: &Tokens) -> Option<UserId> {
+        let token = self.get("token").filter(|token| !token.is_empty())?;
+        tokens
+            .verify(token)
+            .inspect_err(|error| tracing::debug!(%error, "token ignored"))
+            .ok()
+    }
+
+    /// Parses an optional parameter; an empty value counts as missing.
+    pub fn parse_optional<T>(&self, name: &str) -> Result<Option<T>, ApiError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.get(name).filter(|value| !value.is_empty()) {
+            Some(value) => value
+                .parse()
+                .map(Some)
+                .map_err(|error| ApiError::InvalidParameter(format!("`{name}` {error}"))),
+            None => Ok(None),
+        }
+    }
+
     /// The user the required `token` parameter was issued to.
     pub fn authenticated_user(&self, tokens: &Tokens) -> Result<UserId, ApiError> {
         let token = self
@@ -171,11 +202,57 @@ impl Params {
     }
 }
 
-fn is_form(req: &HttpRequest) -> bool {
+fn content_type(req: &HttpRequest) -> &str {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"))
+        .unwrap_or_default()
+}
+
+/// The most a text field of a multipart body may hold.
+const MAX_TEXT_FIELD: usize = 64 * 1024;
+
+/// Text fields of a multipart body, in order. File parts are read past, not kept: routes
+/// that take a file read the body themselves.
+pub async fn multipart_text_fields(
+    mut multipart: Multipart,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut fields = vec![];
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(malformed_multipart)?;
+        let is_file = field
+            .content_disposition()
+            .is_some_and(|disposition| disposition.get_filename().is_some());
+        let name = field.name().unwrap_or_default().to_owned();
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(malformed_multipart)?;
+            if !is_file {
+                value.extend_from_slice(&chunk);
+                if value.len() > MAX_TEXT_FIELD {
+                    return Err(ApiError::InvalidParameter(format!(
+                        "`{name}` is longer than {MAX_TEXT_FIELD} bytes"
+                    )));
+                }
+            }
+        }
+        if !is_file {
+            let value = String::from_utf8(value).map_err(|_| {
+                ApiError::InvalidParameter(format!("`{name}` is not UTF-8 text"))
+            })?;
+            fields.push((name, value));
+        }
+    }
+    Ok(fields)
+}
+
+pub fn malformed_multipart(error: actix_multipart::MultipartError) -> ApiError {
+    ApiError::InvalidParameter(format!("malformed multipart body: {error}"))
+}
+
+/// Parameters of the query string alone.
+pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    pairs(req.query_string().as_bytes())
 }
 
 fn pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
@@ -188,15 +265,24 @@ impl FromRequest for Params {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let query = pairs(req.query_string().as_bytes());
-        let body = is_form(req).then(|| Bytes::from_request(req, payload));
+        let query = query_pairs(req);
+        let kind = content_type(req);
+        let form = kind
+            .starts_with("application/x-www-form-urlencoded")
+            .then(|| Bytes::from_request(req, payload));
+        let multipart = kind
+            .starts_with("multipart/form-data")
+            .then(|| Multipart::new(req.headers(), payload.take()));
         Box::pin(async move {
             let mut all = query?;
-            if let Some(body) = body {
+            if let Some(body) = form {
                 let body = body.await.map_err(|error| {
                     ApiError::InvalidParameter(format!("unreadable form body: {error}"))
                 })?;
                 all.extend(pairs(&body)?);
+            }
+            if let Some(multipart) = multipart {
+                all.extend(multipart_text_fields(multipart).await?);
             }
             Ok(Self::from_pairs(all))
         })

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod cards;
 pub mod envelope;
 pub mod event_store;
 pub mod http;

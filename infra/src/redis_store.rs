@@ -91,6 +91,10 @@ impl Change {
         Self::default()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+
     pub fn hset(mut self, key: String, fields: &[(&str, String)]) -> Self {
         let mut args = vec![key];
         for (field, value) in fields {

@@ -1,10 +1,11 @@
-use infra::settings::{from_env, KafkaSettings, ReadStoreSettings};
+use infra::settings::{from_env, KafkaSettings, ReadStoreSettings, RedisSettings};
 use serde::Deserialize;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub read_store: ReadStoreSettings,
+    pub redis: RedisSettings,
     pub group: GroupSettings,
 }
 
@@ -24,6 +25,7 @@ impl Settings {
         Ok(Self {
             kafka: from_env()?,
             read_store: from_env()?,
+            redis: from_env()?,
             group: from_env()?,
         })
     }

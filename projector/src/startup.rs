@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use infra::redis_store::Keys;
 use infra::kafka::{consumer_config, ensure_topics, Topics};
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +22,13 @@ impl Projector {
         let consumer: EventConsumer =
             consumer_config(&settings.kafka, &settings.group.projector_group)
                 .create_with_context(CommitOnRevoke)?;
+        let redis = infra::redis_store::connect(&settings.redis).await?;
         Ok(Self {
-            projections: Projections::new(read_store.clone()),
+            projections: Projections::new(
+                read_store.clone(),
+                redis,
+                Keys::new(&settings.redis),
+            ),
             read_store,
             consumer,
             settings,

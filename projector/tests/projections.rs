@@ -24,7 +24,9 @@ async fn projections() -> (Projections, deadpool_postgres::Pool) {
     let pool = infra::read_store::connect(&settings.read_store)
         .await
         .unwrap();
-    (Projections::new(pool.clone()), pool)
+    let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    (Projections::new(pool.clone(), redis, keys), pool)
 }
 
 async fn names(pool: &deadpool_postgres::Pool) -> Vec<String> {

@@ -1,12 +1,26 @@
-//! Read models, one module per aggregate whose events they follow.
+//! Read models, one module per aggregate whose events they follow. Each module works out a
+//! [`Plan`] for an event, without IO; the plan is then carried out against Postgres and Redis.
 
+mod comments;
+mod conversations;
+mod follows;
+mod likes;
+mod plan;
 mod users;
+mod videos;
 
 use cqrs_es::Aggregate;
+use domain::comment::Comment;
+use domain::conversation::Conversation;
+use domain::follow::Follow;
+use domain::like::Like;
 use domain::user::User;
+use domain::video::Video;
 use infra::envelope::{EnvelopeError, PublishedEvent};
+use infra::redis_store::Keys;
+use redis::aio::ConnectionManager;
 
-pub use users::UserProjection;
+pub use plan::Plan;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -22,7 +36,7 @@ pub enum ProjectionError {
     /// The event cannot be understood; retrying will not help.
     #[error("unreadable event: {0}")]
     Unreadable(#[from] EnvelopeError),
-    /// The read store failed; the event is to be applied again.
+    /// A read store failed; the event is to be applied again.
     #[error("read store: {0}")]
     Store(String),
 }
@@ -41,25 +55,49 @@ impl From<deadpool_postgres::PoolError> for ProjectionError {
 
 /// Every read model, by the aggregate type it follows.
 pub struct Projections {
-    users: UserProjection,
+    pool: deadpool_postgres::Pool,
+    redis: ConnectionManager,
+    keys: Keys,
 }
 
 impl Projections {
-    pub fn new(read_store: deadpool_postgres::Pool) -> Self {
-        Self {
-            users: UserProjection::new(read_store),
-        }
+    pub fn new(pool: deadpool_postgres::Pool, redis: ConnectionManager, keys: Keys) -> Self {
+        Self { pool, redis, keys }
     }
 
     /// The aggregate types whose topics the projector reads.
     pub fn aggregate_types() -> &'static [&'static str] {
-        &[User::TYPE]
+        &[
+            User::TYPE,
+            Video::TYPE,
+            Like::TYPE,
+            Comment::TYPE,
+            Follow::TYPE,
+            Conversation::TYPE,
+        ]
+    }
+
+    /// What `event` changes in the read models; None for aggregates no read model follows.
+    pub fn plan(&self, event: &PublishedEvent) -> Result<Option<Plan>, EnvelopeError> {
+        let keys = &self.keys;
+        Ok(Some(match event.aggregate_type.as_str() {
+            User::TYPE => users::plan(event, keys)?,
+            Video::TYPE => videos::plan(event, keys)?,
+            Like::TYPE => likes::plan(event, keys)?,
+            Comment::TYPE => comments::plan(event, keys)?,
+            Follow::TYPE => follows::plan(event, keys)?,
+            Conversation::TYPE => conversations::plan(event)?,
+            _ => return Ok(None),
+        }))
     }
 
     pub async fn apply(&self, event: &PublishedEvent) -> Result<Outcome, ProjectionError> {
-        match event.aggregate_type.as_str() {
-            User::TYPE => self.users.apply(event).await,
-            _ => Ok(Outcome::Ignored),
+        match self.plan(event)? {
+            Some(plan) => {
+                plan.execute(event, &self.pool, &self.redis, &self.keys)
+                    .await
+            }
+            None => Ok(Outcome::Ignored),
         }
     }
 }

@@ -1,0 +1,46 @@
+//! Following and unfollowing users.
+
+use domain::follow::{Follow, FollowCommand};
+use domain::UserId;
+use infra::event_store::EventStore;
+use postgres_es::PostgresCqrs;
+
+use crate::writes::{execute, existing_user, now_ms, WriteError};
+
+pub struct Follows {
+    store: EventStore,
+    follows: PostgresCqrs<Follow>,
+}
+
+impl Follows {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            follows: store.cqrs(()),
+            store,
+        }
+    }
+
+    /// Makes `follower` follow `followee` (`on`) or not; asking for what already is changes
+    /// nothing.
+    pub async fn set(&self, follower: UserId, followee: UserId, on: bool) -> Result<(), WriteError> {
+        let command = if on {
+            FollowCommand::Follow {
+                follower,
+                followee,
+                at: now_ms(),
+            }
+        } else {
+            FollowCommand::Unfollow { follower, followee }
+        };
+        if follower != followee {
+            existing_user(&self.store, followee).await?;
+        }
+        execute(
+            &self.follows,
+            &Follow::id(follower, followee),
+            command,
+            |error| WriteError::Refused(error.to_string()),
+        )
+        .await
+    }
+}

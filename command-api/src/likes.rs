@@ -1,0 +1,43 @@
+//! Liking and unliking videos.
+
+use domain::like::{Like, LikeCommand};
+use domain::{UserId, VideoId};
+use infra::event_store::EventStore;
+use postgres_es::PostgresCqrs;
+
+use crate::writes::{execute, now_ms, video_author, WriteError};
+
+pub struct Likes {
+    store: EventStore,
+    likes: PostgresCqrs<Like>,
+}
+
+impl Likes {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            likes: store.cqrs(()),
+            store,
+        }
+    }
+
+    /// Makes `user`'s like of `video` on (`liked`) or off; asking for what already is
+    /// changes nothing.
+    pub async fn set(&self, user: UserId, video: VideoId, liked: bool) -> Result<(), WriteError> {
+        let video_author_id = video_author(&self.store, video).await?;
+        let command = if liked {
+            LikeCommand::Like {
+                video_id: video,
+                user_id: user,
+                video_author_id,
+                at: now_ms(),
+            }
+        } else {
+            LikeCommand::Unlike {
+                video_id: video,
+                user_id: user,
+                video_author_id,
+            }
+        };
+        execute(&self.likes, &Like::id(video, user), command, |never| match never {}).await
+    }
+}

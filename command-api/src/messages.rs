@@ -1,0 +1,49 @@
+//! Chat messages.
+
+use domain::conversation::{Conversation, ConversationCommand};
+use domain::text::MessageText;
+use domain::UserId;
+use infra::event_store::EventStore;
+use postgres_es::PostgresCqrs;
+
+use crate::writes::{execute, existing_user, now_ms, WriteError};
+
+pub struct Messages {
+    store: EventStore,
+    conversations: PostgresCqrs<Conversation>,
+}
+
+impl Messages {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            conversations: store.cqrs(()),
+            store,
+        }
+    }
+
+    pub async fn send(
+        &self,
+        from: UserId,
+        to: UserId,
+        content: MessageText,
+    ) -> Result<(), WriteError> {
+        if from != to {
+            existing_user(&self.store, to).await?;
+        }
+        let message_id = self.store.next_message_id().await?;
+        let command = ConversationCommand::Send {
+            message_id,
+            from,
+            to,
+            content,
+            now: now_ms(),
+        };
+        execute(
+            &self.conversations,
+            &Conversation::id(from, to),
+            command,
+            |error| WriteError::Refused(error.to_string()),
+        )
+        .await
+    }
+}

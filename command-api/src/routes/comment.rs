@@ -1,0 +1,54 @@
+use actix_web::{post, web, HttpResponse};
+use domain::text::CommentText;
+use domain::{CommentId, VideoId};
+use infra::auth::Tokens;
+use infra::cards::{create_date, Cards, CommentCard};
+use infra::http::{done, ok, ApiError, Params};
+use serde::Serialize;
+
+use crate::comments::Comments;
+
+#[derive(Serialize)]
+struct Posted {
+    comment: CommentCard,
+}
+
+#[post("/douyin/comment/action/")]
+async fn comment(
+    params: Params,
+    tokens: web::Data<Tokens>,
+    comments: web::Data<Comments>,
+    cards: web::Data<Cards>,
+) -> Result<HttpResponse, ApiError> {
+    let user = params.authenticated_user(&tokens)?;
+    let video: VideoId = params.parse("video_id")?;
+    match params.required("action_type")? {
+        "1" => {
+            let text = params.parse_with("comment_text", CommentText::parse)?;
+            let content = text.to_string();
+            let posted = comments.post(user, video, text).await?;
+            // The commenter's card as the read models hold it now.
+            let card = cards
+                .user(Some(user), user.get())
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::NotFound(format!("user {user} does not exist")))?;
+            Ok(ok(Posted {
+                comment: CommentCard {
+                    id: posted.id.get(),
+                    user: card,
+                    content,
+                    create_date: create_date(posted.at),
+                },
+            }))
+        }
+        "2" => {
+            let comment: CommentId = params.parse("comment_id")?;
+            comments.delete(user, video, comment).await?;
+            Ok(done())
+        }
+        other => Err(ApiError::InvalidParameter(format!(
+            "`action_type` must be 1 (post) or 2 (delete), not {other:?}"
+        ))),
+    }
+}

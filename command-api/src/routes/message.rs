@@ -1,0 +1,28 @@
+use actix_web::{post, web, HttpResponse};
+use domain::text::MessageText;
+use domain::UserId;
+use infra::auth::Tokens;
+use infra::http::{done, ApiError, Params};
+
+use crate::messages::Messages;
+
+#[post("/douyin/message/action/")]
+async fn message(
+    params: Params,
+    tokens: web::Data<Tokens>,
+    messages: web::Data<Messages>,
+) -> Result<HttpResponse, ApiError> {
+    let from = params.authenticated_user(&tokens)?;
+    let to: UserId = params.parse("to_user_id")?;
+    match params.required("action_type")? {
+        "1" => {}
+        other => {
+            return Err(ApiError::InvalidParameter(format!(
+                "`action_type` must be 1 (send), not {other:?}"
+            )))
+        }
+    }
+    let content = params.parse_with("content", MessageText::parse)?;
+    messages.send(from, to, content).await?;
+    Ok(done())
+}

@@ -1,0 +1,32 @@
+use actix_multipart::Multipart;
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use domain::text::Title;
+use infra::auth::Tokens;
+use infra::http::{done, ApiError};
+use infra::settings::MediaSettings;
+
+use crate::upload;
+use crate::videos::Videos;
+
+/// Every check is made before anything is stored: a refused upload leaves no object and no
+/// event behind.
+#[post("/douyin/publish/action/")]
+async fn publish(
+    req: HttpRequest,
+    multipart: Multipart,
+    tokens: web::Data<Tokens>,
+    settings: web::Data<MediaSettings>,
+    videos: web::Data<Videos>,
+) -> Result<HttpResponse, ApiError> {
+    let form = upload::read(&req, multipart, settings.max_upload_bytes).await?;
+    let author = form.params.authenticated_user(&tokens)?;
+    let title = form.params.parse_with("title", Title::parse)?;
+    let data = form
+        .data
+        .ok_or_else(|| ApiError::InvalidParameter("`data` is required: the video file".into()))?;
+    let kind = data.video_kind().ok_or_else(|| {
+        ApiError::InvalidParameter("`data` is not a video (MP4, WebM, MKV, MOV, ...)".into())
+    })?;
+    videos.publish(author, title, data.path(), kind).await?;
+    Ok(done())
+}

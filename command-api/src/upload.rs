@@ -1,0 +1,131 @@
+//! The publish form: a multipart body whose `data` part is streamed to a temporary file,
+//! counted as it arrives and cut off past the size cap, so that no upload is ever held whole
+//! in memory.
+
+use std::path::Path;
+
+use actix_multipart::Multipart;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::HttpRequest;
+use futures::StreamExt;
+use infra::http::{malformed_multipart, query_pairs, ApiError, Params};
+use tempfile::NamedTempFile;
+use tokio::io::AsyncWriteExt;
+
+/// Bytes of the start of the file kept to recognise its container format.
+const HEAD_BYTES: usize = 8 * 1024;
+/// Text fields of the publish form (`token`, `title`) are short.
+const MAX_TEXT_FIELD: usize = 4 * 1024;
+
+/// An uploaded file, in a temporary file removed when this is dropped.
+pub struct Upload {
+    file: NamedTempFile,
+    head: Vec<u8>,
+    pub size: u64,
+}
+
+/// A video container recognised by its signature.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoKind {
+    pub extension: &'static str,
+    pub mime_type: &'static str,
+}
+
+impl Upload {
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// What the bytes are, judged by the container's signature, never by the file name;
+    /// None when they are not a video.
+    pub fn video_kind(&self) -> Option<VideoKind> {
+        let kind = infer::get(&self.head)?;
+        (kind.matcher_type() == infer::MatcherType::Video).then(|| VideoKind {
+            extension: kind.extension(),
+            mime_type: kind.mime_type(),
+        })
+    }
+}
+
+pub struct PublishForm {
+    pub params: Params,
+    pub data: Option<Upload>,
+}
+
+fn too_large(max_bytes: u64) -> ApiError {
+    ApiError::TooLarge(format!(
+        "the video is larger than the limit of {} MiB",
+        max_bytes / (1024 * 1024)
+    ))
+}
+
+/// Reads the form; the query string's parameters win over the body's.
+pub async fn read(
+    req: &HttpRequest,
+    mut multipart: Multipart,
+    max_bytes: u64,
+) -> Result<PublishForm, ApiError> {
+    // A declared length over the cap (with room for the other fields) is refused unread.
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_bytes + 64 * 1024) {
+        return Err(too_large(max_bytes));
+    }
+
+    let mut pairs = query_pairs(req)?;
+    let mut data = None;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(malformed_multipart)?;
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "data" {
+            if data.is_some() {
+                return Err(ApiError::InvalidParameter("send one `data` file".into()));
+            }
+            data = Some(stream_to_file(&mut field, max_bytes).await?);
+            continue;
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            value.extend_from_slice(&chunk.map_err(malformed_multipart)?);
+            if value.len() > MAX_TEXT_FIELD {
+                return Err(ApiError::InvalidParameter(format!(
+                    "`{name}` is longer than {MAX_TEXT_FIELD} bytes"
+                )));
+            }
+        }
+        let value = String::from_utf8(value)
+            .map_err(|_| ApiError::InvalidParameter(format!("`{name}` is not UTF-8 text")))?;
+        pairs.push((name, value));
+    }
+    Ok(PublishForm {
+        params: Params::from_pairs(pairs),
+        data,
+    })
+}
+
+async fn stream_to_file(
+    field: &mut actix_multipart::Field,
+    max_bytes: u64,
+) -> Result<Upload, ApiError> {
+    let file = NamedTempFile::new().map_err(ApiError::internal)?;
+    let mut writer =
+        tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    let mut size: u64 = 0;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(malformed_multipart)?;
+        size += chunk.len() as u64;
+        if size > max_bytes {
+            return Err(too_large(max_bytes));
+        }
+        if head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        writer.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    writer.flush().await.map_err(ApiError::internal)?;
+    Ok(Upload { file, head, size })
+}

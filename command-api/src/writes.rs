@@ -1,0 +1,88 @@
+//! What every write shares: running a command with retries when another request changed the
+//! same aggregate first, the existence checks answered from the event store, the clock, and
+//! the errors of the write side.
+
+use cqrs_es::{Aggregate, AggregateError};
+use domain::user::User;
+use domain::video::Video;
+use domain::{UserId, VideoId};
+use infra::event_store::EventStore;
+use postgres_es::PostgresCqrs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("video {0} does not exist")]
+    NoSuchVideo(VideoId),
+    #[error("user {0} does not exist")]
+    NoSuchUser(UserId),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many simultaneous changes to the same thing, please try again")]
+    Busy,
+    #[error("event store: {0}")]
+    Store(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+/// How often a command is retried after losing a race on its aggregate. Each retry decides
+/// again on the state the winner left, so a lost race usually ends in "nothing to do".
+const ATTEMPTS: usize = 8;
+
+/// Runs `command` on aggregate `id`, deciding again on fresh state when a concurrent command
+/// on the same aggregate committed first. Domain refusals are mapped by `refusal`.
+pub async fn execute<A>(
+    cqrs: &PostgresCqrs<A>,
+    id: &str,
+    command: A::Command,
+    refusal: impl Fn(A::Error) -> WriteError,
+) -> Result<(), WriteError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    for _ in 0..ATTEMPTS {
+        match cqrs.execute(id, command.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(AggregateError::AggregateConflict) => continue,
+            Err(AggregateError::UserError(error)) => return Err(refusal(error)),
+            Err(error) => return Err(WriteError::Store(anyhow::anyhow!(error.to_string()))),
+        }
+    }
+    Err(WriteError::Busy)
+}
+
+/// The author of video `id`, from its aggregate: the read models may lag behind.
+pub async fn video_author(store: &EventStore, id: VideoId) -> Result<UserId, WriteError> {
+    let video: Video = store
+        .load(&id.to_string())
+        .await
+        .map_err(|error| WriteError::Store(anyhow::anyhow!(error.to_string())))?;
+    video.author().ok_or(WriteError::NoSuchVideo(id))
+}
+
+/// Fails unless user `id` is registered, from its aggregate.
+pub async fn existing_user(store: &EventStore, id: UserId) -> Result<(), WriteError> {
+    let user: User = store
+        .load(&id.to_string())
+        .await
+        .map_err(|error| WriteError::Store(anyhow::anyhow!(error.to_string())))?;
+    if user.is_registered() {
+        Ok(())
+    } else {
+        Err(WriteError::NoSuchUser(id))
+    }
+}
+
+/// The clock, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

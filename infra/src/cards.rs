@@ -1,0 +1,226 @@
+//! The `User` and `Video` objects of the client API, hydrated from the Redis read models: a
+//! page of videos and their authors, with counters and the viewer's flags, in two pipelined
+//! round trips whatever the page's length.
+
+use std::collections::HashMap;
+
+use domain::UserId;
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Value};
+use serde::Serialize;
+
+use crate::redis_store::Keys;
+use crate::settings::PublicSettings;
+
+/// Paths of the images shown until a user or video has its own.
+pub const DEFAULT_AVATAR: &str = "/static/avatar.png";
+pub const DEFAULT_BACKGROUND: &str = "/static/background.png";
+pub const DEFAULT_COVER: &str = "/static/cover.jpg";
+
+/// Where stored media is served, under the public base URL.
+pub const MEDIA_PATH: &str = "/media/";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserCard {
+    pub id: i64,
+    pub name: String,
+    pub follow_count: i64,
+    pub follower_count: i64,
+    pub is_follow: bool,
+    pub avatar: String,
+    pub background_image: String,
+    pub signature: String,
+    pub total_favorited: i64,
+    pub work_count: i64,
+    pub favorite_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VideoCard {
+    pub id: i64,
+    pub author: UserCard,
+    pub play_url: String,
+    pub cover_url: String,
+    pub favorite_count: i64,
+    pub comment_count: i64,
+    pub is_favorite: bool,
+    pub title: String,
+    /// Not part of the client's `Video`; the feed's `next_time` is made from it.
+    #[serde(skip)]
+    pub published_at: i64,
+}
+
+type Hash = HashMap<String, String>;
+
+#[derive(Clone)]
+pub struct Cards {
+    redis: ConnectionManager,
+    keys: Keys,
+    public: PublicSettings,
+}
+
+impl Cards {
+    pub fn new(redis: ConnectionManager, keys: Keys, public: PublicSettings) -> Self {
+        Self {
+            redis,
+            keys,
+            public,
+        }
+    }
+
+    /// Cards of the users `ids` that are registered, as `viewer` sees them, by id.
+    pub async fn users(
+        &self,
+        viewer: Option<UserId>,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, UserCard>, RedisError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.user(*id));
+        }
+        if let Some(viewer) = viewer {
+            pipe.smismember(self.keys.following(viewer.get()), ids);
+        }
+        let mut replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
+        let follows = flags(&mut replies, viewer.is_some(), ids.len())?;
+        let mut cards = HashMap::with_capacity(ids.len());
+        for ((id, reply), is_follow) in ids.iter().zip(replies).zip(follows) {
+            let hash: Hash = redis::from_redis_value(reply)?;
+            if let Some(card) = self.user_card(*id, &hash, is_follow) {
+                cards.insert(*id, card);
+            }
+        }
+        Ok(cards)
+    }
+
+    /// The card of one user; None when not registered.
+    pub async fn user(
+        &self,
+        viewer: Option<UserId>,
+        id: i64,
+    ) -> Result<Option<UserCard>, RedisError> {
+        Ok(self.users(viewer, &[id]).await?.remove(&id))
+    }
+
+    /// Cards of the videos `ids`, in the order given, skipping any not (yet) in the read
+    /// model, each with its author's card.
+    pub async fn videos(
+        &self,
+        viewer: Option<UserId>,
+        ids: &[i64],
+    ) -> Result<Vec<VideoCard>, RedisError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.keys.video(*id));
+        }
+        if let Some(viewer) = viewer {
+            pipe.smismember(self.keys.likes(viewer.get()), ids);
+        }
+        let mut replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
+        let likes = flags(&mut replies, viewer.is_some(), ids.len())?;
+        let mut videos = Vec::with_capacity(ids.len());
+        for ((id, reply), is_favorite) in ids.iter().zip(replies).zip(likes) {
+            let hash: Hash = redis::from_redis_value(reply)?;
+            let Some(author) = hash.get("author_id").and_then(|id| id.parse().ok()) else {
+                continue;
+            };
+            videos.push((*id, author, hash, is_favorite));
+        }
+        let mut authors: Vec<i64> = videos.iter().map(|(_, author, _, _)| *author).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let authors = self.users(viewer, &authors).await?;
+        Ok(videos
+            .into_iter()
+            .filter_map(|(id, author, hash, is_favorite)| {
+                let author = authors.get(&author)?.clone();
+                Some(self.video_card(id, author, &hash, is_favorite))
+            })
+            .collect())
+    }
+
+    fn user_card(&self, id: i64, hash: &Hash, is_follow: bool) -> Option<UserCard> {
+        let name = hash.get("name")?.clone();
+        let image = |field: &str, default: &str| {
+            hash.get(field)
+                .filter(|value| !value.is_empty())
+                .cloned()
+                .unwrap_or_else(|| self.public.url(default))
+        };
+        Some(UserCard {
+            id,
+            name,
+            follow_count: count(hash, "follow_count"),
+            follower_count: count(hash, "follower_count"),
+            is_follow,
+            avatar: image("avatar", DEFAULT_AVATAR),
+            background_image: image("background_image", DEFAULT_BACKGROUND),
+            signature: hash.get("signature").cloned().unwrap_or_default(),
+            total_favorited: count(hash, "total_favorited"),
+            work_count: count(hash, "work_count"),
+            favorite_count: count(hash, "favorite_count"),
+        })
+    }
+
+    fn video_card(&self, id: i64, author: UserCard, hash: &Hash, is_favorite: bool) -> VideoCard {
+        let key = |field: &str| hash.get(field).filter(|key| !key.is_empty());
+        VideoCard {
+            id,
+            author,
+            play_url: self.media_url(key("video_key").map_or("", String::as_str)),
+            cover_url: key("cover_key")
+                .map(|key| self.media_url(key))
+                .unwrap_or_else(|| self.public.url(DEFAULT_COVER)),
+            favorite_count: count(hash, "favorite_count"),
+            comment_count: count(hash, "comment_count"),
+            is_favorite,
+            title: hash.get("title").cloned().unwrap_or_default(),
+            published_at: count(hash, "published_at"),
+        }
+    }
+
+    pub fn media_url(&self, key: &str) -> String {
+        self.public.url(&format!("{MEDIA_PATH}{key}"))
+    }
+}
+
+/// Takes the trailing membership reply off `replies`, or all false when there is no viewer.
+fn flags(replies: &mut Vec<Value>, present: bool, len: usize) -> Result<Vec<bool>, RedisError> {
+    if !present {
+        return Ok(vec![false; len]);
+    }
+    let reply = replies.pop().unwrap_or(Value::Nil);
+    Ok(redis::from_redis_value(reply)?)
+}
+
+/// A counter; a missing one is zero, and one below zero (never written so) reads as zero.
+fn count(hash: &Hash, field: &str) -> i64 {
+    hash.get(field)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// The `Comment` object of the client API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommentCard {
+    pub id: i64,
+    pub user: UserCard,
+    pub content: String,
+    /// `mm-dd`, in UTC.
+    pub create_date: String,
+}
+
+/// The client's `create_date` of a comment posted at `at` (epoch ms).
+pub fn create_date(at: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .unwrap_or_default()
+        .format("%m-%d")
+        .to_string()
+}

@@ -1,0 +1,54 @@
+//! Published videos: a row in `videos`, the card and the feed entry in Redis, and the
+//! author's `work_count`.
+
+use domain::video::VideoEvent;
+use infra::envelope::{EnvelopeError, PublishedEvent};
+use infra::redis_store::Keys;
+
+use super::plan::{p, Plan};
+
+pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
+    let video_id: i64 = event
+        .aggregate_id
+        .parse()
+        .map_err(|_| EnvelopeError::BadAggregateId(event.event_id.clone()))?;
+    Ok(match event.domain_event()? {
+        VideoEvent::VideoPublished {
+            author_id,
+            title,
+            video_key,
+            cover_key,
+            published_at,
+        } => {
+            let author_id = author_id.get();
+            Plan::new()
+                .sql(
+                    "INSERT INTO videos (id, author_id, title, video_key, cover_key, published_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    vec![
+                        p(video_id),
+                        p(author_id),
+                        p(title.to_string()),
+                        p(video_key.clone()),
+                        p(cover_key.clone()),
+                        p(published_at),
+                    ],
+                )
+                .redis(|change| {
+                    change
+                        .hset(
+                            keys.video(video_id),
+                            &[
+                                ("author_id", author_id.to_string()),
+                                ("title", title.to_string()),
+                                ("video_key", video_key),
+                                ("cover_key", cover_key.unwrap_or_default()),
+                                ("published_at", published_at.to_string()),
+                            ],
+                        )
+                        .zadd(keys.feed(), published_at, video_id)
+                        .hincr(keys.user(author_id), "work_count", 1)
+                })
+        }
+    })
+}
