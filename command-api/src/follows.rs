@@ -22,7 +22,12 @@ impl Follows {
 
     /// Makes `follower` follow `followee` (`on`) or not; asking for what already is changes
     /// nothing.
-    pub async fn set(&self, follower: UserId, followee: UserId, on: bool) -> Result<(), WriteError> {
+    pub async fn set(
+        &self,
+        follower: UserId,
+        followee: UserId,
+        on: bool,
+    ) -> Result<(), WriteError> {
         let command = if on {
             FollowCommand::Follow {
                 follower,

@@ -38,6 +38,12 @@ impl Likes {
                 video_author_id,
             }
         };
-        execute(&self.likes, &Like::id(video, user), command, |never| match never {}).await
+        execute(
+            &self.likes,
+            &Like::id(video, user),
+            command,
+            |never| match never {},
+        )
+        .await
     }
 }

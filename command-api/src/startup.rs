@@ -16,12 +16,12 @@ use crate::comments::Comments;
 use crate::follows::Follows;
 use crate::likes::Likes;
 use crate::messages::Messages;
+use crate::routes;
+use crate::settings::Settings;
 use crate::videos::Videos;
 use infra::cards::Cards;
 use infra::media::MediaStore;
 use infra::redis_store::{self, Keys};
-use crate::routes;
-use crate::settings::Settings;
 
 pub struct Application {
     port: u16,

@@ -110,8 +110,7 @@ async fn stream_to_file(
     max_bytes: u64,
 ) -> Result<Upload, ApiError> {
     let file = NamedTempFile::new().map_err(ApiError::internal)?;
-    let mut writer =
-        tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
+    let mut writer = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut size: u64 = 0;
     while let Some(chunk) = field.next().await {

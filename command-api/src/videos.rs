@@ -68,9 +68,12 @@ impl Videos {
                     },
                     published_at: self.store.next_publish_time(now_ms()).await?,
                 };
-                execute(&self.videos, &id.to_string(), command, |error: VideoError| {
-                    WriteError::Store(error.into())
-                })
+                execute(
+                    &self.videos,
+                    &id.to_string(),
+                    command,
+                    |error: VideoError| WriteError::Store(error.into()),
+                )
                 .await
             }
             Err(error) => Err(WriteError::Store(error)),

@@ -68,6 +68,15 @@ impl Cards {
         }
     }
 
+    /// A connection to the Redis the cards are read from.
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Cards of the users `ids` that are registered, as `viewer` sees them, by id.
     pub async fn users(
         &self,

@@ -237,9 +237,8 @@ pub async fn multipart_text_fields(
             }
         }
         if !is_file {
-            let value = String::from_utf8(value).map_err(|_| {
-                ApiError::InvalidParameter(format!("`{name}` is not UTF-8 text"))
-            })?;
+            let value = String::from_utf8(value)
+                .map_err(|_| ApiError::InvalidParameter(format!("`{name}` is not UTF-8 text")))?;
             fields.push((name, value));
         }
     }

@@ -112,12 +112,14 @@ impl Change {
     }
 
     pub fn sadd(mut self, key: String, member: i64) -> Self {
-        self.operations.push(("SADD", vec![key, member.to_string()]));
+        self.operations
+            .push(("SADD", vec![key, member.to_string()]));
         self
     }
 
     pub fn srem(mut self, key: String, member: i64) -> Self {
-        self.operations.push(("SREM", vec![key, member.to_string()]));
+        self.operations
+            .push(("SREM", vec![key, member.to_string()]));
         self
     }
 

@@ -9,7 +9,8 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::envelope::PublishedEvent;
 use crate::settings::{
-    secret, AuthSettings, EventStoreSettings, KafkaSettings, ReadStoreSettings, RedisSettings,
+    secret, AuthSettings, EventStoreSettings, KafkaSettings, MediaBackend, MediaSettings,
+    ReadStoreSettings, RedisSettings,
 };
 
 /// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
@@ -44,6 +45,7 @@ pub struct TestSettings {
     pub redis: RedisSettings,
     pub kafka: KafkaSettings,
     pub auth: AuthSettings,
+    pub media: MediaSettings,
 }
 
 impl TestSettings {
@@ -76,6 +78,13 @@ impl TestSettings {
             auth: AuthSettings {
                 jwt_secret: secret(&unique("test-secret-of-enough-length-")),
                 token_ttl_secs: 3600,
+            },
+            media: MediaSettings {
+                media_store: MediaBackend::Local,
+                media_dir: std::env::temp_dir().join("douyin-test-media").join(&run),
+                media_bucket: None,
+                max_upload_bytes: 100 * 1024 * 1024,
+                ffmpeg: "ffmpeg".into(),
             },
         }
     }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use infra::redis_store::Keys;
 use infra::kafka::{consumer_config, ensure_topics, Topics};
+use infra::redis_store::Keys;
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
@@ -24,11 +24,7 @@ impl Projector {
                 .create_with_context(CommitOnRevoke)?;
         let redis = infra::redis_store::connect(&settings.redis).await?;
         Ok(Self {
-            projections: Projections::new(
-                read_store.clone(),
-                redis,
-                Keys::new(&settings.redis),
-            ),
+            projections: Projections::new(read_store.clone(), redis, Keys::new(&settings.redis)),
             read_store,
             consumer,
             settings,

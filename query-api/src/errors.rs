@@ -2,7 +2,7 @@
 
 use infra::http::ApiError;
 
-use crate::users::ReadError;
+use crate::reads::ReadError;
 
 impl From<ReadError> for ApiError {
     fn from(error: ReadError) -> Self {

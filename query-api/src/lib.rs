@@ -2,7 +2,7 @@
 //! It never reads the event store.
 
 pub mod errors;
+pub mod reads;
 pub mod routes;
 pub mod settings;
 pub mod startup;
-pub mod users;

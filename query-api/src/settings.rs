@@ -1,7 +1,8 @@
 use std::net::SocketAddr;
 
 use infra::settings::{
-    from_env, listen_addr, AuthSettings, PublicSettings, ReadStoreSettings, RedisSettings,
+    from_env, listen_addr, AuthSettings, MediaSettings, PublicSettings, ReadStoreSettings,
+    RedisSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -12,6 +13,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub auth: AuthSettings,
     pub public: PublicSettings,
+    pub media: MediaSettings,
 }
 
 impl Settings {
@@ -22,6 +24,7 @@ impl Settings {
             redis: from_env()?,
             auth: from_env()?,
             public: from_env()?,
+            media: from_env()?,
         })
     }
 }

@@ -8,9 +8,11 @@ use infra::http::{done, route_not_found};
 use infra::redis_store::{self, Keys};
 use tracing_actix_web::TracingLogger;
 
+use crate::reads::Reads;
 use crate::routes;
 use crate::settings::Settings;
-use crate::users::Users;
+use infra::cards::Cards;
+use infra::media::MediaStore;
 
 pub struct Application {
     port: u16,
@@ -22,12 +24,10 @@ impl Application {
         let read_store = infra::read_store::connect(&settings.read_store).await?;
         let redis = redis_store::connect(&settings.redis).await?;
         let tokens = web::Data::new(Tokens::new(&settings.auth)?);
-        let users = web::Data::new(Users::new(
-            read_store,
-            redis,
-            Keys::new(&settings.redis),
-            settings.public.clone(),
-        ));
+        let keys = Keys::new(&settings.redis);
+        let cards = Cards::new(redis, keys.clone(), settings.public.clone());
+        let reads = web::Data::new(Reads::new(read_store, cards, keys.feed()));
+        let media = web::Data::new(MediaStore::connect(&settings.media)?);
 
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
@@ -36,7 +36,8 @@ impl Application {
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::default())
                 .app_data(tokens.clone())
-                .app_data(users.clone())
+                .app_data(reads.clone())
+                .app_data(media.clone())
                 .configure(routes::configure)
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))

@@ -10,6 +10,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+/// The base of the URLs the stack hands out; [`TestStack::fetch`] maps it to the query API.
+pub const PUBLIC_BASE_URL: &str = "http://douyin.test";
+
 const LOCAL: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 pub struct TestStack {
@@ -24,8 +27,17 @@ pub struct TestStack {
 
 impl TestStack {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A stack whose settings `adjust` changes first (a smaller upload cap, say).
+    pub async fn spawn_with(adjust: impl FnOnce(&mut TestSettings)) -> Self {
         infra::telemetry::init();
-        let settings = TestSettings::new().await;
+        let mut settings = TestSettings::new().await;
+        adjust(&mut settings);
+        let public = PublicSettings {
+            public_base_url: PUBLIC_BASE_URL.to_owned(),
+        };
 
         let command = command_api::startup::Application::build(command_api::settings::Settings {
             listen: LOCAL,
@@ -33,6 +45,9 @@ impl TestStack {
             kafka: settings.kafka.clone(),
             auth: settings.auth.clone(),
             relay: command_api::settings::RelaySettings { outbox_relay: true },
+            media: settings.media.clone(),
+            redis: settings.redis.clone(),
+            public: public.clone(),
         })
         .await
         .expect("the command API starts");
@@ -42,6 +57,7 @@ impl TestStack {
         let projector = projector::startup::Projector::build(projector::settings::Settings {
             kafka: settings.kafka.clone(),
             read_store: settings.read_store.clone(),
+            redis: settings.redis.clone(),
             group: projector::settings::GroupSettings {
                 projector_group: unique("projector-"),
             },
@@ -56,9 +72,8 @@ impl TestStack {
             read_store: settings.read_store.clone(),
             redis: settings.redis.clone(),
             auth: settings.auth.clone(),
-            public: PublicSettings {
-                public_base_url: "http://douyin.test".to_owned(),
-            },
+            public,
+            media: settings.media.clone(),
         })
         .await
         .expect("the query API starts");

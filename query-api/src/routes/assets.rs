@@ -22,3 +22,15 @@ async fn avatar() -> HttpResponse {
 async fn background() -> HttpResponse {
     png(include_bytes!("../../assets/background.png"))
 }
+
+/// The cover of a video no cover could be taken from.
+#[get("/static/cover.jpg")]
+async fn cover() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::jpeg())
+        .insert_header(CacheControl(vec![
+            CacheDirective::Public,
+            CacheDirective::MaxAge(86_400),
+        ]))
+        .body(&include_bytes!("../../assets/cover.jpg")[..])
+}

@@ -1,11 +1,44 @@
 mod assets;
+mod feed;
+pub mod media;
+mod relations;
 mod user;
+mod videos;
 
 use actix_web::web;
+use domain::UserId;
+use infra::http::ApiError;
+
+use crate::reads::{ReadError, Reads};
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
+        .service(feed::feed)
         .service(user::user_info)
+        .service(videos::published)
+        .service(videos::liked)
+        .service(videos::comments)
+        .service(relations::following)
+        .service(relations::followers)
+        .service(relations::friends)
+        .service(relations::chat)
         .service(assets::avatar)
-        .service(assets::background);
+        .service(assets::background)
+        .service(assets::cover)
+        .service(
+            web::resource("/media/{key:.*}")
+                .route(web::get().to(media::media))
+                .route(web::head().to(media::media)),
+        );
+}
+
+/// Refuses lists of users that are not registered.
+async fn existing_user(reads: &Reads, viewer: UserId, user: UserId) -> Result<(), ApiError> {
+    reads
+        .cards()
+        .user(Some(viewer), user.get())
+        .await
+        .map_err(ReadError::from)?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::NotFound(format!("user {user} does not exist")))
 }

@@ -1,10 +1,11 @@
 use actix_web::{get, web, HttpResponse};
 use domain::UserId;
 use infra::auth::Tokens;
+use infra::cards::UserCard;
 use infra::http::{ok, ApiError, Params};
 use serde::Serialize;
 
-use crate::users::{UserCard, Users};
+use crate::reads::Reads;
 
 #[derive(Serialize)]
 struct UserReply {
@@ -15,13 +16,15 @@ struct UserReply {
 async fn user_info(
     params: Params,
     tokens: web::Data<Tokens>,
-    users: web::Data<Users>,
+    reads: web::Data<Reads>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = params.authenticated_user(&tokens)?;
     let id: UserId = params.parse("user_id")?;
-    let user = users
-        .card(viewer, id)
-        .await?
+    let user = reads
+        .cards()
+        .user(Some(viewer), id.get())
+        .await
+        .map_err(crate::reads::ReadError::from)?
         .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
     Ok(ok(UserReply { user }))
 }

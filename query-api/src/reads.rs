@@ -1,0 +1,271 @@
+//! The reads behind the routes: lists from the Postgres read models, each by an index and
+//! bounded, hydrated into cards from Redis in a constant number of round trips.
+
+use domain::{UserId, VideoId};
+use infra::cards::{create_date, Cards, CommentCard, UserCard, VideoCard};
+use serde::Serialize;
+
+/// The most items a list answers with. The client does not page lists (only the feed).
+pub const LIST_LIMIT: i64 = 1000;
+/// Videos in one page of the feed.
+pub const FEED_PAGE: usize = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("read store: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("read store connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("media store: {0}")]
+    Media(#[from] object_store::Error),
+}
+
+/// The `FriendUser` object: a user card with the latest message exchanged.
+#[derive(Debug, Serialize)]
+pub struct FriendCard {
+    #[serde(flatten)]
+    pub user: UserCard,
+    pub message: String,
+    #[serde(rename = "msgType")]
+    pub msg_type: i64,
+}
+
+/// The `Message` object.
+#[derive(Debug, Serialize)]
+pub struct MessageCard {
+    pub id: i64,
+    pub to_user_id: i64,
+    pub from_user_id: i64,
+    pub content: String,
+    pub create_time: i64,
+}
+
+pub struct Reads {
+    pool: deadpool_postgres::Pool,
+    cards: Cards,
+    feed_key: String,
+}
+
+impl Reads {
+    pub fn new(pool: deadpool_postgres::Pool, cards: Cards, feed_key: String) -> Self {
+        Self {
+            pool,
+            cards,
+            feed_key,
+        }
+    }
+
+    pub fn cards(&self) -> &Cards {
+        &self.cards
+    }
+
+    /// Up to a page of videos published strictly before `before` (epoch ms), newest first.
+    /// Publish times are unique, so the oldest one's time is an exact cursor.
+    pub async fn feed(
+        &self,
+        viewer: Option<UserId>,
+        before: i64,
+    ) -> Result<Vec<VideoCard>, ReadError> {
+        let ids: Vec<i64> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(&self.feed_key)
+            .arg(format!("({before}"))
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(FEED_PAGE)
+            .query_async(&mut self.cards.redis())
+            .await?;
+        Ok(self.cards.videos(viewer, &ids).await?)
+    }
+
+    pub async fn video_exists(&self, video: VideoId) -> Result<bool, ReadError> {
+        Ok(!self.cards.videos(None, &[video.get()]).await?.is_empty())
+    }
+
+    async fn ids(&self, sql: &str, id: i64) -> Result<Vec<i64>, ReadError> {
+        let client = self.pool.get().await?;
+        let rows = client.query(sql, &[&id, &LIST_LIMIT]).await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Videos `author` published, newest first.
+    pub async fn published(
+        &self,
+        viewer: Option<UserId>,
+        author: UserId,
+    ) -> Result<Vec<VideoCard>, ReadError> {
+        let ids = self
+            .ids(
+                "SELECT id FROM videos WHERE author_id = $1 ORDER BY published_at DESC LIMIT $2",
+                author.get(),
+            )
+            .await?;
+        Ok(self.cards.videos(viewer, &ids).await?)
+    }
+
+    /// Videos `user` likes, most recently liked first.
+    pub async fn liked(
+        &self,
+        viewer: Option<UserId>,
+        user: UserId,
+    ) -> Result<Vec<VideoCard>, ReadError> {
+        let ids = self
+            .ids(
+                "SELECT video_id FROM likes WHERE user_id = $1 ORDER BY liked_at DESC LIMIT $2",
+                user.get(),
+            )
+            .await?;
+        Ok(self.cards.videos(viewer, &ids).await?)
+    }
+
+    /// Users `user` follows, most recent first.
+    pub async fn following(
+        &self,
+        viewer: Option<UserId>,
+        user: UserId,
+    ) -> Result<Vec<UserCard>, ReadError> {
+        let ids = self
+            .ids(
+                "SELECT followee_id FROM follows WHERE follower_id = $1
+                 ORDER BY followed_at DESC LIMIT $2",
+                user.get(),
+            )
+            .await?;
+        self.users_in_order(viewer, &ids).await
+    }
+
+    /// Users following `user`, most recent first.
+    pub async fn followers(
+        &self,
+        viewer: Option<UserId>,
+        user: UserId,
+    ) -> Result<Vec<UserCard>, ReadError> {
+        let ids = self
+            .ids(
+                "SELECT follower_id FROM follows WHERE followee_id = $1
+                 ORDER BY followed_at DESC LIMIT $2",
+                user.get(),
+            )
+            .await?;
+        self.users_in_order(viewer, &ids).await
+    }
+
+    async fn users_in_order(
+        &self,
+        viewer: Option<UserId>,
+        ids: &[i64],
+    ) -> Result<Vec<UserCard>, ReadError> {
+        let mut cards = self.cards.users(viewer, ids).await?;
+        Ok(ids.iter().filter_map(|id| cards.remove(id)).collect())
+    }
+
+    /// Users who follow `user` and whom `user` follows, each with the latest message of
+    /// their conversation with `user`.
+    pub async fn friends(
+        &self,
+        viewer: Option<UserId>,
+        user: UserId,
+    ) -> Result<Vec<FriendCard>, ReadError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT mine.followee_id, latest.content, latest.from_id
+                   FROM follows mine
+                   JOIN follows theirs ON theirs.follower_id = mine.followee_id
+                                      AND theirs.followee_id = mine.follower_id
+                   LEFT JOIN LATERAL (
+                        SELECT content, from_id FROM messages
+                         WHERE low_id = LEAST(mine.follower_id, mine.followee_id)
+                           AND high_id = GREATEST(mine.follower_id, mine.followee_id)
+                         ORDER BY sent_at DESC LIMIT 1) latest ON true
+                  WHERE mine.follower_id = $1
+                  ORDER BY mine.followed_at DESC
+                  LIMIT $2",
+                &[&user.get(), &LIST_LIMIT],
+            )
+            .await?;
+        drop(client);
+        let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+        let mut cards = self.cards.users(viewer, &ids).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let user_card = cards.remove(&row.get::<_, i64>(0))?;
+                let from: Option<i64> = row.get(2);
+                Some(FriendCard {
+                    user: user_card,
+                    message: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                    msg_type: i64::from(from == Some(user.get())),
+                })
+            })
+            .collect())
+    }
+
+    /// Comments on `video` that are not deleted, newest first.
+    pub async fn comments(
+        &self,
+        viewer: Option<UserId>,
+        video: VideoId,
+    ) -> Result<Vec<CommentCard>, ReadError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, user_id, content, posted_at FROM comments
+                  WHERE video_id = $1 AND deleted_at IS NULL
+                  ORDER BY posted_at DESC, id DESC LIMIT $2",
+                &[&video.get(), &LIST_LIMIT],
+            )
+            .await?;
+        drop(client);
+        let mut authors: Vec<i64> = rows.iter().map(|row| row.get(1)).collect();
+        authors.sort_unstable();
+        authors.dedup();
+        let cards = self.cards.users(viewer, &authors).await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(CommentCard {
+                    id: row.get(0),
+                    user: cards.get(&row.get::<_, i64>(1))?.clone(),
+                    content: row.get(2),
+                    create_date: create_date(row.get(3)),
+                })
+            })
+            .collect())
+    }
+
+    /// Messages between `a` and `b` sent after `after` (epoch ms), oldest first.
+    pub async fn chat(
+        &self,
+        a: UserId,
+        b: UserId,
+        after: i64,
+    ) -> Result<Vec<MessageCard>, ReadError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, from_id, to_id, content, sent_at FROM messages
+                  WHERE low_id = $1 AND high_id = $2 AND sent_at > $3
+                  ORDER BY sent_at LIMIT $4",
+                &[
+                    &a.get().min(b.get()),
+                    &a.get().max(b.get()),
+                    &after,
+                    &LIST_LIMIT,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| MessageCard {
+                id: row.get(0),
+                from_user_id: row.get(1),
+                to_user_id: row.get(2),
+                content: row.get(3),
+                create_time: row.get(4),
+            })
+            .collect())
+    }
+}
