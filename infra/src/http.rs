@@ -118,9 +118,15 @@ pub fn done() -> HttpResponse {
 
 /// For routes that do not exist: still the envelope, never an HTML page.
 pub async fn route_not_found() -> HttpResponse {
+    not_found("no such route")
+}
+
+/// An HTTP 404 with the envelope: for what is fetched by URL (media), where players and
+/// caches go by the HTTP status rather than by `status_code`.
+pub fn not_found(message: &str) -> HttpResponse {
     HttpResponse::NotFound().json(Envelope {
         status_code: 404,
-        status_msg: "no such route",
+        status_msg: message,
         body: Nothing {},
     })
 }

@@ -144,6 +144,11 @@ impl TestStack {
         )
     }
 
+    /// Registers user number `i` of a test (`user<i>`); returns its id and token.
+    pub async fn registered_named(&self, i: usize) -> (i64, String) {
+        self.registered(&format!("user{i}"), "password1").await
+    }
+
     pub async fn user(&self, user_id: i64, token: &str) -> Value {
         self.query(
             "/douyin/user/",
@@ -169,6 +174,100 @@ impl TestStack {
         }
     }
 
+    /// Publishes `bytes` as a video through the multipart form the client sends.
+    pub async fn publish(&self, token: &str, title: &str, bytes: Vec<u8>) -> Value {
+        let form = reqwest::multipart::Form::new()
+            .text("token", token.to_owned())
+            .text("title", title.to_owned())
+            .part(
+                "data",
+                reqwest::multipart::Part::bytes(bytes).file_name("upload.mp4"),
+            );
+        let response = self
+            .http
+            .post(format!("{}/douyin/publish/action/", self.command_url))
+            .multipart(form)
+            .send()
+            .await
+            .expect("the command API answers");
+        json_of(response).await
+    }
+
+    /// Publishes the sample clip and waits until it is in `author`'s publish list; returns
+    /// the video as listed.
+    pub async fn published(&self, author: i64, token: &str, title: &str) -> Value {
+        let reply = self.publish(token, title, sample_video()).await;
+        assert_eq!(reply["status_code"], 0, "publish refused: {reply}");
+        let list = self
+            .eventually(
+                "/douyin/publish/list/",
+                &[("user_id", &author.to_string()), ("token", token)],
+                |reply| {
+                    reply["video_list"]
+                        .as_array()
+                        .is_some_and(|list| list.iter().any(|v| v["title"] == title))
+                },
+            )
+            .await;
+        list["video_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|video| video["title"] == title)
+            .unwrap()
+            .clone()
+    }
+
+    /// Polls a read until `holds` is true of its reply (10 s at most); returns the reply.
+    pub async fn eventually(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        holds: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let reply = self.query(path, params).await;
+            if holds(&reply) {
+                return reply;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{path} never showed what was expected; last reply: {reply}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// GETs a URL the stack handed out, from the query API.
+    pub async fn fetch(&self, url: &str, range: Option<&str>) -> reqwest::Response {
+        let path = url
+            .strip_prefix(PUBLIC_BASE_URL)
+            .unwrap_or_else(|| panic!("{url} is not under {PUBLIC_BASE_URL}"));
+        let mut request = self.http.get(format!("{}{path}", self.query_url));
+        if let Some(range) = range {
+            request = request.header(reqwest::header::RANGE, range);
+        }
+        request.send().await.expect("the query API answers")
+    }
+
+    /// Files under the media folder: what the media store holds.
+    pub fn stored_objects(&self) -> Vec<std::path::PathBuf> {
+        fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = vec![];
+        walk(&self.settings.media.media_dir, &mut found);
+        found
+    }
+
     pub async fn count_events(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(&self.event_store)
@@ -181,6 +280,11 @@ impl Drop for TestStack {
     fn drop(&mut self) {
         self.stop_projector.cancel();
     }
+}
+
+/// A one-second MP4 made with ffmpeg (`testsrc`, 160x120).
+pub fn sample_video() -> Vec<u8> {
+    include_bytes!("../fixtures/clip.mp4").to_vec()
 }
 
 async fn json_of(response: reqwest::Response) -> Value {

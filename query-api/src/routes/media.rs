@@ -6,7 +6,7 @@ use actix_web::http::header::{
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::TryStreamExt;
-use infra::http::ApiError;
+use infra::http::{not_found, ApiError};
 use infra::media::MediaStore;
 use object_store::GetRange;
 
@@ -34,15 +34,13 @@ pub async fn media(
     store: web::Data<MediaStore>,
 ) -> Result<HttpResponse, ApiError> {
     let key = key.into_inner();
-    let not_found = || ApiError::NotFound(format!("no media at {key}"));
+    let missing = || not_found(&format!("no media at {key}"));
     if !is_media_key(&key) {
-        return Err(not_found());
+        return Ok(missing());
     }
-    let size = store
-        .size(&key)
-        .await
-        .map_err(ReadError::from)?
-        .ok_or_else(not_found)?;
+    let Some(size) = store.size(&key).await.map_err(ReadError::from)? else {
+        return Ok(missing());
+    };
 
     let requested = match header::Range::parse(&req) {
         Ok(header::Range::Bytes(specs)) if specs.len() == 1 => Some(specs[0].clone()),
@@ -62,14 +60,10 @@ pub async fn media(
         None => None,
     };
 
-    let object = store
-        .get(
-            &key,
-            range.map(|(first, last)| GetRange::Bounded(first..last + 1)),
-        )
-        .await
-        .map_err(ReadError::from)?
-        .ok_or_else(not_found)?;
+    let bounds = range.map(|(first, last)| GetRange::Bounded(first..last + 1));
+    let Some(object) = store.get(&key, bounds).await.map_err(ReadError::from)? else {
+        return Ok(missing());
+    };
     let mut response = match range {
         Some((first, last)) => {
             let mut partial = HttpResponse::PartialContent();

@@ -1,0 +1,257 @@
+//! Publishing, media and the feed, through HTTP and the real services.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+use serde_json::Value;
+use system_tests::{sample_video, TestStack, PUBLIC_BASE_URL};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_video_is_listed_with_its_cover_and_streams_by_ranges() {
+    let stack = TestStack::spawn().await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+
+    let video = stack.published(ann, &token, "cats").await;
+    assert_eq!(video["author"]["id"], ann);
+    assert_eq!(video["author"]["name"], "ann");
+    assert_eq!(video["author"]["work_count"], 1);
+    assert_eq!(video["favorite_count"], 0);
+    assert_eq!(video["comment_count"], 0);
+    assert_eq!(video["is_favorite"], false);
+    let play_url = video["play_url"].as_str().unwrap();
+    let cover_url = video["cover_url"].as_str().unwrap();
+    assert!(
+        play_url.starts_with(&format!("{PUBLIC_BASE_URL}/media/videos/"))
+            && play_url.ends_with(".mp4"),
+        "{play_url}"
+    );
+    assert!(
+        cover_url.starts_with(&format!("{PUBLIC_BASE_URL}/media/covers/")),
+        "{cover_url}"
+    );
+
+    let sample = sample_video();
+    let whole = stack.fetch(play_url, None).await;
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert_eq!(whole.headers()["content-type"], "video/mp4");
+    assert_eq!(whole.bytes().await.unwrap(), sample);
+
+    let first = stack.fetch(play_url, Some("bytes=0-99")).await;
+    assert_eq!(first.status(), 206);
+    assert_eq!(
+        first.headers()["content-range"],
+        format!("bytes 0-99/{}", sample.len()).as_str()
+    );
+    assert_eq!(first.bytes().await.unwrap(), sample[..100]);
+
+    let tail = stack.fetch(play_url, Some("bytes=-10")).await;
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap(), sample[sample.len() - 10..]);
+
+    let beyond = stack.fetch(play_url, Some("bytes=99999999-")).await;
+    assert_eq!(beyond.status(), 416);
+
+    let cover = stack.fetch(cover_url, None).await;
+    assert_eq!(cover.status(), 200);
+    assert_eq!(cover.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        cover.bytes().await.unwrap()[..3],
+        [0xFF, 0xD8, 0xFF],
+        "a JPEG"
+    );
+
+    let missing = stack
+        .fetch(&format!("{PUBLIC_BASE_URL}/media/videos/424242.mp4"), None)
+        .await;
+    assert_eq!(missing.status(), 404);
+    let envelope: Value = missing.json().await.unwrap();
+    assert_eq!(envelope["status_code"], 404);
+
+    let feed = stack.query("/douyin/feed/", &[]).await;
+    assert_eq!(feed["status_code"], 0, "{feed}");
+    assert_eq!(feed["video_list"][0]["id"], video["id"]);
+    assert_eq!(feed["video_list"][0]["is_favorite"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_uploads_leave_no_object_and_no_event_behind() {
+    let stack = TestStack::spawn_with(|settings| settings.media.max_upload_bytes = 64 * 1024).await;
+    let (_, token) = stack.registered("ann", "password1").await;
+    let events_before = stack.count_events().await;
+
+    let mut too_large = sample_video();
+    too_large.resize(200 * 1024, 0);
+    let long_title = "long ".repeat(30);
+    let png = include_bytes!("../../query-api/assets/avatar.png").to_vec();
+    // token, title, file, and the `status_code` and `status_msg` expected back.
+    type Upload<'a> = (&'a str, &'a str, Option<Vec<u8>>, i64, &'a str);
+    let cases: Vec<Upload> = vec![
+        (&token, "big", Some(too_large), 413, "larger than"),
+        (&token, "picture", Some(png), 400, "not a video"),
+        (
+            &token,
+            "text",
+            Some(b"just some text".to_vec()),
+            400,
+            "not a video",
+        ),
+        (
+            &token,
+            "",
+            Some(sample_video()),
+            400,
+            "`title` must not be empty",
+        ),
+        (
+            &token,
+            &long_title,
+            Some(sample_video()),
+            400,
+            "`title` must be at most 100",
+        ),
+        (&token, "no file", None, 400, "`data` is required"),
+        ("not-a-token", "bad token", Some(sample_video()), 401, ""),
+        (
+            "",
+            "no token",
+            Some(sample_video()),
+            401,
+            "`token` is required",
+        ),
+    ];
+    for (token, title, data, code, message) in cases {
+        let mut form = reqwest::multipart::Form::new()
+            .text("token", token.to_owned())
+            .text("title", title.to_owned());
+        if let Some(data) = data {
+            form = form.part(
+                "data",
+                reqwest::multipart::Part::bytes(data).file_name("cat.mp4"),
+            );
+        }
+        let reply: Value = stack
+            .http
+            .post(format!("{}/douyin/publish/action/", stack.command_url))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reply["status_code"], code, "{title}: {reply}");
+        assert!(
+            reply["status_msg"].as_str().unwrap().contains(message),
+            "{title}: {reply}"
+        );
+    }
+    assert_eq!(stack.count_events().await, events_before);
+    assert!(
+        stack.stored_objects().is_empty(),
+        "{:?}",
+        stack.stored_objects()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_no_cover_can_be_taken_from_gets_the_default_cover() {
+    let stack = TestStack::spawn().await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+    // An MP4 signature followed by bytes no decoder makes sense of.
+    let mut broken = sample_video()[..32].to_vec();
+    broken.extend(std::iter::repeat_n(0x5a, 4096));
+    let reply = stack.publish(&token, "broken", broken).await;
+    assert_eq!(reply["status_code"], 0, "{reply}");
+    let list = stack
+        .eventually(
+            "/douyin/publish/list/",
+            &[("user_id", &ann.to_string()), ("token", &token)],
+            |reply| {
+                reply["video_list"]
+                    .as_array()
+                    .is_some_and(|l| !l.is_empty())
+            },
+        )
+        .await;
+    let cover_url = list["video_list"][0]["cover_url"].as_str().unwrap();
+    assert_eq!(cover_url, format!("{PUBLIC_BASE_URL}/static/cover.jpg"));
+    let cover = stack.fetch(cover_url, None).await;
+    assert_eq!(cover.status(), 200);
+    assert_eq!(cover.headers()["content-type"], "image/jpeg");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_pages_by_time_without_repeating_or_skipping_a_video() {
+    let stack = TestStack::spawn().await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+    const VIDEOS: usize = 33;
+    let replies: Vec<Value> = futures::stream::iter(0..VIDEOS)
+        .map(|i| {
+            let (stack, token) = (&stack, &token);
+            async move {
+                stack
+                    .publish(token, &format!("video {i}"), sample_video())
+                    .await
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    assert!(
+        replies.iter().all(|reply| reply["status_code"] == 0),
+        "{replies:?}"
+    );
+    stack
+        .eventually(
+            "/douyin/publish/list/",
+            &[("user_id", &ann.to_string()), ("token", &token)],
+            |reply| {
+                reply["video_list"]
+                    .as_array()
+                    .is_some_and(|l| l.len() == VIDEOS)
+            },
+        )
+        .await;
+
+    let mut seen = Vec::new();
+    let mut latest_time: Option<i64> = None;
+    let mut pages = vec![];
+    loop {
+        let time = latest_time.map(|t| t.to_string());
+        let mut params = vec![("token", token.as_str())];
+        if let Some(time) = &time {
+            params.push(("latest_time", time));
+        }
+        let page = stack.query("/douyin/feed/", &params).await;
+        assert_eq!(page["status_code"], 0, "{page}");
+        let videos = page["video_list"].as_array().unwrap();
+        if videos.is_empty() {
+            break;
+        }
+        assert!(videos.len() <= 30);
+        pages.push(videos.len());
+        seen.extend(videos.iter().map(|video| video["id"].as_i64().unwrap()));
+        let next_time = page["next_time"].as_i64().unwrap();
+        assert!(
+            latest_time.is_none_or(|t| next_time < t),
+            "the cursor moves back in time"
+        );
+        latest_time = Some(next_time);
+    }
+    assert_eq!(pages, vec![30, VIDEOS - 30]);
+    let distinct: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(distinct.len(), VIDEOS, "no video twice");
+
+    // A `latest_time` in seconds is read as seconds: a minute from now shows everything.
+    let in_a_minute = (chrono::Utc::now().timestamp() + 60).to_string();
+    let page = stack
+        .query("/douyin/feed/", &[("latest_time", &in_a_minute)])
+        .await;
+    assert_eq!(page["video_list"].as_array().unwrap().len(), 30);
+    // A time before every video shows none.
+    let page = stack
+        .query("/douyin/feed/", &[("latest_time", "1000")])
+        .await;
+    assert_eq!(page["video_list"], serde_json::json!([]));
+}
