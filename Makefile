@@ -9,6 +9,10 @@ up:
 down:
 	scripts/stack.sh down
 
+# Demo users and a handful of short videos (made with ffmpeg), published through the API.
+seed:
+	scripts/seed.sh
+
 # Every test, starting the services the tests need.
 test:
 	scripts/test.sh
@@ -24,4 +28,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down test bench fmt lint
+.PHONY: run up down seed test bench fmt lint

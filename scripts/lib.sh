@@ -116,8 +116,14 @@ ensure_broker() {
     wait_for_port "$KAFKA_PORT" "the nisshi broker" 60
 }
 
+# Covers of uploaded videos are taken with ffmpeg; the demo videos are made with it.
+ensure_ffmpeg() {
+    command -v ffmpeg >/dev/null || apt_install ffmpeg
+}
+
 ensure_services() {
     ensure_build_tools
+    ensure_ffmpeg
     ensure_postgres
     ensure_redis
     ensure_broker "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole stack on this machine: Postgres, Redis, the nisshi broker, the three services and
-# nginx in front of them on :8080.
+# nginx in front of them on :8080. Uploaded media is kept in $MEDIA_DIR (.run/media).
 #
 #   scripts/stack.sh up      start it in the background, return once :8080 answers
 #   scripts/stack.sh run     start it and stay in the foreground; Ctrl-C stops it all
@@ -20,6 +20,7 @@ export READ_DATABASE_URL=${READ_DATABASE_URL:-$PG_SERVER/douyin_read}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
 export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PROXY_PORT}
+export MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}
 export RUST_LOG=${RUST_LOG:-info}
 SERVICES=(command-api projector query-api)
 
@@ -125,8 +126,16 @@ down() {
     stop_pid nisshi
 }
 
+feed_is_empty() {
+    curl -fsS "http://127.0.0.1:$PROXY_PORT/douyin/feed/" | grep -q '"video_list":\[\]'
+}
+
 run() {
     up
+    if feed_is_empty; then
+        log "the feed is empty: loading the demo videos (make seed)"
+        "$ROOT/scripts/seed.sh" || log "could not load the demo videos; see above"
+    fi
     trap 'echo; log "stopping"; down; exit 0' INT TERM
     log "Ctrl-C stops everything"
     tail -n 0 -F "$RUN_DIR"/{command-api,projector,query-api}.log &

@@ -1,5 +1,9 @@
 //! Measures how long a write takes to show in the reads, against a running stack:
-//! registers users one after another and polls the user info route until each is readable.
+//!
+//! - registrations: registers users one after another and polls the user info route until
+//!   each is readable;
+//! - likes: one user likes and unlikes a video in turn, and after each acknowledged write
+//!   polls the favorite list until it shows the change.
 //!
 //!     write-to-read [BASE_URL (http://127.0.0.1:8080)] [TRIES (100)]
 
@@ -14,53 +18,155 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
     let tries: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100);
-    let http = reqwest::Client::new();
+    let client = Client {
+        http: reqwest::Client::new(),
+        base,
+    };
     let run = uuid_like();
 
     let mut lags = Vec::with_capacity(tries);
+    let mut users = vec![];
     for i in 0..tries {
-        let reply: Value = http
-            .post(format!("{base}/douyin/user/register/"))
-            .query(&[
-                ("username", format!("lag-{run}-{i}")),
-                ("password", "secret".into()),
-            ])
+        let reply = client
+            .post(
+                "/douyin/user/register/",
+                &[
+                    ("username", &format!("lag-{run}-{i}")),
+                    ("password", "secret"),
+                ],
+            )
+            .await?;
+        let replied = Instant::now();
+        let id = reply["user_id"].to_string();
+        let token = reply["token"].as_str().unwrap_or_default().to_owned();
+        client
+            .wait_until(
+                "/douyin/user/",
+                &[("user_id", &id), ("token", &token)],
+                |user| user["status_code"] == 0,
+            )
+            .await?;
+        lags.push(replied.elapsed());
+        users.push((id, token));
+    }
+    report("register reply -> user readable", &mut lags);
+
+    let (author_token, (liker, liker_token)) = (&users[0].1, &users[1 % users.len()]);
+    let form = reqwest::multipart::Form::new()
+        .text("token", author_token.clone())
+        .text("title", format!("lag {run}"))
+        .part(
+            "data",
+            reqwest::multipart::Part::bytes(include_bytes!("../../fixtures/clip.mp4").to_vec())
+                .file_name("clip.mp4"),
+        );
+    let reply: Value = client
+        .http
+        .post(format!("{}/douyin/publish/action/", client.base))
+        .multipart(form)
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(reply["status_code"] == 0, "publish refused: {reply}");
+    let feed = client
+        .wait_until("/douyin/feed/", &[], |feed| {
+            feed["video_list"][0]["title"] == format!("lag {run}")
+        })
+        .await?;
+    let video_id = feed["video_list"][0]["id"].as_i64();
+    let video = feed["video_list"][0]["id"].to_string();
+
+    let mut lags = Vec::with_capacity(tries);
+    for i in 0..tries {
+        let like = i % 2 == 0;
+        let action = if like { "1" } else { "2" };
+        client
+            .post(
+                "/douyin/favorite/action/",
+                &[
+                    ("token", liker_token),
+                    ("video_id", &video),
+                    ("action_type", action),
+                ],
+            )
+            .await?;
+        let replied = Instant::now();
+        client
+            .wait_until(
+                "/douyin/favorite/list/",
+                &[("user_id", liker), ("token", liker_token)],
+                |list| {
+                    let listed = list["video_list"]
+                        .as_array()
+                        .is_some_and(|videos| videos.iter().any(|v| v["id"].as_i64() == video_id));
+                    listed == like
+                },
+            )
+            .await?;
+        lags.push(replied.elapsed());
+    }
+    report("like/unlike reply -> favorite list shows it", &mut lags);
+    Ok(())
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let reply: Value = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .query(params)
             .send()
             .await?
             .json()
             .await?;
-        anyhow::ensure!(reply["status_code"] == 0, "register refused: {reply}");
-        let replied = Instant::now();
-        let id = reply["user_id"].to_string();
-        let token = reply["token"].as_str().unwrap_or_default().to_owned();
+        anyhow::ensure!(reply["status_code"] == 0, "{path} refused: {reply}");
+        Ok(reply)
+    }
+
+    async fn wait_until(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        holds: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let start = Instant::now();
         loop {
-            let user: Value = http
-                .get(format!("{base}/douyin/user/"))
-                .query(&[("user_id", &id), ("token", &token)])
+            let reply: Value = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .query(params)
                 .send()
                 .await?
                 .json()
                 .await?;
-            if user["status_code"] == 0 {
-                break;
+            if holds(&reply) {
+                return Ok(reply);
             }
             anyhow::ensure!(
-                replied.elapsed() < Duration::from_secs(30),
-                "user {id} never readable"
+                start.elapsed() < Duration::from_secs(30),
+                "{path} never showed the write: {reply}"
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        lags.push(replied.elapsed());
     }
+}
+
+fn report(what: &str, lags: &mut [Duration]) {
     lags.sort();
     let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
     println!(
-        "register reply -> user readable over {tries} tries: median {:.1} ms, p90 {:.1} ms, worst {:.1} ms",
+        "{what}, over {} writes: median {:.1} ms, p90 {:.1} ms, worst {:.1} ms",
+        lags.len(),
         ms(at(0.5)),
         ms(at(0.9)),
         ms(at(1.0))
     );
-    Ok(())
 }
 
 fn ms(duration: Duration) -> f64 {
