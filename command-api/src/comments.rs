@@ -2,6 +2,7 @@
 
 use domain::comment::{Comment, CommentCommand, CommentError};
 use domain::text::CommentText;
+use domain::user::{User, UserName};
 use domain::{CommentId, UserId, VideoId};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
@@ -13,6 +14,7 @@ use crate::writes::{execute, now_ms, video_author, WriteError};
 pub struct Posted {
     pub id: CommentId,
     pub at: i64,
+    pub author_name: UserName,
 }
 
 pub struct Comments {
@@ -43,6 +45,12 @@ impl Comments {
         text: CommentText,
     ) -> Result<Posted, WriteError> {
         let video_author_id = video_author(&self.store, video).await?;
+        let author: User = self
+            .store
+            .load(&user.to_string())
+            .await
+            .map_err(|error| WriteError::Store(anyhow::anyhow!(error.to_string())))?;
+        let author_name = author.name().cloned().ok_or(WriteError::NoSuchUser(user))?;
         let id = self.store.next_comment_id().await?;
         let at = now_ms();
         let command = CommentCommand::Post {
@@ -53,7 +61,11 @@ impl Comments {
             at,
         };
         execute(&self.comments, &id.to_string(), command, refusal).await?;
-        Ok(Posted { id, at })
+        Ok(Posted {
+            id,
+            at,
+            author_name,
+        })
     }
 
     pub async fn delete(

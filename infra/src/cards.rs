@@ -154,6 +154,14 @@ impl Cards {
             .collect())
     }
 
+    /// The card of a user the read models do not hold yet: its name, default images, and
+    /// counts of zero.
+    pub fn new_user(&self, id: i64, name: &str) -> UserCard {
+        let hash = Hash::from([("name".to_owned(), name.to_owned())]);
+        self.user_card(id, &hash, false)
+            .expect("a card with a name is always made")
+    }
+
     fn user_card(&self, id: i64, hash: &Hash, is_follow: bool) -> Option<UserCard> {
         let name = hash.get("name")?.clone();
         let image = |field: &str, default: &str| {

@@ -78,3 +78,116 @@ async fn an_event_no_projection_understands_is_reported_unreadable() {
     assert_eq!(projections.apply(&ignored).await.unwrap(), Outcome::Ignored);
     assert!(names(&pool).await.is_empty());
 }
+
+fn event(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> PublishedEvent {
+    PublishedEvent {
+        event_id: format!("{aggregate_type}/{aggregate_id}/{sequence}"),
+        event_type: event_type.to_owned(),
+        event_version: 1,
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        sequence,
+        occurred_at: Utc::now(),
+        payload: payload.as_object().unwrap().clone(),
+    }
+}
+
+fn liked(sequence: i64) -> PublishedEvent {
+    event(
+        "like",
+        "7:2",
+        sequence,
+        "VideoLiked",
+        json!({"video_id": 7, "user_id": 2, "video_author_id": 1, "liked_at": 5}),
+    )
+}
+
+/// The video's `favorite_count`, the liker's `favorite_count`, the author's `total_favorited`.
+async fn counters(settings: &TestSettings) -> (i64, i64, i64) {
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let (video, liker, author): (Option<i64>, Option<i64>, Option<i64>) = redis::pipe()
+        .hget(keys.video(7), "favorite_count")
+        .hget(keys.user(2), "favorite_count")
+        .hget(keys.user(1), "total_favorited")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    (video.unwrap_or(0), liker.unwrap_or(0), author.unwrap_or(0))
+}
+
+#[tokio::test]
+async fn a_like_delivered_twice_counts_once_everywhere() {
+    let settings = TestSettings::new().await;
+    let pool = infra::read_store::connect(&settings.read_store)
+        .await
+        .unwrap();
+    let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let projections = Projections::new(
+        pool.clone(),
+        redis,
+        infra::redis_store::Keys::new(&settings.redis),
+    );
+
+    assert_eq!(
+        projections.apply(&liked(1)).await.unwrap(),
+        Outcome::Applied
+    );
+    assert_eq!(
+        projections.apply(&liked(1)).await.unwrap(),
+        Outcome::AlreadyApplied
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+    let likes: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM likes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(likes, 1);
+}
+
+#[tokio::test]
+async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
+    let settings = TestSettings::new().await;
+    let pool = infra::read_store::connect(&settings.read_store)
+        .await
+        .unwrap();
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let projections = Projections::new(pool.clone(), redis.clone(), keys.clone());
+    projections.apply(&liked(1)).await.unwrap();
+
+    // As if the projector died after the Postgres commit, before the Redis script ran.
+    let _: () = redis::pipe()
+        .hdel(keys.applied(), "like/7:2")
+        .del(keys.video(7))
+        .del(keys.user(2))
+        .del(keys.user(1))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        projections.apply(&liked(1)).await.unwrap(),
+        Outcome::Applied
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+    let likes: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM likes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(likes, 1, "Postgres is not changed twice");
+}

@@ -27,12 +27,16 @@ async fn comment(
             let text = params.parse_with("comment_text", CommentText::parse)?;
             let content = text.to_string();
             let posted = comments.post(user, video, text).await?;
-            // The commenter's card as the read models hold it now.
-            let card = cards
+            // The commenter's card as the read models hold it now; a user registered a
+            // moment ago may not be there yet.
+            let card = match cards
                 .user(Some(user), user.get())
                 .await
                 .map_err(ApiError::internal)?
-                .ok_or_else(|| ApiError::NotFound(format!("user {user} does not exist")))?;
+            {
+                Some(card) => card,
+                None => cards.new_user(user.get(), posted.author_name.as_str()),
+            };
             Ok(ok(Posted {
                 comment: CommentCard {
                     id: posted.id.get(),
