@@ -17,7 +17,7 @@ seed:
 test:
 	scripts/test.sh
 
-# Measurements against the release stack (write-to-read lag); see docs/operations.md.
+# Measurements against the release stack: write-to-read lag of registrations and likes.
 bench:
 	scripts/bench.sh
 

@@ -109,8 +109,9 @@ wait_ready() {
 
 stop_pid() { # name
     local file=$RUN_DIR/$1.pid pid
-    [ -s "$file" ] || return 0
-    pid=$(cat "$file")
+    # nginx removes its own pid file as it quits, maybe between a check and a read.
+    pid=$(cat "$file" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -8,6 +8,10 @@ use postgres_es::PostgresCqrs;
 
 use crate::writes::{execute, existing_user, now_ms, WriteError};
 
+/// A chat grows by one event a message; each send loads the conversation's latest snapshot
+/// and the messages after it rather than the whole chat.
+const SNAPSHOT_EVERY: usize = 10;
+
 pub struct Messages {
     store: EventStore,
     conversations: PostgresCqrs<Conversation>,
@@ -16,7 +20,7 @@ pub struct Messages {
 impl Messages {
     pub fn new(store: EventStore) -> Self {
         Self {
-            conversations: store.cqrs(()),
+            conversations: store.snapshotting_cqrs(SNAPSHOT_EVERY, ()),
             store,
         }
     }

@@ -40,6 +40,17 @@ impl EventStore {
         postgres_es::postgres_cqrs(self.pool.clone(), vec![], services)
     }
 
+    /// A command executor for aggregates whose histories grow long (a conversation): it
+    /// loads the latest snapshot and only the events after it, and snapshots the state
+    /// every `every` events.
+    pub fn snapshotting_cqrs<A: Aggregate>(
+        &self,
+        every: usize,
+        services: A::Services,
+    ) -> PostgresCqrs<A> {
+        postgres_es::postgres_snapshot_cqrs(self.pool.clone(), vec![], every, services)
+    }
+
     /// The current state of one aggregate, straight from its events.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
         let store: PersistedEventStore<PostgresEventRepository, A> =

@@ -19,14 +19,21 @@ fn registered(user_id: i64, sequence: i64, name: &str) -> PublishedEvent {
     }
 }
 
-async fn projections() -> (Projections, deadpool_postgres::Pool) {
+/// Projections over a fresh read database and Redis prefix.
+async fn stores() -> (TestSettings, Projections, deadpool_postgres::Pool) {
     let settings = TestSettings::new().await;
     let pool = infra::read_store::connect(&settings.read_store)
         .await
         .unwrap();
     let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let keys = infra::redis_store::Keys::new(&settings.redis);
-    (Projections::new(pool.clone(), redis, keys), pool)
+    let projections = Projections::new(pool.clone(), redis, keys);
+    (settings, projections, pool)
+}
+
+async fn projections() -> (Projections, deadpool_postgres::Pool) {
+    let (_, projections, pool) = stores().await;
+    (projections, pool)
 }
 
 async fn names(pool: &deadpool_postgres::Pool) -> Vec<String> {
@@ -122,19 +129,18 @@ async fn counters(settings: &TestSettings) -> (i64, i64, i64) {
     (video.unwrap_or(0), liker.unwrap_or(0), author.unwrap_or(0))
 }
 
-#[tokio::test]
-async fn a_like_delivered_twice_counts_once_everywhere() {
-    let settings = TestSettings::new().await;
-    let pool = infra::read_store::connect(&settings.read_store)
+async fn like_rows(pool: &deadpool_postgres::Pool) -> i64 {
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM likes", &[])
         .await
         .unwrap();
-    let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
-    let projections = Projections::new(
-        pool.clone(),
-        redis,
-        infra::redis_store::Keys::new(&settings.redis),
-    );
+    row.get(0)
+}
 
+#[tokio::test]
+async fn a_like_delivered_twice_counts_once_everywhere() {
+    let (settings, projections, pool) = stores().await;
     assert_eq!(
         projections.apply(&liked(1)).await.unwrap(),
         Outcome::Applied
@@ -144,29 +150,17 @@ async fn a_like_delivered_twice_counts_once_everywhere() {
         Outcome::AlreadyApplied
     );
     assert_eq!(counters(&settings).await, (1, 1, 1));
-    let likes: i64 = pool
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM likes", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(likes, 1);
+    assert_eq!(like_rows(&pool).await, 1);
 }
 
 #[tokio::test]
 async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
-    let settings = TestSettings::new().await;
-    let pool = infra::read_store::connect(&settings.read_store)
-        .await
-        .unwrap();
-    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
-    let keys = infra::redis_store::Keys::new(&settings.redis);
-    let projections = Projections::new(pool.clone(), redis.clone(), keys.clone());
+    let (settings, projections, pool) = stores().await;
     projections.apply(&liked(1)).await.unwrap();
 
     // As if the projector died after the Postgres commit, before the Redis script ran.
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
         .hdel(keys.applied(), "like/7:2")
         .del(keys.video(7))
@@ -181,13 +175,5 @@ async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
         Outcome::Applied
     );
     assert_eq!(counters(&settings).await, (1, 1, 1));
-    let likes: i64 = pool
-        .get()
-        .await
-        .unwrap()
-        .query_one("SELECT count(*) FROM likes", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(likes, 1, "Postgres is not changed twice");
+    assert_eq!(like_rows(&pool).await, 1, "Postgres is not changed twice");
 }

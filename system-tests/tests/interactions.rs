@@ -544,6 +544,16 @@ async fn chat_polling_returns_every_message_once_in_order() {
     assert_eq!(received[2]["from_user_id"], bob);
     assert_eq!(received[2]["to_user_id"], ann);
 
+    let snapshots: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE aggregate_type = 'conversation'")
+            .fetch_one(&stack.event_store)
+            .await
+            .unwrap();
+    assert_eq!(
+        snapshots, 1,
+        "a long chat is loaded from a snapshot, not from its first message"
+    );
+
     // Ann sees the same conversation from her side.
     let ann_view = stack
         .query(
