@@ -58,6 +58,11 @@ impl Keys {
         format!("{}user:{}:following", self.prefix, user_id)
     }
 
+    /// A `SCAN` pattern matching every key above.
+    pub fn everything(&self) -> String {
+        format!("{}*", self.prefix)
+    }
+
     /// Hash: `<aggregate type>/<aggregate id>` to the sequence of its last event applied.
     pub fn applied(&self) -> String {
         format!("{}applied", self.prefix)

@@ -5,5 +5,6 @@
 pub mod applied;
 pub mod consumer;
 pub mod projections;
+pub mod rebuild;
 pub mod settings;
 pub mod startup;
