@@ -3,7 +3,9 @@
 //! - registrations: registers users one after another and polls the user info route until
 //!   each is readable;
 //! - likes: one user likes and unlikes a video in turn, and after each acknowledged write
-//!   polls the favorite list until it shows the change.
+//!   polls the favorite list until it shows the change;
+//! - a burst: every registered user likes the video at once; how long until all are accepted,
+//!   and until the video's count shows them all.
 //!
 //!     write-to-read [BASE_URL (http://127.0.0.1:8080)] [TRIES (100)]
 
@@ -107,6 +109,42 @@ async fn main() -> anyhow::Result<()> {
         lags.push(replied.elapsed());
     }
     report("like/unlike reply -> favorite list shows it", &mut lags);
+
+    // A burst: every user likes the video at once; how fast are the likes accepted, and
+    // when does the count show them all?
+    let started = Instant::now();
+    let replies = futures::future::join_all(users.iter().map(|(_, token)| {
+        let (client, video) = (&client, &video);
+        async move {
+            let params = [
+                ("token", token.as_str()),
+                ("video_id", video),
+                ("action_type", "1"),
+            ];
+            client.post("/douyin/favorite/action/", &params).await
+        }
+    }))
+    .await;
+    let accepted = started.elapsed();
+    for reply in replies {
+        reply?;
+    }
+    let (author, author_token) = &users[0];
+    client
+        .wait_until(
+            "/douyin/publish/list/",
+            &[("user_id", author), ("token", author_token)],
+            |list| list["video_list"][0]["favorite_count"] == users.len(),
+        )
+        .await?;
+    let settled = started.elapsed();
+    println!(
+        "burst of {} simultaneous likes: all accepted in {:.0} ms ({:.0} likes/s), counted in {:.0} ms",
+        users.len(),
+        ms(accepted),
+        users.len() as f64 / accepted.as_secs_f64(),
+        ms(settled)
+    );
     Ok(())
 }
 
