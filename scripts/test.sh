@@ -6,6 +6,12 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 started=$(date +%s)
+# A full build of the tests takes a few gigabytes; a full disk shows up as a linker crash.
+free_gb=$(df -Pk "$ROOT" | awk 'NR == 2 { print int($4 / 1048576) }')
+log "$free_gb GiB free on the disk of $ROOT"
+if [ "$free_gb" -lt 4 ]; then
+    log "warning: under 4 GiB free; the build may fail with 'No space left on device'"
+fi
 # Consumer groups of the tests start at once rather than waiting for late members.
 ensure_services --group-initial-rebalance-delay 0s
 ensure_nginx

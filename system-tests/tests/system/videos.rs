@@ -83,7 +83,7 @@ async fn refused_uploads_leave_no_object_and_no_event_behind() {
     let mut too_large = sample_video();
     too_large.resize(200 * 1024, 0);
     let long_title = "long ".repeat(30);
-    let png = include_bytes!("../../query-api/assets/avatar.png").to_vec();
+    let png = include_bytes!("../../../query-api/assets/avatar.png").to_vec();
     // token, title, file, and the `status_code` and `status_msg` expected back.
     type Upload<'a> = (&'a str, &'a str, Option<Vec<u8>>, i64, &'a str);
     let cases: Vec<Upload> = vec![

@@ -1,0 +1,7 @@
+//! The whole system through HTTP: one test binary, so the stack is linked once rather than
+//! once per file (each link is hundreds of megabytes and most of a build's time).
+
+mod accounts;
+mod interactions;
+mod rebuild;
+mod videos;
