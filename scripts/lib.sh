@@ -58,6 +58,8 @@ ensure_build_tools() {
     command -v curl >/dev/null || missing+=(curl ca-certificates)
     command -v psql >/dev/null || missing+=(postgresql-client)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
+    # The smoke test and the demo seeding read JSON replies with Python.
+    command -v python3 >/dev/null || missing+=(python3)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
@@ -69,8 +71,11 @@ ensure_postgres() {
     fi
     local version
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    log "starting PostgreSQL $version"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    # Where a service manager runs, installing the package has already started the cluster.
+    if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
+        log "starting PostgreSQL $version"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    fi
     wait_for_port "$PG_PORT" PostgreSQL 30
     if [ -n "${fresh:-}" ]; then
         # Debian asks for a password over TCP: give the superuser the one our URLs carry.
@@ -82,7 +87,8 @@ ensure_redis() {
     if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return; fi
     command -v redis-server >/dev/null || apt_install redis-server
     log "starting Redis"
-    as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    # An append-only file, so that the read models survive a restart of the machine.
+    as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --appendonly yes \
         --logfile "$RUN_DIR/redis.log" --dir "$RUN_DIR"
     wait_for_port "$REDIS_PORT" Redis 30
 }
@@ -91,13 +97,14 @@ ensure_nginx() {
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx
 }
 
-NISSHI=${NISSHI:-$(command -v nisshi || echo "$HOME/.cargo/bin/nisshi")}
+CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+NISSHI=${NISSHI:-$(command -v nisshi || echo "$CARGO_BIN/nisshi")}
 
 ensure_nisshi_installed() {
     if [ -x "$NISSHI" ] && "$NISSHI" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then return; fi
     log "installing the nisshi broker $NISSHI_VERSION from crates.io (about 13 minutes on 2 cores, once)"
     cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version --quiet
-    NISSHI=$HOME/.cargo/bin/nisshi
+    NISSHI=$CARGO_BIN/nisshi
 }
 
 # A Kafka-protocol broker on $KAFKA_PORT, keeping its messages in Postgres. Reuses one that

@@ -2,7 +2,7 @@
 //! versioned contract (docs/events.md).
 
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -28,6 +28,12 @@ pub enum EnvelopeError {
     BadAggregateId(String),
     #[error("event version {0:?} is not a number")]
     BadVersion(String),
+    #[error("{event_type} version {version} is not a version this build reads (it reads {known})")]
+    UnknownVersion {
+        event_type: String,
+        version: u32,
+        known: String,
+    },
     #[error(transparent)]
     Json(#[from] serde_json::Error),
 }
@@ -87,11 +93,22 @@ impl PublishedEvent {
         Ok(serde_json::from_slice(bytes)?)
     }
 
-    /// The domain event carried, for consumers that share our event types.
-    pub fn domain_event<E: DeserializeOwned>(&self) -> Result<E, EnvelopeError> {
+    /// The domain event carried, for consumers that share our event types. An event of a
+    /// version other than the one this build writes is refused, even when its fields happen
+    /// to fit: a new version may mean something else.
+    pub fn domain_event<E: DomainEvent>(&self) -> Result<E, EnvelopeError> {
         let mut tagged = Map::new();
         tagged.insert(self.event_type.clone(), Value::Object(self.payload.clone()));
-        Ok(serde_json::from_value(Value::Object(tagged))?)
+        let event: E = serde_json::from_value(Value::Object(tagged))?;
+        let known = event.event_version();
+        if known != self.event_version.to_string() {
+            return Err(EnvelopeError::UnknownVersion {
+                event_type: self.event_type.clone(),
+                version: self.event_version,
+                known,
+            });
+        }
+        Ok(event)
     }
 }
 
@@ -141,6 +158,14 @@ mod tests {
                 name: UserName::parse("ann").unwrap()
             }
         );
+        let newer = PublishedEvent {
+            event_version: 2,
+            ..event
+        };
+        assert!(matches!(
+            newer.domain_event::<UserEvent>(),
+            Err(EnvelopeError::UnknownVersion { version: 2, .. })
+        ));
     }
 
     #[test]

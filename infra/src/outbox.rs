@@ -6,6 +6,7 @@
 //! it: a relay that dies in between publishes it again when it restarts, and consumers drop
 //! the repeat by its sequence.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -69,6 +70,11 @@ impl Relay {
                FROM outbox o
                JOIN events e USING (aggregate_type, aggregate_id, sequence)
               WHERE o.parked_because IS NULL
+                AND NOT EXISTS (
+                    SELECT FROM outbox parked
+                     WHERE parked.parked_because IS NOT NULL
+                       AND parked.aggregate_type = o.aggregate_type
+                       AND parked.aggregate_id = o.aggregate_id)
               ORDER BY o.id
               LIMIT $1",
         )
@@ -78,8 +84,14 @@ impl Relay {
 
         let mut published = Vec::with_capacity(rows.len());
         let mut deliveries = Vec::with_capacity(rows.len());
+        // Aggregates with an event parked in this batch: their later events wait too.
+        let mut held_back = HashSet::new();
         for row in &rows {
             let id: i64 = row.get("id");
+            let aggregate: (String, String) = (row.get("aggregate_type"), row.get("aggregate_id"));
+            if held_back.contains(&aggregate) {
+                continue;
+            }
             let stored = StoredEvent {
                 aggregate_type: row.get("aggregate_type"),
                 aggregate_id: row.get("aggregate_id"),
@@ -98,6 +110,7 @@ impl Relay {
                         .bind(error.to_string())
                         .execute(&mut *tx)
                         .await?;
+                    held_back.insert(aggregate);
                     continue;
                 }
             };

@@ -67,12 +67,21 @@ impl Keys {
     pub fn applied(&self) -> String {
         format!("{}applied", self.prefix)
     }
+
+    /// String: present while the models above are whole, i.e. they hold every event that
+    /// `applied` says they do. A Redis that restarted without its data, or a rebuild under
+    /// way, has none, and no event is applied to it until it has been rebuilt.
+    pub fn ready(&self) -> String {
+        format!("{}ready", self.prefix)
+    }
 }
 
 /// Applies the operations that follow its two first arguments unless the aggregate's last
 /// applied sequence is already at or past this event's. Each operation is a command name, its
 /// argument count, and its arguments.
+/// Returns -1, changing nothing, while the read models are not whole (no `ready` key).
 const APPLY_ONCE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if last >= tonumber(ARGV[2]) then return 0 end
 local i = 3
@@ -84,6 +93,17 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
+
+/// What [`Change::apply_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOnce {
+    Applied,
+    /// The event, or a later one of its aggregate, was applied before: nothing changed.
+    AppliedBefore,
+    /// The read models are not whole (Redis lost its data, or a rebuild is under way):
+    /// nothing changed, and the event is to be applied once they have been rebuilt.
+    NotReady,
+}
 
 /// The Redis changes one event makes.
 #[derive(Debug, Default)]
@@ -135,21 +155,26 @@ impl Change {
     }
 
     /// Runs the changes atomically, unless event `sequence` of the aggregate was applied
-    /// before. Returns whether they ran.
+    /// before or the read models are not whole.
     pub async fn apply_once(
-        self,
+        &self,
         redis: &mut ConnectionManager,
         keys: &Keys,
         aggregate: &str,
         sequence: i64,
-    ) -> Result<bool, redis::RedisError> {
+    ) -> Result<ApplyOnce, redis::RedisError> {
         static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
         let mut invocation = SCRIPT.key(keys.applied());
+        invocation.key(keys.ready());
         invocation.arg(aggregate).arg(sequence);
         for (command, args) in &self.operations {
             invocation.arg(*command).arg(args.len()).arg(args);
         }
-        let applied: i64 = invocation.invoke_async(redis).await?;
-        Ok(applied == 1)
+        let outcome: i64 = invocation.invoke_async(redis).await?;
+        Ok(match outcome {
+            1 => ApplyOnce::Applied,
+            0 => ApplyOnce::AppliedBefore,
+            _ => ApplyOnce::NotReady,
+        })
     }
 }

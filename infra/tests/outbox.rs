@@ -115,7 +115,7 @@ async fn a_second_relay_waits_while_another_is_publishing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_that_cannot_be_published_is_parked_without_blocking_the_rest() {
+async fn an_event_that_cannot_be_published_holds_back_its_aggregate_only_until_released() {
     let (settings, pool, relay, topic) = setup().await;
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -125,22 +125,50 @@ async fn an_event_that_cannot_be_published_is_parked_without_blocking_the_rest()
     .await
     .unwrap();
     insert_event(&pool, "fine", 1).await;
+    insert_event(&pool, "broken", 2).await;
 
     while relay.publish_batch().await.unwrap() > 0 {}
 
-    let parked: Vec<(String, String)> =
-        sqlx::query_as("SELECT aggregate_id, parked_because FROM outbox")
+    let queued: Vec<(String, i64, Option<String>)> =
+        sqlx::query_as("SELECT aggregate_id, sequence, parked_because FROM outbox ORDER BY id")
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(parked.len(), 1);
-    assert_eq!(parked[0].0, "broken");
-    let events = read_topic(
-        &settings.kafka,
-        &topic,
-        |events| !events.is_empty(),
-        Duration::from_secs(10),
-        Duration::from_millis(500),
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert_eq!((queued[0].0.as_str(), queued[0].1), ("broken", 1));
+    assert!(
+        queued[0].2.is_some(),
+        "the unpublishable event is parked with its reason"
     );
-    assert_eq!(ids(&events), ["user/fine/1"]);
+    assert_eq!(
+        (queued[1].0.as_str(), queued[1].1, &queued[1].2),
+        ("broken", 2, &None)
+    );
+    let published = |count: usize| {
+        read_topic(
+            &settings.kafka,
+            &topic,
+            |events| events.len() >= count,
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+        )
+    };
+    assert_eq!(ids(&published(1)), ["user/fine/1"]);
+
+    // The operator mends the event and releases it: the aggregate follows, in order.
+    pool.execute(
+        "UPDATE events SET payload = '{\"UserRegistered\": {\"name\": \"mended\"}}'
+          WHERE aggregate_id = 'broken' AND sequence = 1;
+         UPDATE outbox SET parked_because = NULL;",
+    )
+    .await
+    .unwrap();
+    while relay.publish_batch().await.unwrap() > 0 {}
+    let events = published(3);
+    assert_eq!(events.len(), 3);
+    let broken: Vec<String> = ids(&events)
+        .into_iter()
+        .filter(|id| id.contains("broken"))
+        .collect();
+    assert_eq!(broken, ["user/broken/1", "user/broken/2"]);
 }

@@ -1,6 +1,11 @@
 //! The consumer loop: one message at a time, its offset stored only once its event is applied
 //! (or dead-lettered), stored offsets committed in the background, before partitions are
 //! taken away, and on shutdown.
+//!
+//! A message no projection can read is dead-lettered, and so is every later message of its
+//! aggregate (same topic and key) until `projector redrive` has applied them: applying them
+//! past the gap would skip the dead one for good, since an aggregate's applied sequence only
+//! goes up.
 
 use std::future::Future;
 
@@ -74,6 +79,11 @@ impl EventLoop<'_> {
     /// Applies the message's event, retrying while the read store fails. Returns false when
     /// stopped before the event could be applied: its offset must not be stored.
     async fn handle(&self, message: &BorrowedMessage<'_>, stop: &CancellationToken) -> bool {
+        match retry(stop, || self.hold_back(message)).await {
+            Some(true) => return true,
+            Some(false) => {}
+            None => return false,
+        }
         let event = match PublishedEvent::from_json(message.payload().unwrap_or_default()) {
             Ok(event) => event,
             Err(error) => return self.dead_letter(message, &error.to_string(), stop).await,
@@ -96,7 +106,38 @@ impl EventLoop<'_> {
         }
     }
 
-    /// Keeps a message no projection can read, whole, so that it can be re-driven.
+    /// Dead-letters `message` if an earlier message of its aggregate is dead-lettered and not
+    /// yet redriven. Returns whether it did.
+    async fn hold_back(&self, message: &BorrowedMessage<'_>) -> Result<bool, String> {
+        let client = self.dead_letters.get().await.map_err(|e| e.to_string())?;
+        let held_back = client
+            .execute(
+                "INSERT INTO dead_letters (topic, partition, \"offset\", key, payload, error)
+                 SELECT $1, $2, $3, $4, $5, 'an earlier event of its aggregate is dead-lettered'
+                  WHERE EXISTS (SELECT FROM dead_letters
+                                 WHERE topic = $1 AND key = $4 AND redriven_at IS NULL)",
+                &[
+                    &message.topic(),
+                    &message.partition(),
+                    &message.offset(),
+                    &message.key(),
+                    &message.payload(),
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if held_back > 0 {
+            tracing::warn!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                "held back behind a dead-lettered event of its aggregate"
+            );
+        }
+        Ok(held_back > 0)
+    }
+
+    /// Keeps a message no projection can read, whole, so that it can be redriven.
     async fn dead_letter(
         &self,
         message: &BorrowedMessage<'_>,

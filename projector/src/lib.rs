@@ -6,5 +6,6 @@ pub mod applied;
 pub mod consumer;
 pub mod projections;
 pub mod rebuild;
+pub mod redrive;
 pub mod settings;
 pub mod startup;

@@ -2,8 +2,9 @@ use projector::settings::Settings;
 use projector::startup::Projector;
 use tokio_util::sync::CancellationToken;
 
-/// `projector` consumes the topics until stopped; `projector rebuild-redis` rebuilds the
-/// Redis read models from the Postgres ones and exits (stop the projector first).
+/// `projector` consumes the topics until stopped. Operators' commands, safe while projectors
+/// run: `projector rebuild-redis` rebuilds the Redis read models from the Postgres ones;
+/// `projector redrive` applies the dead-lettered events it can now read.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     infra::telemetry::init();
@@ -11,7 +12,10 @@ async fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         None => {}
         Some("rebuild-redis") => return rebuild_redis(&settings).await,
-        Some(other) => anyhow::bail!("unknown command {other:?}: the only one is rebuild-redis"),
+        Some("redrive") => return redrive(settings).await,
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}: the commands are rebuild-redis and redrive")
+        }
     }
     let projector = Projector::build(settings).await?;
     let stop = CancellationToken::new();
@@ -32,6 +36,20 @@ async fn rebuild_redis(settings: &Settings) -> anyhow::Result<()> {
     let keys = infra::redis_store::Keys::new(&settings.redis);
     let rebuilt = projector::rebuild::rebuild_redis(&pool, &redis, &keys).await?;
     tracing::info!(?rebuilt, "Redis read models rebuilt from Postgres");
+    Ok(())
+}
+
+async fn redrive(settings: Settings) -> anyhow::Result<()> {
+    let projector = Projector::build(settings).await?;
+    let redriven =
+        projector::redrive::redrive(projector.read_store(), projector.projections()).await?;
+    tracing::info!(?redriven, "dead letters redriven");
+    if redriven.left > 0 {
+        anyhow::bail!(
+            "{} dead letters are still unreadable or held back",
+            redriven.left
+        );
+    }
     Ok(())
 }
 

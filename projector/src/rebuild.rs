@@ -1,15 +1,21 @@
-//! Rebuilds the Redis read models from the Postgres ones: for an operator whose Redis lost its
-//! data (it keeps nothing on disk here) or whose counters are in doubt. Postgres holds every
-//! list and membership the Redis models derive from, and the last event applied per
-//! aggregate, so the rebuilt Redis is exactly what applying the same events would have made,
-//! and the projector carries on from there. Stop the projector while this runs.
+//! Rebuilds the Redis read models from the Postgres ones: when Redis lost its data (found by
+//! the projector itself: see [`Keys::ready`]) or when an operator has its counters in doubt.
+//! Postgres holds every list and membership the Redis models derive from, and the last event
+//! applied per aggregate, so the rebuilt Redis is exactly what applying the same events would
+//! have made, and projectors carry on from there. Projectors may run meanwhile: no event is
+//! applied to Redis between the start of a rebuild and its end, and one rebuild runs at a time.
 
 use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
 use tokio_postgres::Row;
 
 /// Commands sent to Redis in one round trip.
 const BATCH: usize = 1000;
+
+/// The Postgres advisory lock held by a rebuild, so that projectors finding Redis empty at the
+/// same moment rebuild it once.
+const REBUILD_LOCK: i64 = 0x0072_6562_7569_6c64;
 
 /// How much was rebuilt.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -20,18 +26,74 @@ pub struct Rebuilt {
     pub follows: usize,
 }
 
+/// Rebuilds the Redis read models, whatever they hold now.
 pub async fn rebuild_redis(
     pool: &deadpool_postgres::Pool,
     redis: &ConnectionManager,
     keys: &Keys,
 ) -> anyhow::Result<Rebuilt> {
-    let mut redis = redis.clone();
+    let rebuilt = locked(pool, redis, keys, false).await?;
+    Ok(rebuilt.expect("an unconditional rebuild always runs"))
+}
+
+/// Rebuilds the Redis read models unless they are whole. Returns what was rebuilt, if anything.
+pub async fn restore_redis(
+    pool: &deadpool_postgres::Pool,
+    redis: &ConnectionManager,
+    keys: &Keys,
+) -> anyhow::Result<Option<Rebuilt>> {
+    let rebuilt = locked(pool, redis, keys, true).await?;
+    if let Some(rebuilt) = &rebuilt {
+        tracing::warn!(
+            ?rebuilt,
+            "the Redis read models were not whole: rebuilt from Postgres"
+        );
+    }
+    Ok(rebuilt)
+}
+
+async fn locked(
+    pool: &deadpool_postgres::Pool,
+    redis: &ConnectionManager,
+    keys: &Keys,
+    unless_ready: bool,
+) -> anyhow::Result<Option<Rebuilt>> {
     let client = pool.get().await?;
-    // One snapshot of the read database for every query below.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
+        .await?;
+    let rebuilt = async {
+        let mut redis = redis.clone();
+        if unless_ready && redis.exists::<_, bool>(keys.ready()).await? {
+            return Ok(None);
+        }
+        rebuild(&client, &mut redis, keys).await.map(Some)
+    }
+    .await;
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
+        .await;
+    if rebuilt.is_err() || unlocked.is_err() {
+        // A failed rebuild may leave its transaction open: closing the connection ends both
+        // it and the lock.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    rebuilt
+}
+
+async fn rebuild(
+    client: &tokio_postgres::Client,
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+) -> anyhow::Result<Rebuilt> {
+    // Not whole from here on: projectors stop applying events to Redis until the end.
+    let () = redis.del(keys.ready()).await?;
+    clear(redis, keys).await?;
+    // One snapshot of the read database for every query below, taken after the last event
+    // was applied to the old Redis models.
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;
-    clear(&mut redis, keys).await?;
 
     let users = client
         .query(
@@ -47,7 +109,7 @@ pub async fn rebuild_redis(
             &[],
         )
         .await?;
-    send(&mut redis, &users, |pipe, row: &Row| {
+    send(redis, &users, |pipe, row: &Row| {
         pipe.hset_multiple(
             keys.user(row.get(0)),
             &[
@@ -75,7 +137,7 @@ pub async fn rebuild_redis(
             &[],
         )
         .await?;
-    send(&mut redis, &videos, |pipe, row: &Row| {
+    send(redis, &videos, |pipe, row: &Row| {
         let id: i64 = row.get(0);
         let published_at: i64 = row.get(5);
         pipe.hset_multiple(
@@ -97,7 +159,7 @@ pub async fn rebuild_redis(
     let likes = client
         .query("SELECT user_id, video_id FROM likes", &[])
         .await?;
-    send(&mut redis, &likes, |pipe, row: &Row| {
+    send(redis, &likes, |pipe, row: &Row| {
         pipe.sadd(keys.likes(row.get(0)), row.get::<_, i64>(1));
     })
     .await?;
@@ -105,7 +167,7 @@ pub async fn rebuild_redis(
     let follows = client
         .query("SELECT follower_id, followee_id FROM follows", &[])
         .await?;
-    send(&mut redis, &follows, |pipe, row: &Row| {
+    send(redis, &follows, |pipe, row: &Row| {
         pipe.sadd(keys.following(row.get(0)), row.get::<_, i64>(1));
     })
     .await?;
@@ -117,7 +179,7 @@ pub async fn rebuild_redis(
             &[],
         )
         .await?;
-    send(&mut redis, &applied, |pipe, row: &Row| {
+    send(redis, &applied, |pipe, row: &Row| {
         pipe.hset(
             keys.applied(),
             row.get::<_, String>(0),
@@ -126,6 +188,9 @@ pub async fn rebuild_redis(
     })
     .await?;
     client.batch_execute("COMMIT").await?;
+    let () = redis
+        .set(keys.ready(), chrono::Utc::now().to_rfc3339())
+        .await?;
 
     Ok(Rebuilt {
         users: users.len(),

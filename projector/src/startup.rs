@@ -35,6 +35,10 @@ impl Projector {
         &self.projections
     }
 
+    pub fn read_store(&self) -> &deadpool_postgres::Pool {
+        &self.read_store
+    }
+
     /// Consumes until `stop`, then commits what it has applied.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
         let topics = Topics::new(&self.settings.kafka);
@@ -46,6 +50,15 @@ impl Projector {
         // than subscribe to nothing.
         while let Err(error) = ensure_topics(&self.settings.kafka, &names).await {
             tracing::warn!(%error, "waiting for the broker");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.cancelled() => return Ok(()),
+            }
+        }
+        // Events are applied on top of whole read models only: after a Redis that lost its
+        // data, rebuild them before consuming rather than at the first event.
+        while let Err(error) = self.projections.restore_redis().await {
+            tracing::warn!(%error, "waiting for the read stores");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.cancelled() => return Ok(()),

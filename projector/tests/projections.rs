@@ -177,3 +177,101 @@ async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
     assert_eq!(counters(&settings).await, (1, 1, 1));
     assert_eq!(like_rows(&pool).await, 1, "Postgres is not changed twice");
 }
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_is_rebuilt_before_the_next_event_is_applied() {
+    let (settings, projections, _pool) = stores().await;
+    projections.apply(&registered(1, 1, "ann")).await.unwrap();
+
+    // Redis restarts without its data.
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(keys.everything())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let () = redis::cmd("DEL")
+        .arg(&found)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        projections.apply(&registered(2, 1, "bob")).await.unwrap(),
+        Outcome::Applied
+    );
+    let (ann, bob): (Option<String>, Option<String>) = redis::pipe()
+        .hget(keys.user(1), "name")
+        .hget(keys.user(2), "name")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!((ann.as_deref(), bob.as_deref()), (Some("ann"), Some("bob")));
+    assert_eq!(
+        projections.apply(&registered(1, 1, "ann")).await.unwrap(),
+        Outcome::AlreadyApplied,
+        "the rebuilt Redis knows what was applied before"
+    );
+}
+
+async fn dead_letter(pool: &deadpool_postgres::Pool, topic: &str, event: &PublishedEvent) {
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO dead_letters (topic, partition, \"offset\", key, payload, error)
+             VALUES ($1, 0, 0, $2, $3, 'unreadable then')",
+            &[&topic, &event.aggregate_id.as_bytes(), &event.to_json()],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redrive_applies_what_is_readable_now_and_leaves_the_rest_of_a_stuck_aggregate() {
+    let (settings, projections, pool) = stores().await;
+    // Readable now, as after an upgrade of the projector.
+    dead_letter(&pool, "like", &liked(1)).await;
+    dead_letter(&pool, "user", &registered(5, 1, "eve")).await;
+    // Still unreadable, and an event held back behind it.
+    let mut teleported = registered(9, 1, "zed");
+    teleported.event_type = "UserTeleported".to_owned();
+    dead_letter(&pool, "user", &teleported).await;
+    dead_letter(&pool, "user", &registered(9, 2, "zed")).await;
+
+    let redriven = projector::redrive::redrive(&pool, &projections)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        redriven,
+        projector::redrive::Redriven {
+            applied: 2,
+            left: 2
+        }
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+    assert_eq!(names(&pool).await, ["eve"]);
+    let client = pool.get().await.unwrap();
+    let left: Vec<i64> = client
+        .query(
+            "SELECT id FROM dead_letters WHERE redriven_at IS NULL ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(left, [3, 4]);
+    assert_eq!(
+        projector::redrive::redrive(&pool, &projections)
+            .await
+            .unwrap(),
+        projector::redrive::Redriven {
+            applied: 0,
+            left: 2
+        },
+        "a second redrive finds only the stuck aggregate"
+    );
+}

@@ -27,15 +27,16 @@ async fn comment(
             let text = params.parse_with("comment_text", CommentText::parse)?;
             let content = text.to_string();
             let posted = comments.post(user, video, text).await?;
-            // The commenter's card as the read models hold it now; a user registered a
-            // moment ago may not be there yet.
-            let card = match cards
-                .user(Some(user), user.get())
-                .await
-                .map_err(ApiError::internal)?
-            {
-                Some(card) => card,
-                None => cards.new_user(user.get(), posted.author_name.as_str()),
+            // The commenter's card as the read models hold it now. The comment is already
+            // accepted, so neither a user registered a moment ago (not there yet) nor a Redis
+            // failure may turn this reply into an error: a client would post it again.
+            let card = match cards.user(Some(user), user.get()).await {
+                Ok(Some(card)) => card,
+                Ok(None) => cards.new_user(user.get(), posted.author_name.as_str()),
+                Err(error) => {
+                    tracing::warn!(%error, "commenter's card unreadable; replying with a bare one");
+                    cards.new_user(user.get(), posted.author_name.as_str())
+                }
             };
             Ok(ok(Posted {
                 comment: CommentCard {

@@ -39,6 +39,9 @@ pub enum ProjectionError {
     /// A read store failed; the event is to be applied again.
     #[error("read store: {0}")]
     Store(String),
+    /// The Redis read models are not whole: they are to be rebuilt, then the event applied.
+    #[error("the Redis read models are not whole")]
+    RedisNotReady,
 }
 
 impl From<tokio_postgres::Error> for ProjectionError {
@@ -91,13 +94,28 @@ impl Projections {
         }))
     }
 
+    /// Applies `event` to every read model, first rebuilding the Redis ones from Postgres if
+    /// they are not whole (Redis lost its data, or an operator rebuilt them meanwhile).
     pub async fn apply(&self, event: &PublishedEvent) -> Result<Outcome, ProjectionError> {
-        match self.plan(event)? {
-            Some(plan) => {
-                plan.execute(event, &self.pool, &self.redis, &self.keys)
-                    .await
+        let Some(plan) = self.plan(event)? else {
+            return Ok(Outcome::Ignored);
+        };
+        loop {
+            match plan
+                .execute(event, &self.pool, &self.redis, &self.keys)
+                .await
+            {
+                Err(ProjectionError::RedisNotReady) => self.restore_redis().await?,
+                outcome => return outcome,
             }
-            None => Ok(Outcome::Ignored),
         }
+    }
+
+    /// Rebuilds the Redis read models from Postgres unless they are whole.
+    pub async fn restore_redis(&self) -> Result<(), ProjectionError> {
+        crate::rebuild::restore_redis(&self.pool, &self.redis, &self.keys)
+            .await
+            .map(|_| ())
+            .map_err(|error| ProjectionError::Store(format!("{error:#}")))
     }
 }

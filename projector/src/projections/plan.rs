@@ -2,7 +2,7 @@
 //! in one read-store transaction that also records the event as applied, and a Redis
 //! [`Change`] applied at most once by its own record.
 
-use infra::redis_store::{Change, Keys};
+use infra::redis_store::{ApplyOnce, Change, Keys};
 use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
@@ -35,9 +35,9 @@ impl Plan {
 
     /// Carries the plan out. Both stores keep their own record of applied events, so after a
     /// crash between the two, the redelivered event completes what is missing and nothing
-    /// else.
+    /// else, and so does carrying the plan out again after [`ProjectionError::RedisNotReady`].
     pub async fn execute(
-        self,
+        &self,
         event: &PublishedEvent,
         pool: &deadpool_postgres::Pool,
         redis: &ConnectionManager,
@@ -62,11 +62,16 @@ impl Plan {
         };
         if !self.redis.is_empty() {
             let aggregate = format!("{}/{}", event.aggregate_type, event.aggregate_id);
-            applied |= self
+            match self
                 .redis
                 .apply_once(&mut redis.clone(), keys, &aggregate, event.sequence)
                 .await
-                .map_err(|error| ProjectionError::Store(error.to_string()))?;
+                .map_err(|error| ProjectionError::Store(error.to_string()))?
+            {
+                ApplyOnce::Applied => applied = true,
+                ApplyOnce::AppliedBefore => {}
+                ApplyOnce::NotReady => return Err(ProjectionError::RedisNotReady),
+            }
         }
         Ok(if applied {
             Outcome::Applied

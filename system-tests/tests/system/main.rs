@@ -2,6 +2,7 @@
 //! once per file (each link is hundreds of megabytes and most of a build's time).
 
 mod accounts;
+mod dead_letters;
 mod interactions;
 mod rebuild;
 mod videos;

@@ -1,10 +1,19 @@
-//! An operator rebuilds the Redis read models from Postgres: clients see what they saw.
+//! The Redis read models are rebuilt from Postgres, by an operator or by the projector when
+//! Redis lost its data: clients see what they saw, and later writes count once.
 
 use serde_json::Value;
 use system_tests::TestStack;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_rebuilt_from_postgres_answers_as_before() {
+struct History {
+    stack: TestStack,
+    ann: i64,
+    bob: i64,
+    bob_token: String,
+    video_id: String,
+}
+
+/// Ann publishes a video; Bob likes it, comments on it and follows Ann.
+async fn history() -> History {
     let stack = TestStack::spawn().await;
     let (ann, ann_token) = stack.registered("ann", "password1").await;
     let (bob, bob_token) = stack.registered("bob", "password1").await;
@@ -40,23 +49,6 @@ async fn redis_rebuilt_from_postgres_answers_as_before() {
         let reply = stack.command(path, &params).await;
         assert_eq!(reply["status_code"], 0, "{path}: {reply}");
     }
-    let ann_id = ann.to_string();
-    let reads = |token: &str| {
-        let token = token.to_owned();
-        let ann_id = ann_id.clone();
-        let stack = &stack;
-        async move {
-            let mut seen: Vec<Value> = vec![];
-            for path in ["/douyin/feed/", "/douyin/publish/list/", "/douyin/user/"] {
-                seen.push(
-                    stack
-                        .query(path, &[("token", &token), ("user_id", &ann_id)])
-                        .await,
-                );
-            }
-            seen
-        }
-    };
     stack
         .eventually("/douyin/feed/", &[("token", &bob_token)], |feed| {
             let video = &feed["video_list"][0];
@@ -67,9 +59,28 @@ async fn redis_rebuilt_from_postgres_answers_as_before() {
                 && video["author"]["is_follow"] == true
         })
         .await;
-    let before = reads(&bob_token).await;
+    History {
+        stack,
+        ann,
+        bob,
+        bob_token,
+        video_id,
+    }
+}
 
-    // Redis loses everything under the stack's prefix.
+/// What Bob sees of Ann: the feed, her videos and her card.
+async fn reads(history: &History) -> Vec<Value> {
+    let ann_id = history.ann.to_string();
+    let mut seen = vec![];
+    for path in ["/douyin/feed/", "/douyin/publish/list/", "/douyin/user/"] {
+        let params = [("token", history.bob_token.as_str()), ("user_id", &ann_id)];
+        seen.push(history.stack.query(path, &params).await);
+    }
+    seen
+}
+
+/// Redis loses everything under the stack's prefix, as a restart without persistence does.
+async fn wipe_redis(stack: &TestStack) {
     let mut redis = infra::redis_store::connect(&stack.settings.redis)
         .await
         .unwrap();
@@ -86,10 +97,62 @@ async fn redis_rebuilt_from_postgres_answers_as_before() {
         .unwrap();
     let empty = stack.query("/douyin/feed/", &[]).await;
     assert_eq!(empty["video_list"], serde_json::json!([]));
+}
+
+/// Bob unlikes the video: it counts once, on top of the rebuilt models.
+async fn unlike_counts_once(history: &History) {
+    let stack = &history.stack;
+    let reply = stack
+        .command(
+            "/douyin/favorite/action/",
+            &[
+                ("token", &history.bob_token),
+                ("video_id", &history.video_id),
+                ("action_type", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(reply["status_code"], 0);
+    let bob_id = history.bob.to_string();
+    stack
+        .eventually(
+            "/douyin/user/",
+            &[("token", &history.bob_token), ("user_id", &bob_id)],
+            |user| user["user"]["favorite_count"] == 0,
+        )
+        .await;
+    let ann_card = stack.user(history.ann, &history.bob_token).await;
+    assert_eq!(ann_card["user"]["total_favorited"], 0);
+    assert_eq!(ann_card["user"]["follower_count"], 1);
+    let feed = stack
+        .query("/douyin/feed/", &[("token", &history.bob_token)])
+        .await;
+    let video = &feed["video_list"][0];
+    assert_eq!(
+        (
+            &video["favorite_count"],
+            &video["comment_count"],
+            &video["is_favorite"],
+            &video["author"]["is_follow"]
+        ),
+        (&0.into(), &1.into(), &false.into(), &true.into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rebuilt_by_an_operator_answers_as_before() {
+    let history = history().await;
+    let stack = &history.stack;
+    let before = reads(&history).await;
+    wipe_redis(stack).await;
 
     let pool = infra::read_store::connect(&stack.settings.read_store)
         .await
         .unwrap();
+    let redis = infra::redis_store::connect(&stack.settings.redis)
+        .await
+        .unwrap();
+    let keys = infra::redis_store::Keys::new(&stack.settings.redis);
     let rebuilt = projector::rebuild::rebuild_redis(&pool, &redis, &keys)
         .await
         .unwrap();
@@ -102,28 +165,13 @@ async fn redis_rebuilt_from_postgres_answers_as_before() {
         ),
         (2, 1, 1, 1)
     );
-    assert_eq!(reads(&bob_token).await, before);
+    assert_eq!(reads(&history).await, before);
+    unlike_counts_once(&history).await;
+}
 
-    // The projector carries on from the rebuilt state: an unlike counts once.
-    let reply = stack
-        .command(
-            "/douyin/favorite/action/",
-            &[
-                ("token", &bob_token),
-                ("video_id", &video_id),
-                ("action_type", "2"),
-            ],
-        )
-        .await;
-    assert_eq!(reply["status_code"], 0);
-    let bob_id = bob.to_string();
-    stack
-        .eventually(
-            "/douyin/user/",
-            &[("token", &bob_token), ("user_id", &bob_id)],
-            |user| user["user"]["favorite_count"] == 0,
-        )
-        .await;
-    let ann_card = stack.user(ann, &bob_token).await;
-    assert_eq!(ann_card["user"]["total_favorited"], 0);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_lost_its_data_is_rebuilt_by_the_projector_at_the_next_event() {
+    let history = history().await;
+    wipe_redis(&history.stack).await;
+    unlike_counts_once(&history).await;
 }
