@@ -28,6 +28,8 @@ async fn stores() -> (TestSettings, Projections, deadpool_postgres::Pool) {
     let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let keys = infra::redis_store::Keys::new(&settings.redis);
     let projections = Projections::new(pool.clone(), redis, keys);
+    // As the projector does when it starts.
+    projections.restore_redis().await.unwrap();
     (settings, projections, pool)
 }
 

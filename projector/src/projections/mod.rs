@@ -41,7 +41,7 @@ pub enum ProjectionError {
     Store(String),
     /// The Redis read models are not whole: they are to be rebuilt, then the event applied.
     #[error("the Redis read models are not whole")]
-    RedisNotReady,
+    RedisNotReady { applied_in_postgres: bool },
 }
 
 impl From<tokio_postgres::Error> for ProjectionError {
@@ -100,12 +100,21 @@ impl Projections {
         let Some(plan) = self.plan(event)? else {
             return Ok(Outcome::Ignored);
         };
+        // The rebuild takes in what the first attempt applied to Postgres, so the second
+        // finds it applied everywhere: it was applied all the same.
+        let mut applied_in_postgres = false;
         loop {
             match plan
                 .execute(event, &self.pool, &self.redis, &self.keys)
                 .await
             {
-                Err(ProjectionError::RedisNotReady) => self.restore_redis().await?,
+                Err(ProjectionError::RedisNotReady {
+                    applied_in_postgres: applied,
+                }) => {
+                    applied_in_postgres |= applied;
+                    self.restore_redis().await?;
+                }
+                Ok(Outcome::AlreadyApplied) if applied_in_postgres => return Ok(Outcome::Applied),
                 outcome => return outcome,
             }
         }

@@ -70,7 +70,11 @@ impl Plan {
             {
                 ApplyOnce::Applied => applied = true,
                 ApplyOnce::AppliedBefore => {}
-                ApplyOnce::NotReady => return Err(ProjectionError::RedisNotReady),
+                ApplyOnce::NotReady => {
+                    return Err(ProjectionError::RedisNotReady {
+                        applied_in_postgres: applied,
+                    })
+                }
             }
         }
         Ok(if applied {
