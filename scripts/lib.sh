@@ -114,7 +114,9 @@ ensure_broker() {
     ensure_nisshi_installed
     create_database nisshi
     log "starting the nisshi broker on :$KAFKA_PORT"
-    setsid nohup "$NISSHI" broker \
+    # The broker traces every field of every response at `info`: tens of gigabytes of log
+    # within minutes. Its own level, whatever RUST_LOG our services run with.
+    RUST_LOG=${NISSHI_LOG:-warn} setsid nohup "$NISSHI" broker \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --storage-engine "$PG_SERVER/nisshi?sslmode=disable" \

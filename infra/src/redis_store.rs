@@ -163,18 +163,46 @@ impl Change {
         aggregate: &str,
         sequence: i64,
     ) -> Result<ApplyOnce, redis::RedisError> {
-        static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
-        let mut invocation = SCRIPT.key(keys.applied());
-        invocation.key(keys.ready());
-        invocation.arg(aggregate).arg(sequence);
-        for (command, args) in &self.operations {
-            invocation.arg(*command).arg(args.len()).arg(args);
-        }
-        let outcome: i64 = invocation.invoke_async(redis).await?;
-        Ok(match outcome {
+        let outcomes = apply_all_once(redis, keys, &[(aggregate, sequence, self)]).await?;
+        Ok(outcomes[0])
+    }
+}
+
+static APPLY_ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
+
+/// Runs the changes of several events, `(aggregate, sequence, change)` in order, in one round
+/// trip: each atomically and at most once, as [`Change::apply_once`] does.
+pub async fn apply_all_once(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    changes: &[(&str, i64, &Change)],
+) -> Result<Vec<ApplyOnce>, redis::RedisError> {
+    let script = &*APPLY_ONCE_SCRIPT;
+    let invocations: Vec<_> = changes
+        .iter()
+        .map(|(aggregate, sequence, change)| {
+            let mut invocation = script.key(keys.applied());
+            invocation.key(keys.ready()).arg(*aggregate).arg(*sequence);
+            for (command, args) in &change.operations {
+                invocation.arg(*command).arg(args.len()).arg(args);
+            }
+            invocation
+        })
+        .collect();
+    let mut pipe = redis::pipe();
+    // A pipeline does not load a script the server lacks (after a restart, say): load it
+    // first, every time; it is cheap.
+    pipe.load_script(script).ignore();
+    for invocation in &invocations {
+        pipe.invoke_script(invocation);
+    }
+    let outcomes: Vec<i64> = pipe.query_async(redis).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
             1 => ApplyOnce::Applied,
             0 => ApplyOnce::AppliedBefore,
             _ => ApplyOnce::NotReady,
         })
-    }
+        .collect())
 }

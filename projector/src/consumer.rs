@@ -7,8 +7,10 @@
 //! past the gap would skip the dead one for good, since an aggregate's applied sequence only
 //! goes up.
 
+use std::collections::HashSet;
 use std::future::Future;
 
+use futures::FutureExt;
 use infra::backoff::Backoff;
 use infra::envelope::PublishedEvent;
 use rdkafka::consumer::{
@@ -19,7 +21,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::projections::{ProjectionError, Projections};
+use crate::projections::Projections;
 
 /// Commits the offsets of the messages handled so far when partitions are revoked. Messages
 /// are handled in the task that polls, so by the time this runs none is half done.
@@ -46,6 +48,23 @@ fn commit<C: Consumer<CommitOnRevoke>>(consumer: &C) {
     }
 }
 
+/// Messages handled as one batch at most: those already fetched when the first arrives. A
+/// quiet stream makes batches of one, so batching costs no latency; a burst is applied with
+/// one read-store commit (and one Redis round trip) per batch instead of per event.
+const MAX_BATCH: usize = 256;
+
+const HELD_BACK: &str = "an earlier event of its aggregate is dead-lettered";
+
+/// A message's aggregate as the broker knows it: its topic and key.
+type Aggregate = (String, Option<Vec<u8>>);
+
+fn aggregate_of(message: &BorrowedMessage<'_>) -> Aggregate {
+    (
+        message.topic().to_owned(),
+        message.key().map(<[u8]>::to_vec),
+    )
+}
+
 pub struct EventLoop<'a> {
     pub consumer: &'a EventConsumer,
     pub projections: &'a Projections,
@@ -59,85 +78,100 @@ impl EventLoop<'_> {
                 received = self.consumer.recv() => received,
                 _ = stop.cancelled() => break,
             };
-            let message = match received {
-                Ok(message) => message,
+            let mut batch = match received {
+                Ok(message) => vec![message],
                 Err(error) => {
                     tracing::warn!(%error, "could not receive from the broker");
                     continue;
                 }
             };
-            if !self.handle(&message, stop).await {
+            while batch.len() < MAX_BATCH {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(message),
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "could not receive from the broker");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if !self.handle(&batch, stop).await {
                 break;
             }
-            if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                tracing::warn!(%error, "could not store an offset");
+            for message in &batch {
+                if let Err(error) = self.consumer.store_offset_from_message(message) {
+                    tracing::warn!(%error, "could not store an offset");
+                }
             }
         }
         commit(self.consumer);
     }
 
-    /// Applies the message's event, retrying while the read store fails. Returns false when
-    /// stopped before the event could be applied: its offset must not be stored.
-    async fn handle(&self, message: &BorrowedMessage<'_>, stop: &CancellationToken) -> bool {
-        match retry(stop, || self.hold_back(message)).await {
-            Some(true) => return true,
-            Some(false) => {}
-            None => return false,
-        }
-        let event = match PublishedEvent::from_json(message.payload().unwrap_or_default()) {
-            Ok(event) => event,
-            Err(error) => return self.dead_letter(message, &error.to_string(), stop).await,
+    /// Applies the batch's events in order, retrying while a read store fails, and
+    /// dead-letters what cannot be read together with what is held back behind it. Returns
+    /// false when stopped first: the batch's offsets must not be stored.
+    async fn handle(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> bool {
+        let Some(mut held_back) = retry(stop, || self.held_back(batch)).await else {
+            return false;
         };
-        let applied = retry(stop, || async {
-            match self.projections.apply(&event).await {
-                Ok(outcome) => {
-                    tracing::debug!(event_id = %event.event_id, ?outcome, "event handled");
-                    Ok(None)
+        let mut planned = Vec::with_capacity(batch.len());
+        for message in batch {
+            let aggregate = aggregate_of(message);
+            if held_back.contains(&aggregate) {
+                if !self.dead_letter(message, HELD_BACK, stop).await {
+                    return false;
                 }
-                Err(ProjectionError::Unreadable(error)) => Ok(Some(error.to_string())),
-                Err(error) => Err(error),
+                continue;
             }
-        })
-        .await;
-        match applied {
-            Some(None) => true,
-            Some(Some(reason)) => self.dead_letter(message, &reason, stop).await,
-            None => false,
+            let readable = PublishedEvent::from_json(message.payload().unwrap_or_default())
+                .map_err(|error| error.to_string())
+                .and_then(|event| match self.projections.plan(&event) {
+                    Ok(plan) => Ok((event, plan)),
+                    Err(error) => Err(error.to_string()),
+                });
+            match readable {
+                Ok((event, Some(plan))) => planned.push((event, plan)),
+                Ok((event, None)) => {
+                    tracing::debug!(event_id = %event.event_id, "no read model follows it");
+                }
+                Err(reason) => {
+                    if !self.dead_letter(message, &reason, stop).await {
+                        return false;
+                    }
+                    held_back.insert(aggregate);
+                }
+            }
         }
+        if planned.is_empty() {
+            return true;
+        }
+        let planned: Vec<_> = planned.iter().map(|(event, plan)| (event, plan)).collect();
+        let outcomes = retry(stop, || self.projections.execute(&planned)).await;
+        if let Some(outcomes) = &outcomes {
+            for ((event, _), outcome) in planned.iter().zip(outcomes) {
+                tracing::debug!(event_id = %event.event_id, ?outcome, "event handled");
+            }
+        }
+        outcomes.is_some()
     }
 
-    /// Dead-letters `message` if an earlier message of its aggregate is dead-lettered and not
-    /// yet redriven. Returns whether it did.
-    async fn hold_back(&self, message: &BorrowedMessage<'_>) -> Result<bool, String> {
+    /// The aggregates of `batch` with a dead-lettered event not yet redriven.
+    async fn held_back(&self, batch: &[BorrowedMessage<'_>]) -> Result<HashSet<Aggregate>, String> {
+        let keys: Vec<&[u8]> = batch.iter().filter_map(|message| message.key()).collect();
         let client = self.dead_letters.get().await.map_err(|e| e.to_string())?;
-        let held_back = client
-            .execute(
-                "INSERT INTO dead_letters (topic, partition, \"offset\", key, payload, error)
-                 SELECT $1, $2, $3, $4, $5, 'an earlier event of its aggregate is dead-lettered'
-                  WHERE EXISTS (SELECT FROM dead_letters
-                                 WHERE topic = $1 AND key = $4 AND redriven_at IS NULL)",
-                &[
-                    &message.topic(),
-                    &message.partition(),
-                    &message.offset(),
-                    &message.key(),
-                    &message.payload(),
-                ],
+        let rows = client
+            .query(
+                "SELECT DISTINCT topic, key FROM dead_letters
+                  WHERE redriven_at IS NULL AND key = ANY($1)",
+                &[&keys],
             )
             .await
             .map_err(|e| e.to_string())?;
-        if held_back > 0 {
-            tracing::warn!(
-                topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset(),
-                "held back behind a dead-lettered event of its aggregate"
-            );
-        }
-        Ok(held_back > 0)
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
-    /// Keeps a message no projection can read, whole, so that it can be redriven.
+    /// Keeps a message no projection can read (or one held back behind it), whole, so that
+    /// it can be redriven.
     async fn dead_letter(
         &self,
         message: &BorrowedMessage<'_>,

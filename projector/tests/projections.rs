@@ -277,3 +277,37 @@ async fn redrive_applies_what_is_readable_now_and_leaves_the_rest_of_a_stuck_agg
         "a second redrive finds only the stuck aggregate"
     );
 }
+
+#[tokio::test]
+async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once() {
+    let (settings, projections, pool) = stores().await;
+    let unliked = |sequence| {
+        event(
+            "like",
+            "7:2",
+            sequence,
+            "VideoUnliked",
+            json!({"video_id": 7, "user_id": 2, "video_author_id": 1}),
+        )
+    };
+    let events = [liked(1), unliked(2), liked(3), liked(3)];
+    let plans: Vec<_> = events
+        .iter()
+        .map(|event| projections.plan(event).unwrap().unwrap())
+        .collect();
+    let planned: Vec<_> = events.iter().zip(&plans).collect();
+
+    let outcomes = projections.execute(&planned).await.unwrap();
+
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::AlreadyApplied
+        ]
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+    assert_eq!(like_rows(&pool).await, 1);
+}

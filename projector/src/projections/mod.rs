@@ -20,9 +20,10 @@ use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
+use plan::execute_all;
 pub use plan::Plan;
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
     /// Delivered before: nothing changed.
@@ -39,9 +40,6 @@ pub enum ProjectionError {
     /// A read store failed; the event is to be applied again.
     #[error("read store: {0}")]
     Store(String),
-    /// The Redis read models are not whole: they are to be rebuilt, then the event applied.
-    #[error("the Redis read models are not whole")]
-    RedisNotReady { applied_in_postgres: bool },
 }
 
 impl From<tokio_postgres::Error> for ProjectionError {
@@ -100,24 +98,38 @@ impl Projections {
         let Some(plan) = self.plan(event)? else {
             return Ok(Outcome::Ignored);
         };
-        // The rebuild takes in what the first attempt applied to Postgres, so the second
-        // finds it applied everywhere: it was applied all the same.
-        let mut applied_in_postgres = false;
+        Ok(self.execute(&[(event, &plan)]).await?[0])
+    }
+
+    /// Carries out the plans of several events, in order, as one batch: one read-store commit
+    /// and one Redis round trip for them all.
+    pub async fn execute(
+        &self,
+        planned: &[(&PublishedEvent, &Plan)],
+    ) -> Result<Vec<Outcome>, ProjectionError> {
+        // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
+        // it applied everywhere: it was applied all the same.
+        let mut applied = vec![false; planned.len()];
         loop {
-            match plan
-                .execute(event, &self.pool, &self.redis, &self.keys)
-                .await
-            {
-                Err(ProjectionError::RedisNotReady {
-                    applied_in_postgres: applied,
-                }) => {
-                    applied_in_postgres |= applied;
-                    self.restore_redis().await?;
-                }
-                Ok(Outcome::AlreadyApplied) if applied_in_postgres => return Ok(Outcome::Applied),
-                outcome => return outcome,
+            let executed = execute_all(planned, &self.pool, &self.redis, &self.keys).await?;
+            for (applied, now) in applied.iter_mut().zip(executed.applied) {
+                *applied |= now;
             }
+            if executed.redis_ready {
+                break;
+            }
+            self.restore_redis().await?;
         }
+        Ok(applied
+            .into_iter()
+            .map(|applied| {
+                if applied {
+                    Outcome::Applied
+                } else {
+                    Outcome::AlreadyApplied
+                }
+            })
+            .collect())
     }
 
     /// Rebuilds the Redis read models from Postgres unless they are whole.

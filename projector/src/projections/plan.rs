@@ -2,11 +2,11 @@
 //! in one read-store transaction that also records the event as applied, and a Redis
 //! [`Change`] applied at most once by its own record.
 
-use infra::redis_store::{ApplyOnce, Change, Keys};
+use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys};
 use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
-use super::{Outcome, ProjectionError};
+use super::ProjectionError;
 use crate::applied::mark_applied;
 use infra::envelope::PublishedEvent;
 
@@ -32,57 +32,76 @@ impl Plan {
         self.redis = change(self.redis);
         self
     }
+}
 
-    /// Carries the plan out. Both stores keep their own record of applied events, so after a
-    /// crash between the two, the redelivered event completes what is missing and nothing
-    /// else, and so does carrying the plan out again after [`ProjectionError::RedisNotReady`].
-    pub async fn execute(
-        &self,
-        event: &PublishedEvent,
-        pool: &deadpool_postgres::Pool,
-        redis: &ConnectionManager,
-        keys: &Keys,
-    ) -> Result<Outcome, ProjectionError> {
-        let mut applied = {
-            let mut client = pool.get().await?;
-            let tx = client.transaction().await?;
+/// What carrying out plans did.
+pub struct Executed {
+    /// Per plan: whether it changed a read store (false: its event was applied before).
+    pub applied: Vec<bool>,
+    /// False when the Redis read models were not whole: no Redis change was made, and the
+    /// plans are to be carried out again once Redis is rebuilt.
+    pub redis_ready: bool,
+}
+
+/// Carries out the plans of several events, in order: their SQL in one read-store transaction
+/// that also records each event as applied (one commit for them all), then their Redis
+/// changes in one round trip. Both stores keep their own record of applied events, so after a
+/// crash between the two, the redelivered events complete what is missing and nothing else;
+/// and so does carrying the plans out again.
+pub async fn execute_all(
+    planned: &[(&PublishedEvent, &Plan)],
+    pool: &deadpool_postgres::Pool,
+    redis: &ConnectionManager,
+    keys: &Keys,
+) -> Result<Executed, ProjectionError> {
+    let mut applied = vec![false; planned.len()];
+    {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        for ((event, plan), applied) in planned.iter().zip(&mut applied) {
             if mark_applied(&tx, event).await? {
-                for (statement, params) in &self.statements {
+                for (statement, params) in &plan.statements {
                     let params: Vec<&(dyn ToSql + Sync)> = params
                         .iter()
                         .map(|param| param.as_ref() as &(dyn ToSql + Sync))
                         .collect();
                     tx.execute(*statement, &params).await?;
                 }
-                tx.commit().await?;
-                true
-            } else {
-                false
-            }
-        };
-        if !self.redis.is_empty() {
-            let aggregate = format!("{}/{}", event.aggregate_type, event.aggregate_id);
-            match self
-                .redis
-                .apply_once(&mut redis.clone(), keys, &aggregate, event.sequence)
-                .await
-                .map_err(|error| ProjectionError::Store(error.to_string()))?
-            {
-                ApplyOnce::Applied => applied = true,
-                ApplyOnce::AppliedBefore => {}
-                ApplyOnce::NotReady => {
-                    return Err(ProjectionError::RedisNotReady {
-                        applied_in_postgres: applied,
-                    })
-                }
+                *applied = true;
             }
         }
-        Ok(if applied {
-            Outcome::Applied
-        } else {
-            Outcome::AlreadyApplied
-        })
+        tx.commit().await?;
     }
+
+    let aggregates: Vec<String> = planned
+        .iter()
+        .map(|(event, _)| format!("{}/{}", event.aggregate_type, event.aggregate_id))
+        .collect();
+    let mut changed = vec![];
+    let mut changes = vec![];
+    for (i, (event, plan)) in planned.iter().enumerate() {
+        if !plan.redis.is_empty() {
+            changed.push(i);
+            changes.push((aggregates[i].as_str(), event.sequence, &plan.redis));
+        }
+    }
+    let mut redis_ready = true;
+    if !changes.is_empty() {
+        let outcomes = apply_all_once(&mut redis.clone(), keys, &changes)
+            .await
+            .map_err(|error| ProjectionError::Store(error.to_string()))?;
+        for (i, outcome) in changed.into_iter().zip(outcomes) {
+            match outcome {
+                ApplyOnce::Applied => applied[i] = true,
+                ApplyOnce::AppliedBefore => {}
+                ApplyOnce::NotReady => redis_ready = false,
+            }
+        }
+    }
+    Ok(Executed {
+        applied,
+        redis_ready,
+    })
 }
 
 /// Boxes a statement parameter.
