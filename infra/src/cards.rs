@@ -60,6 +60,11 @@ pub struct Cards {
 }
 
 impl Cards {
+    /// A comment's `create_date` for a comment posted at `at` (epoch ms).
+    pub fn comment_date(&self, at: i64) -> String {
+        self.public.date(at)
+    }
+
     pub fn new(redis: ConnectionManager, keys: Keys, public: PublicSettings) -> Self {
         Self {
             redis,
@@ -230,14 +235,6 @@ pub struct CommentCard {
     pub id: i64,
     pub user: UserCard,
     pub content: String,
-    /// `mm-dd`, in UTC.
+    /// `mm-dd`, at `DATE_UTC_OFFSET`.
     pub create_date: String,
-}
-
-/// The client's `create_date` of a comment posted at `at` (epoch ms).
-pub fn create_date(at: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(at)
-        .unwrap_or_default()
-        .format("%m-%d")
-        .to_string()
 }

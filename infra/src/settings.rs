@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::FixedOffset;
 use config::{Config, ConfigError, Environment};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -78,13 +79,36 @@ impl AuthSettings {
 }
 
 /// `PUBLIC_BASE_URL`: the address clients reach the API on, the base of every URL we return.
+/// `DATE_UTC_OFFSET`: the time zone of the dates people read (a comment's `create_date`),
+/// `+08:00` by default, where the client's users are.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PublicSettings {
     #[serde(default = "default_public_base_url")]
     pub public_base_url: String,
+    #[serde(
+        default = "default_date_utc_offset",
+        deserialize_with = "deserialize_utc_offset"
+    )]
+    pub date_utc_offset: FixedOffset,
 }
 
 impl PublicSettings {
+    pub fn new(public_base_url: &str) -> Self {
+        Self {
+            public_base_url: public_base_url.to_owned(),
+            date_utc_offset: default_date_utc_offset(),
+        }
+    }
+
+    /// A comment's `create_date`, `mm-dd`, of a time `at` (epoch ms).
+    pub fn date(&self, at: i64) -> String {
+        chrono::DateTime::from_timestamp_millis(at)
+            .unwrap_or_default()
+            .with_timezone(&self.date_utc_offset)
+            .format("%m-%d")
+            .to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.public_base_url.trim_end_matches('/'), path)
     }
@@ -174,6 +198,21 @@ fn default_token_ttl_secs() -> u64 {
     7 * 24 * 3600
 }
 
+fn default_date_utc_offset() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset")
+}
+
+fn deserialize_utc_offset<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<FixedOffset, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "DATE_UTC_OFFSET must look like +08:00 or -05:30, not {text:?}"
+        ))
+    })
+}
+
 fn default_public_base_url() -> String {
     "http://127.0.0.1:8080".to_owned()
 }
@@ -188,4 +227,28 @@ fn default_max_upload_bytes() -> u64 {
 
 fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(offset: &str) -> Result<PublicSettings, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "date_utc_offset": offset }))
+    }
+
+    #[test]
+    fn dates_are_shown_at_the_configured_offset() {
+        // 2026-03-01 16:30 UTC is already 03-02 in China, still 03-01 in New York.
+        let at = 1_772_382_600_000;
+        assert_eq!(PublicSettings::new("http://x").date(at), "03-02");
+        assert_eq!(public("-05:00").unwrap().date(at), "03-01");
+        assert_eq!(public("+00:00").unwrap().date(at), "03-01");
+    }
+
+    #[test]
+    fn an_offset_that_is_not_one_is_refused() {
+        let error = public("Asia/Shanghai").unwrap_err().to_string();
+        assert!(error.contains("DATE_UTC_OFFSET"), "{error}");
+    }
 }

@@ -2,7 +2,7 @@
 //! bounded, hydrated into cards from Redis in a constant number of round trips.
 
 use domain::{UserId, VideoId};
-use infra::cards::{create_date, Cards, CommentCard, UserCard, VideoCard};
+use infra::cards::{Cards, CommentCard, UserCard, VideoCard};
 use serde::Serialize;
 
 /// The most items a list answers with. The client does not page lists (only the feed).
@@ -230,7 +230,7 @@ impl Reads {
                     id: row.get(0),
                     user: cards.get(&row.get::<_, i64>(1))?.clone(),
                     content: row.get(2),
-                    create_date: create_date(row.get(3)),
+                    create_date: self.cards.comment_date(row.get(3)),
                 })
             })
             .collect())

@@ -35,9 +35,7 @@ impl TestStack {
         infra::telemetry::init();
         let mut settings = TestSettings::new().await;
         adjust(&mut settings);
-        let public = PublicSettings {
-            public_base_url: PUBLIC_BASE_URL.to_owned(),
-        };
+        let public = PublicSettings::new(PUBLIC_BASE_URL);
 
         let command = command_api::startup::Application::build(command_api::settings::Settings {
             listen: LOCAL,

@@ -2,7 +2,7 @@ use actix_web::{post, web, HttpResponse};
 use domain::text::CommentText;
 use domain::{CommentId, VideoId};
 use infra::auth::Tokens;
-use infra::cards::{create_date, Cards, CommentCard};
+use infra::cards::{Cards, CommentCard};
 use infra::http::{done, ok, ApiError, Params};
 use serde::Serialize;
 
@@ -43,7 +43,7 @@ async fn comment(
                     id: posted.id.get(),
                     user: card,
                     content,
-                    create_date: create_date(posted.at),
+                    create_date: cards.comment_date(posted.at),
                 },
             }))
         }

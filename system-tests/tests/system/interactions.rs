@@ -231,7 +231,15 @@ async fn comments_are_listed_newest_first_and_only_their_authors_may_delete_them
     assert_eq!(first["comment"]["content"], "first!");
     assert_eq!(first["comment"]["user"]["name"], "bob");
     let date = first["comment"]["create_date"].as_str().unwrap();
-    assert_eq!(date, chrono::Utc::now().format("%m-%d").to_string());
+    // Dates are shown in China's time zone (UTC+8) by default.
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    assert_eq!(
+        date,
+        chrono::Utc::now()
+            .with_timezone(&china)
+            .format("%m-%d")
+            .to_string()
+    );
     let second = post(&bob_token, "second").await;
     assert_eq!(second["status_code"], 0, "{second}");
     for (text, message) in [
