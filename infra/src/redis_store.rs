@@ -74,6 +74,13 @@ impl Keys {
     pub fn ready(&self) -> String {
         format!("{}ready", self.prefix)
     }
+
+    /// String: the token of the rebuild under way. `ready` is set only by the rebuild whose
+    /// token is still there at its end: one that lost its data meanwhile (Redis restarted)
+    /// must not declare the models whole.
+    pub fn rebuilding(&self) -> String {
+        format!("{}rebuilding", self.prefix)
+    }
 }
 
 /// Applies the operations that follow its two first arguments unless the aggregate's last

@@ -3,11 +3,8 @@
 //! taken away, and on shutdown.
 //!
 //! A message no projection can read is dead-lettered, and so is every later message of its
-//! aggregate (same topic and key) until `projector redrive` has applied them: applying them
-//! past the gap would skip the dead one for good, since an aggregate's applied sequence only
-//! goes up.
+//! aggregate until `projector redrive` has applied them (see [`crate::dead_letters`]).
 
-use std::collections::HashSet;
 use std::future::Future;
 
 use futures::FutureExt;
@@ -21,10 +18,14 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
-use crate::projections::Projections;
+use crate::dead_letters::Received;
+use crate::projections::{Item, Plan, Projections};
 
-/// Commits the offsets of the messages handled so far when partitions are revoked. Messages
-/// are handled in the task that polls, so by the time this runs none is half done.
+/// Commits the offsets of the messages handled so far when partitions are revoked. Revokes
+/// run in the task that polls, between batches or while one is being collected: a batch may
+/// then still hold messages of a revoked partition. They are applied all the same, their
+/// offsets are not stored (librdkafka refuses offsets of partitions no longer assigned), and
+/// the new owner's repeat of them changes nothing (both stores drop repeats).
 pub struct CommitOnRevoke;
 
 impl ClientContext for CommitOnRevoke {}
@@ -53,22 +54,9 @@ fn commit<C: Consumer<CommitOnRevoke>>(consumer: &C) {
 /// one read-store commit (and one Redis round trip) per batch instead of per event.
 const MAX_BATCH: usize = 256;
 
-const HELD_BACK: &str = "an earlier event of its aggregate is dead-lettered";
-
-/// A message's aggregate as the broker knows it: its topic and key.
-type Aggregate = (String, Option<Vec<u8>>);
-
-fn aggregate_of(message: &BorrowedMessage<'_>) -> Aggregate {
-    (
-        message.topic().to_owned(),
-        message.key().map(<[u8]>::to_vec),
-    )
-}
-
 pub struct EventLoop<'a> {
     pub consumer: &'a EventConsumer,
     pub projections: &'a Projections,
-    pub dead_letters: &'a deadpool_postgres::Pool,
 }
 
 impl EventLoop<'_> {
@@ -107,105 +95,59 @@ impl EventLoop<'_> {
         commit(self.consumer);
     }
 
-    /// Applies the batch's events in order, retrying while a read store fails, and
-    /// dead-letters what cannot be read together with what is held back behind it. Returns
-    /// false when stopped first: the batch's offsets must not be stored.
+    /// Applies the batch in order (dead-lettering what cannot be read, and what is held back
+    /// behind it), retrying while a read store fails. Returns false when stopped first: the
+    /// batch's offsets must not be stored.
     async fn handle(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> bool {
-        let Some(mut held_back) = retry(stop, || self.held_back(batch)).await else {
+        let received: Vec<Received> = batch
+            .iter()
+            .map(|message| Received {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+            })
+            .collect();
+        let read: Vec<Result<(PublishedEvent, Option<Plan>), String>> = received
+            .iter()
+            .map(|received| {
+                let event =
+                    PublishedEvent::from_json(received.payload.as_deref().unwrap_or_default())
+                        .map_err(|error| error.to_string())?;
+                let plan = self
+                    .projections
+                    .plan(&event)
+                    .map_err(|error| error.to_string())?;
+                Ok((event, plan))
+            })
+            .collect();
+        let items: Vec<Item<'_>> = received
+            .iter()
+            .zip(&read)
+            .map(|(received, read)| match read {
+                Ok((event, Some(plan))) => Item::Event {
+                    event,
+                    plan,
+                    received: Some(received),
+                },
+                Ok((_, None)) => Item::Ignored,
+                Err(reason) => Item::Unreadable { received, reason },
+            })
+            .collect();
+        let Some(outcomes) = retry(stop, || self.projections.execute(&items)).await else {
             return false;
         };
-        let mut planned = Vec::with_capacity(batch.len());
-        for message in batch {
-            let aggregate = aggregate_of(message);
-            if held_back.contains(&aggregate) {
-                if !self.dead_letter(message, HELD_BACK, stop).await {
-                    return false;
-                }
-                continue;
-            }
-            let readable = PublishedEvent::from_json(message.payload().unwrap_or_default())
-                .map_err(|error| error.to_string())
-                .and_then(|event| match self.projections.plan(&event) {
-                    Ok(plan) => Ok((event, plan)),
-                    Err(error) => Err(error.to_string()),
-                });
-            match readable {
-                Ok((event, Some(plan))) => planned.push((event, plan)),
-                Ok((event, None)) => {
-                    tracing::debug!(event_id = %event.event_id, "no read model follows it");
-                }
-                Err(reason) => {
-                    if !self.dead_letter(message, &reason, stop).await {
-                        return false;
-                    }
-                    held_back.insert(aggregate);
-                }
-            }
+        for (received, outcome) in received.iter().zip(outcomes) {
+            tracing::debug!(
+                topic = received.topic,
+                partition = received.partition,
+                offset = received.offset,
+                ?outcome,
+                "message handled"
+            );
         }
-        if planned.is_empty() {
-            return true;
-        }
-        let planned: Vec<_> = planned.iter().map(|(event, plan)| (event, plan)).collect();
-        let outcomes = retry(stop, || self.projections.execute(&planned)).await;
-        if let Some(outcomes) = &outcomes {
-            for ((event, _), outcome) in planned.iter().zip(outcomes) {
-                tracing::debug!(event_id = %event.event_id, ?outcome, "event handled");
-            }
-        }
-        outcomes.is_some()
-    }
-
-    /// The aggregates of `batch` with a dead-lettered event not yet redriven.
-    async fn held_back(&self, batch: &[BorrowedMessage<'_>]) -> Result<HashSet<Aggregate>, String> {
-        let keys: Vec<&[u8]> = batch.iter().filter_map(|message| message.key()).collect();
-        let client = self.dead_letters.get().await.map_err(|e| e.to_string())?;
-        let rows = client
-            .query(
-                "SELECT DISTINCT topic, key FROM dead_letters
-                  WHERE redriven_at IS NULL AND key = ANY($1)",
-                &[&keys],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
-    }
-
-    /// Keeps a message no projection can read (or one held back behind it), whole, so that
-    /// it can be redriven.
-    async fn dead_letter(
-        &self,
-        message: &BorrowedMessage<'_>,
-        reason: &str,
-        stop: &CancellationToken,
-    ) -> bool {
-        tracing::error!(
-            topic = message.topic(),
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering a message"
-        );
-        retry(stop, || async {
-            let client = self.dead_letters.get().await.map_err(|e| e.to_string())?;
-            client
-                .execute(
-                    "INSERT INTO dead_letters (topic, partition, \"offset\", key, payload, error)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &message.topic(),
-                        &message.partition(),
-                        &message.offset(),
-                        &message.key(),
-                        &message.payload(),
-                        &reason,
-                    ],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(())
-        })
-        .await
-        .is_some()
+        true
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod applied;
 pub mod consumer;
+pub mod dead_letters;
 pub mod projections;
 pub mod rebuild;
 pub mod redrive;

@@ -17,6 +17,14 @@ const BATCH: usize = 1000;
 /// same moment rebuild it once.
 const REBUILD_LOCK: i64 = 0x0072_6562_7569_6c64;
 
+/// Declares the models whole (`ready`, with the time) if this rebuild's token is still there.
+const FINISH: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+";
+
 /// How much was rebuilt.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rebuilt {
@@ -89,6 +97,12 @@ async fn rebuild(
     // Not whole from here on: projectors stop applying events to Redis until the end.
     let () = redis.del(keys.ready()).await?;
     clear(redis, keys).await?;
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    let () = redis.set(keys.rebuilding(), &token).await?;
     // One snapshot of the read database for every query below, taken after the last event
     // was applied to the old Redis models.
     client
@@ -188,9 +202,16 @@ async fn rebuild(
     })
     .await?;
     client.batch_execute("COMMIT").await?;
-    let () = redis
-        .set(keys.ready(), chrono::Utc::now().to_rfc3339())
+    let finished: i64 = redis::Script::new(FINISH)
+        .key(keys.rebuilding())
+        .key(keys.ready())
+        .arg(&token)
+        .arg(chrono::Utc::now().to_rfc3339())
+        .invoke_async(redis)
         .await?;
+    if finished != 1 {
+        anyhow::bail!("Redis lost its data during the rebuild: it is to be rebuilt again");
+    }
 
     Ok(Rebuilt {
         users: users.len(),

@@ -1,17 +1,16 @@
 //! Applies dead-lettered messages once the projector can read them (after an upgrade that
-//! knows a new event type or version, say). Messages are taken in the order they were
-//! dead-lettered, which is their aggregate's order; a message that still cannot be read stays,
-//! and so do the later messages of its aggregate. Projectors may run meanwhile: they keep
-//! holding an aggregate back until its last dead letter is redriven.
+//! knows a new event type or version, say). Each aggregate's messages are taken in the order
+//! the broker had them; a message that still cannot be read stays, and so do the later
+//! messages of its aggregate. Projectors may run meanwhile: they hold an aggregate back until
+//! its last dead letter is redriven, and a redrive goes on until a listing, taken under the
+//! exclusive lock of [`crate::dead_letters`], finds nothing new.
 
 use std::collections::HashSet;
 
 use infra::envelope::PublishedEvent;
 
+use crate::dead_letters::{self, Aggregate};
 use crate::projections::{ProjectionError, Projections};
-
-/// Dead letters read at a time.
-const PAGE: i64 = 100;
 
 /// What a redrive did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -26,29 +25,37 @@ pub async fn redrive(
     pool: &deadpool_postgres::Pool,
     projections: &Projections,
 ) -> anyhow::Result<Redriven> {
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     let mut redriven = Redriven::default();
-    // Aggregates (topic, key) with a message that still cannot be read.
-    let mut stuck: HashSet<(String, Option<Vec<u8>>)> = HashSet::new();
-    let mut after = 0_i64;
+    // Aggregates with a message that still cannot be read, and the messages left for good.
+    let mut stuck: HashSet<Aggregate> = HashSet::new();
+    let mut left: HashSet<i64> = HashSet::new();
     loop {
-        let page = client
+        let listing = client.transaction().await?;
+        listing
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&dead_letters::LOCK])
+            .await?;
+        let rows = listing
             .query(
                 "SELECT id, topic, key, payload FROM dead_letters
-                  WHERE redriven_at IS NULL AND id > $1
-                  ORDER BY id
-                  LIMIT $2",
-                &[&after, &PAGE],
+                  WHERE redriven_at IS NULL
+                  ORDER BY topic, key, partition, \"offset\"",
+                &[],
             )
             .await?;
-        if page.is_empty() {
+        listing.commit().await?;
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|row| !left.contains(&row.get::<_, i64>(0)))
+            .collect();
+        if rows.is_empty() {
             return Ok(redriven);
         }
-        for row in page {
+        for row in rows {
             let id: i64 = row.get(0);
-            after = id;
-            let aggregate = (row.get::<_, String>(1), row.get::<_, Option<Vec<u8>>>(2));
+            let aggregate: Aggregate = (row.get(1), row.get(2));
             if stuck.contains(&aggregate) {
+                left.insert(id);
                 redriven.left += 1;
                 continue;
             }
@@ -71,6 +78,7 @@ pub async fn redrive(
                 Err(ProjectionError::Unreadable(error)) => {
                     tracing::warn!(dead_letter = id, %error, "still unreadable: left, with the rest of its aggregate");
                     stuck.insert(aggregate);
+                    left.insert(id);
                     redriven.left += 1;
                 }
                 Err(error) => return Err(error.into()),

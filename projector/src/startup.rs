@@ -70,7 +70,6 @@ impl Projector {
         EventLoop {
             consumer: &self.consumer,
             projections: &self.projections,
-            dead_letters: &self.read_store,
         }
         .run(&stop)
         .await;

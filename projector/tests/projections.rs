@@ -3,7 +3,7 @@
 use chrono::Utc;
 use infra::envelope::PublishedEvent;
 use infra::testing::TestSettings;
-use projector::projections::{Outcome, ProjectionError, Projections};
+use projector::projections::{Item, Outcome, ProjectionError, Projections};
 use serde_json::json;
 
 fn registered(user_id: i64, sequence: i64, name: &str) -> PublishedEvent {
@@ -222,7 +222,7 @@ async fn dead_letter(pool: &deadpool_postgres::Pool, topic: &str, event: &Publis
     client
         .execute(
             "INSERT INTO dead_letters (topic, partition, \"offset\", key, payload, error)
-             VALUES ($1, 0, 0, $2, $3, 'unreadable then')",
+             VALUES ($1, 0, (SELECT count(*) FROM dead_letters), $2, $3, 'unreadable then')",
             &[&topic, &event.aggregate_id.as_bytes(), &event.to_json()],
         )
         .await
@@ -295,9 +295,17 @@ async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once()
         .iter()
         .map(|event| projections.plan(event).unwrap().unwrap())
         .collect();
-    let planned: Vec<_> = events.iter().zip(&plans).collect();
+    let items: Vec<_> = events
+        .iter()
+        .zip(&plans)
+        .map(|(event, plan)| Item::Event {
+            event,
+            plan,
+            received: None,
+        })
+        .collect();
 
-    let outcomes = projections.execute(&planned).await.unwrap();
+    let outcomes = projections.execute(&items).await.unwrap();
 
     assert_eq!(
         outcomes,
@@ -310,4 +318,94 @@ async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once()
     );
     assert_eq!(counters(&settings).await, (1, 1, 1));
     assert_eq!(like_rows(&pool).await, 1);
+}
+
+fn received(event: &PublishedEvent, offset: i64) -> projector::dead_letters::Received {
+    projector::dead_letters::Received {
+        topic: event.aggregate_type.clone(),
+        partition: 0,
+        offset,
+        key: Some(event.aggregate_id.as_bytes().to_vec()),
+        payload: Some(event.to_json()),
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_else() {
+    let (settings, projections, pool) = stores().await;
+    let mut newer = liked(2);
+    newer.event_version = 2;
+    let batch = [
+        registered(1, 1, "ann"),
+        liked(1),
+        newer,
+        liked(3),
+        registered(5, 1, "eve"),
+    ];
+    let messages: Vec<_> = batch
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| received(event, offset as i64))
+        .collect();
+    let plans: Vec<_> = batch.iter().map(|event| projections.plan(event)).collect();
+    let reasons: Vec<String> = plans
+        .iter()
+        .map(|plan| match plan {
+            Err(error) => error.to_string(),
+            Ok(_) => String::new(),
+        })
+        .collect();
+    let items: Vec<Item> = batch
+        .iter()
+        .zip(&plans)
+        .zip(&messages)
+        .zip(&reasons)
+        .map(|(((event, plan), received), reason)| match plan {
+            Ok(plan) => Item::Event {
+                event,
+                plan: plan.as_ref().unwrap(),
+                received: Some(received),
+            },
+            Err(_) => Item::Unreadable { received, reason },
+        })
+        .collect();
+
+    let outcomes = projections.execute(&items).await.unwrap();
+
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Applied,
+            Outcome::Applied,
+            Outcome::DeadLettered,
+            Outcome::HeldBack,
+            Outcome::Applied
+        ]
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1), "only the first like");
+    assert_eq!(names(&pool).await, ["ann", "eve"]);
+    let client = pool.get().await.unwrap();
+    let kept: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dead_letters WHERE redriven_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 2);
+
+    // Delivered again after a crash: nothing changes, nothing is kept twice.
+    let again = projections.execute(&items).await.unwrap();
+    assert_eq!(again[4], Outcome::AlreadyApplied);
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+    let kept: i64 = client
+        .query_one(
+            "SELECT count(*) FROM dead_letters WHERE \"offset\" IN (2, 3)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 2);
 }

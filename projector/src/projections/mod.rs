@@ -21,7 +21,7 @@ use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
 use plan::execute_all;
-pub use plan::Plan;
+pub use plan::{Item, Plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -30,6 +30,10 @@ pub enum Outcome {
     AlreadyApplied,
     /// An aggregate type no read model follows.
     Ignored,
+    /// Unreadable: kept in `dead_letters`, and its aggregate held back after it.
+    DeadLettered,
+    /// Kept in `dead_letters` behind an earlier dead letter of its aggregate.
+    HeldBack,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,38 +102,36 @@ impl Projections {
         let Some(plan) = self.plan(event)? else {
             return Ok(Outcome::Ignored);
         };
-        Ok(self.execute(&[(event, &plan)]).await?[0])
+        let item = Item::Event {
+            event,
+            plan: &plan,
+            received: None,
+        };
+        Ok(self.execute(&[item]).await?[0])
     }
 
-    /// Carries out the plans of several events, in order, as one batch: one read-store commit
-    /// and one Redis round trip for them all.
-    pub async fn execute(
-        &self,
-        planned: &[(&PublishedEvent, &Plan)],
-    ) -> Result<Vec<Outcome>, ProjectionError> {
+    /// Carries out a batch, in order: one read-store commit and one Redis round trip for it
+    /// all (see [`plan::execute_all`]).
+    pub async fn execute(&self, items: &[Item<'_>]) -> Result<Vec<Outcome>, ProjectionError> {
         // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
         // it applied everywhere: it was applied all the same.
-        let mut applied = vec![false; planned.len()];
+        let mut outcomes: Vec<Outcome> = vec![];
         loop {
-            let executed = execute_all(planned, &self.pool, &self.redis, &self.keys).await?;
-            for (applied, now) in applied.iter_mut().zip(executed.applied) {
-                *applied |= now;
+            let executed = execute_all(items, &self.pool, &self.redis, &self.keys).await?;
+            if outcomes.is_empty() {
+                outcomes = executed.outcomes;
+            } else {
+                for (outcome, now) in outcomes.iter_mut().zip(executed.outcomes) {
+                    if *outcome != Outcome::Applied {
+                        *outcome = now;
+                    }
+                }
             }
             if executed.redis_ready {
-                break;
+                return Ok(outcomes);
             }
             self.restore_redis().await?;
         }
-        Ok(applied
-            .into_iter()
-            .map(|applied| {
-                if applied {
-                    Outcome::Applied
-                } else {
-                    Outcome::AlreadyApplied
-                }
-            })
-            .collect())
     }
 
     /// Rebuilds the Redis read models from Postgres unless they are whole.

@@ -6,8 +6,11 @@ use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys};
 use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
-use super::ProjectionError;
+use std::collections::HashSet;
+
+use super::{Outcome, ProjectionError};
 use crate::applied::mark_applied;
+use crate::dead_letters::{self, Received};
 use infra::envelope::PublishedEvent;
 
 pub type Param = Box<dyn ToSql + Sync + Send>;
@@ -34,72 +37,137 @@ impl Plan {
     }
 }
 
-/// What carrying out plans did.
+/// One message of a batch, as read (without IO).
+pub enum Item<'a> {
+    /// An event to apply. Messages from the broker (`received`) are held back behind a dead
+    /// letter of their aggregate; events an operator redrives (no `received`) are not.
+    Event {
+        event: &'a PublishedEvent,
+        plan: &'a Plan,
+        received: Option<&'a Received>,
+    },
+    /// A message no read model follows.
+    Ignored,
+    /// A message that cannot be read: dead-lettered, with its aggregate held back after it.
+    Unreadable {
+        received: &'a Received,
+        reason: &'a str,
+    },
+}
+
+/// What carrying out a batch did.
 pub struct Executed {
-    /// Per plan: whether it changed a read store (false: its event was applied before).
-    pub applied: Vec<bool>,
+    /// Per item. An event applied in one store and found applied in the other is `Applied`.
+    pub outcomes: Vec<Outcome>,
     /// False when the Redis read models were not whole: no Redis change was made, and the
-    /// plans are to be carried out again once Redis is rebuilt.
+    /// batch is to be carried out again once Redis is rebuilt.
     pub redis_ready: bool,
 }
 
-/// Carries out the plans of several events, in order: their SQL in one read-store transaction
-/// that also records each event as applied (one commit for them all), then their Redis
-/// changes in one round trip. Both stores keep their own record of applied events, so after a
-/// crash between the two, the redelivered events complete what is missing and nothing else;
-/// and so does carrying the plans out again.
+/// Carries out a batch, in order: in one read-store transaction, the dead letters, and the
+/// SQL of each event with the record that it is applied (one commit for them all); then the
+/// events' Redis changes in one round trip. Both stores keep their own record of applied
+/// events, so after a crash between the two, the redelivered events complete what is missing
+/// and nothing else; and so does carrying the batch out again.
 pub async fn execute_all(
-    planned: &[(&PublishedEvent, &Plan)],
+    items: &[Item<'_>],
     pool: &deadpool_postgres::Pool,
     redis: &ConnectionManager,
     keys: &Keys,
 ) -> Result<Executed, ProjectionError> {
-    let mut applied = vec![false; planned.len()];
+    let mut outcomes = vec![Outcome::Ignored; items.len()];
+    // Indices of the events applied (or found applied) in Postgres: their Redis changes next.
+    let mut events = vec![];
     {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        for ((event, plan), applied) in planned.iter().zip(&mut applied) {
-            if mark_applied(&tx, event).await? {
-                for (statement, params) in &plan.statements {
-                    let params: Vec<&(dyn ToSql + Sync)> = params
-                        .iter()
-                        .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-                        .collect();
-                    tx.execute(*statement, &params).await?;
+        let received: Vec<&Received> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Event { received, .. } => *received,
+                Item::Unreadable { received, .. } => Some(*received),
+                Item::Ignored => None,
+            })
+            .collect();
+        let mut held_back = if received.is_empty() {
+            HashSet::new()
+        } else {
+            dead_letters::held_back(&tx, &received).await?
+        };
+        for (i, item) in items.iter().enumerate() {
+            let outcome = &mut outcomes[i];
+            match item {
+                Item::Event {
+                    event,
+                    plan,
+                    received,
+                } => {
+                    if let Some(received) = received {
+                        if held_back.contains(&received.aggregate()) {
+                            dead_letters::insert(&tx, received, dead_letters::HELD_BACK).await?;
+                            *outcome = Outcome::HeldBack;
+                            continue;
+                        }
+                    }
+                    *outcome = Outcome::AlreadyApplied;
+                    if mark_applied(&tx, event).await? {
+                        for (statement, params) in &plan.statements {
+                            let params: Vec<&(dyn ToSql + Sync)> = params
+                                .iter()
+                                .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+                                .collect();
+                            tx.execute(*statement, &params).await?;
+                        }
+                        *outcome = Outcome::Applied;
+                    }
+                    events.push(i);
                 }
-                *applied = true;
+                Item::Unreadable { received, reason } => {
+                    let reason = if held_back.contains(&received.aggregate()) {
+                        dead_letters::HELD_BACK
+                    } else {
+                        reason
+                    };
+                    dead_letters::insert(&tx, received, reason).await?;
+                    held_back.insert(received.aggregate());
+                    *outcome = Outcome::DeadLettered;
+                }
+                Item::Ignored => {}
             }
         }
         tx.commit().await?;
     }
 
-    let aggregates: Vec<String> = planned
-        .iter()
-        .map(|(event, _)| format!("{}/{}", event.aggregate_type, event.aggregate_id))
-        .collect();
-    let mut changed = vec![];
     let mut changes = vec![];
-    for (i, (event, plan)) in planned.iter().enumerate() {
-        if !plan.redis.is_empty() {
-            changed.push(i);
-            changes.push((aggregates[i].as_str(), event.sequence, &plan.redis));
+    let mut changed = vec![];
+    for i in events {
+        if let Item::Event { event, plan, .. } = &items[i] {
+            if !plan.redis.is_empty() {
+                let aggregate = format!("{}/{}", event.aggregate_type, event.aggregate_id);
+                changes.push((aggregate, event.sequence, &plan.redis));
+                changed.push(i);
+            }
         }
     }
     let mut redis_ready = true;
     if !changes.is_empty() {
-        let outcomes = apply_all_once(&mut redis.clone(), keys, &changes)
+        let changes: Vec<_> = changes
+            .iter()
+            .map(|(aggregate, sequence, change)| (aggregate.as_str(), *sequence, *change))
+            .collect();
+        let applied = apply_all_once(&mut redis.clone(), keys, &changes)
             .await
             .map_err(|error| ProjectionError::Store(error.to_string()))?;
-        for (i, outcome) in changed.into_iter().zip(outcomes) {
-            match outcome {
-                ApplyOnce::Applied => applied[i] = true,
+        for (i, applied) in changed.into_iter().zip(applied) {
+            match applied {
+                ApplyOnce::Applied => outcomes[i] = Outcome::Applied,
                 ApplyOnce::AppliedBefore => {}
                 ApplyOnce::NotReady => redis_ready = false,
             }
         }
     }
     Ok(Executed {
-        applied,
+        outcomes,
         redis_ready,
     })
 }
