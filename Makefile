@@ -21,6 +21,11 @@ test:
 bench:
 	scripts/bench.sh
 
+# Likes under faults: services killed and restarted, Redis wiped; every read must then agree
+# with every answered write.
+faults:
+	scripts/faults.sh
+
 fmt:
 	cargo fmt --all
 
@@ -28,4 +33,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down seed test bench fmt lint
+.PHONY: run up down seed test bench faults fmt lint

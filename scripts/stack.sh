@@ -38,7 +38,11 @@ jwt_secret() {
     export JWT_SECRET
 }
 
-running() { [ -s "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+# A process that died but was not reaped (a zombie: where no init reaps orphans, as in some
+# containers) is not running.
+alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" | cut -c1)" != Z ]; }
+
+running() { [ -s "$RUN_DIR/$1.pid" ] && alive "$(cat "$RUN_DIR/$1.pid")"; }
 
 start_service() {
     local name=$1
@@ -112,9 +116,9 @@ stop_pid() { # name
     # nginx removes its own pid file as it quits, maybe between a check and a read.
     pid=$(cat "$file" 2>/dev/null) || return 0
     [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$file"

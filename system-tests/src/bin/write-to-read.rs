@@ -26,6 +26,29 @@ async fn main() -> anyhow::Result<()> {
     };
     let run = uuid_like();
 
+    // A stack started a moment ago may still be joining its consumer group: not the normal
+    // operation measured here.
+    let warm_up = client
+        .post(
+            "/douyin/user/register/",
+            &[
+                ("username", &format!("lag-{run}-warm-up")),
+                ("password", "secret"),
+            ],
+        )
+        .await?;
+    let (id, token) = (
+        warm_up["user_id"].to_string(),
+        warm_up["token"].as_str().unwrap_or_default().to_owned(),
+    );
+    client
+        .wait_until(
+            "/douyin/user/",
+            &[("user_id", &id), ("token", &token)],
+            |user| user["status_code"] == 0,
+        )
+        .await?;
+
     let mut lags = Vec::with_capacity(tries);
     let mut users = vec![];
     for i in 0..tries {
