@@ -68,7 +68,9 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
         // Reads are expected within a fraction of a second of a write: do not let the broker
         // hold a fetch for its default half second.
         .set("fetch.wait.max.ms", "20")
-        .set("session.timeout.ms", "10000")
+        // A projector that died is noticed after this long (then its partitions move on);
+        // Kafka's lowest allowed by default.
+        .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000");
     config
 }
