@@ -10,6 +10,7 @@ pub mod messages;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod sweep;
 pub mod upload;
 pub mod videos;
 pub mod writes;

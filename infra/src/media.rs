@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
@@ -76,6 +78,15 @@ impl MediaStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(error) => Err(error),
         }
+    }
+
+    /// Every stored object: its key and when it was stored.
+    pub async fn list(&self) -> Result<Vec<(String, DateTime<Utc>)>, object_store::Error> {
+        self.store
+            .list(None)
+            .map_ok(|meta| (meta.location.to_string(), meta.last_modified))
+            .try_collect()
+            .await
     }
 
     /// The size of an object in bytes; None when there is no such object.

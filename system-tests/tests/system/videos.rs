@@ -255,3 +255,52 @@ async fn the_feed_pages_by_time_without_repeating_or_skipping_a_video() {
         .await;
     assert_eq!(page["video_list"], serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_sweep_removes_only_old_objects_no_video_refers_to() {
+    let stack = TestStack::spawn().await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+    let video = stack.published(ann, &token, "cats").await;
+    // What an upload leaves when its process dies after storing, before its command runs.
+    let media = infra::media::MediaStore::connect(&stack.settings.media).unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), sample_video()).unwrap();
+    media
+        .put_file("videos/999999.mp4", file.path())
+        .await
+        .unwrap();
+    let event_store = infra::event_store::EventStore::connect(&stack.settings.event_store)
+        .await
+        .unwrap();
+
+    let within_grace =
+        command_api::sweep::sweep_media(&event_store, &media, std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+    assert_eq!(
+        within_grace,
+        command_api::sweep::Swept {
+            kept: 2,
+            young: 1,
+            removed: 0
+        }
+    );
+
+    let swept = command_api::sweep::sweep_media(&event_store, &media, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        swept,
+        command_api::sweep::Swept {
+            kept: 2,
+            young: 0,
+            removed: 1
+        }
+    );
+    assert_eq!(stack.stored_objects().len(), 2);
+    for url in ["play_url", "cover_url"] {
+        let reply = stack.fetch(video[url].as_str().unwrap(), None).await;
+        assert_eq!(reply.status(), 200, "{url} still streams");
+    }
+}

@@ -1,0 +1,60 @@
+//! Removes stored media no published video refers to: objects an upload stored just before
+//! its process died, so that its command never ran (a failed command removes its objects
+//! itself). Objects younger than a grace period are left alone: they may belong to an upload
+//! whose command is still to run.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use infra::event_store::EventStore;
+use infra::media::MediaStore;
+
+/// How long an upload may take from storing its objects to its command being decided.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// What a sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Objects a published video refers to.
+    pub kept: usize,
+    /// Unreferenced objects, younger than the grace period.
+    pub young: usize,
+    pub removed: usize,
+}
+
+pub async fn sweep_media(
+    store: &EventStore,
+    media: &MediaStore,
+    grace: Duration,
+) -> anyhow::Result<Swept> {
+    // Listed before the references are read: an object stored after the listing is not
+    // considered, and one whose video is published meanwhile is referenced by then.
+    let objects = media.list().await?;
+    let referenced: HashSet<String> = sqlx::query_scalar::<_, Option<String>>(
+        "SELECT payload -> 'VideoPublished' ->> 'video_key' FROM events
+          WHERE aggregate_type = 'video' AND event_type = 'VideoPublished'
+         UNION ALL
+         SELECT payload -> 'VideoPublished' ->> 'cover_key' FROM events
+          WHERE aggregate_type = 'video' AND event_type = 'VideoPublished'",
+    )
+    .fetch_all(store.pool())
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    let cutoff = Utc::now() - grace;
+    let mut swept = Swept::default();
+    for (key, stored_at) in objects {
+        if referenced.contains(&key) {
+            swept.kept += 1;
+        } else if stored_at > cutoff {
+            swept.young += 1;
+        } else {
+            tracing::info!(key, %stored_at, "removing media no video refers to");
+            media.delete(&key).await?;
+            swept.removed += 1;
+        }
+    }
+    Ok(swept)
+}
