@@ -59,11 +59,14 @@ fn too_large(max_bytes: u64) -> ApiError {
     ))
 }
 
-/// Reads the form; the query string's parameters win over the body's.
+/// Reads the form; the query string's parameters win over the body's. `before_data` judges
+/// the parameters that come before the file (the token, say): a refusal then answers before
+/// the file is uploaded, rather than after megabytes of it.
 pub async fn read(
     req: &HttpRequest,
     mut multipart: Multipart,
     max_bytes: u64,
+    before_data: impl Fn(&Params) -> Result<(), ApiError>,
 ) -> Result<PublishForm, ApiError> {
     // A declared length over the cap (with room for the other fields) is refused unread.
     let declared = req
@@ -83,6 +86,7 @@ pub async fn read(
             if data.is_some() {
                 return Err(ApiError::InvalidParameter("send one `data` file".into()));
             }
+            before_data(&Params::from_pairs(pairs.iter().cloned()))?;
             data = Some(stream_to_file(&mut field, max_bytes).await?);
             continue;
         }

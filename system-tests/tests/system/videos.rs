@@ -304,3 +304,42 @@ async fn the_media_sweep_removes_only_old_objects_no_video_refers_to() {
         assert_eq!(reply.status(), 200, "{url} still streams");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_sent_before_the_video_is_refused_before_the_upload() {
+    let stack = TestStack::spawn().await;
+    let boundary = "douyin-test-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nnot-a-token\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\ncats\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    );
+    // The start of a video whose rest never comes, as on a slow phone line.
+    let body = futures::stream::iter([
+        Ok::<_, std::io::Error>(head.into_bytes()),
+        Ok(sample_video()[..1024].to_vec()),
+    ])
+    .chain(futures::stream::pending());
+
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stack
+            .http
+            .post(format!("{}/douyin/publish/action/", stack.command_url))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    )
+    .await
+    .expect("the refusal comes while the upload is still under way")
+    .unwrap();
+
+    let reply: Value = reply.json().await.unwrap();
+    assert_eq!(reply["status_code"], 401, "{reply}");
+    assert!(stack.stored_objects().is_empty());
+    assert_eq!(stack.count_events().await, 0);
+}
