@@ -18,6 +18,11 @@ async fn main() -> anyhow::Result<()> {
                 Some(seconds) => Duration::from_secs(seconds.parse()?),
                 None => command_api::sweep::DEFAULT_GRACE,
             };
+            anyhow::ensure!(
+                grace >= command_api::sweep::MIN_GRACE,
+                "a grace under {} s could remove the objects of an upload in progress",
+                command_api::sweep::MIN_GRACE.as_secs()
+            );
             let store = infra::event_store::EventStore::connect(&settings.event_store).await?;
             let media = infra::media::MediaStore::connect(&settings.media)?;
             let swept = command_api::sweep::sweep_media(&store, &media, grace).await?;

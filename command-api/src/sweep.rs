@@ -13,6 +13,9 @@ use infra::media::MediaStore;
 /// How long an upload may take from storing its objects to its command being decided.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
+/// Less than this and an upload in progress could lose its objects.
+pub const MIN_GRACE: Duration = Duration::from_secs(300);
+
 /// What a sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -30,7 +33,9 @@ pub async fn sweep_media(
 ) -> anyhow::Result<Swept> {
     // Listed before the references are read: an object stored after the listing is not
     // considered, and one whose video is published meanwhile is referenced by then.
-    let objects = media.list().await?;
+    // Only the folders uploads are stored in: a bucket may hold other things.
+    let mut objects = media.list("videos").await?;
+    objects.extend(media.list("covers").await?);
     let referenced: HashSet<String> = sqlx::query_scalar::<_, Option<String>>(
         "SELECT payload -> 'VideoPublished' ->> 'video_key' FROM events
           WHERE aggregate_type = 'video' AND event_type = 'VideoPublished'

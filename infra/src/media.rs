@@ -80,10 +80,14 @@ impl MediaStore {
         }
     }
 
-    /// Every stored object: its key and when it was stored.
-    pub async fn list(&self) -> Result<Vec<(String, DateTime<Utc>)>, object_store::Error> {
+    /// The objects stored under `prefix` (a folder such as `videos`): their keys and when
+    /// they were stored.
+    pub async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, object_store::Error> {
         self.store
-            .list(None)
+            .list(Some(&Key::from(prefix)))
             .map_ok(|meta| (meta.location.to_string(), meta.last_modified))
             .try_collect()
             .await

@@ -8,7 +8,7 @@
 //! exclusive one. So a redrive that finds nothing left has not missed a message that a
 //! projector was holding back at that moment.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
 
@@ -36,26 +36,59 @@ impl Received {
     }
 }
 
-/// Takes the shared lock for the rest of `tx`, then tells which aggregates of `batch` are
+/// Where each held-back aggregate's first dead letter not yet redriven sits: a message of the
+/// aggregate from there on is held back; one before it (delivered again after a crash) is
+/// not, and completes what it had started.
+#[derive(Debug, Default)]
+pub struct HeldBack(HashMap<Aggregate, (i32, i64)>);
+
+impl HeldBack {
+    pub fn holds(&self, received: &Received) -> bool {
+        match self.0.get(&received.aggregate()) {
+            // Offsets compare within a partition; any other partition is held back to be safe.
+            Some(&(partition, offset)) => {
+                received.partition != partition || received.offset >= offset
+            }
+            None => false,
+        }
+    }
+
+    /// Holds back `received`'s aggregate from `received` on, unless it is held from earlier.
+    pub fn start_at(&mut self, received: &Received) {
+        self.0
+            .entry(received.aggregate())
+            .or_insert((received.partition, received.offset));
+    }
+}
+
+/// Takes the shared lock for the rest of `tx`, then tells where the aggregates of `batch` are
 /// held back.
 pub async fn held_back(
     tx: &Transaction<'_>,
     batch: &[&Received],
-) -> Result<HashSet<Aggregate>, tokio_postgres::Error> {
+) -> Result<HeldBack, tokio_postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&LOCK])
         .await?;
-    let keys: Vec<&[u8]> = batch
+    let (topics, keys): (Vec<&str>, Vec<&[u8]>) = batch
         .iter()
-        .filter_map(|received| received.key.as_deref())
-        .collect();
+        .filter_map(|received| Some((received.topic.as_str(), received.key.as_deref()?)))
+        .unzip();
     let rows = tx
         .query(
-            "SELECT DISTINCT topic, key FROM dead_letters
-              WHERE redriven_at IS NULL AND key = ANY($1)",
-            &[&keys],
+            "SELECT topic, key, partition, min(\"offset\") FROM dead_letters
+              WHERE redriven_at IS NULL
+                AND (topic, key) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))
+              GROUP BY topic, key, partition",
+            &[&topics, &keys],
         )
         .await?;
-    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    let mut held_back = HeldBack::default();
+    for row in rows {
+        let start = (row.get(2), row.get(3));
+        let first = held_back.0.entry((row.get(0), row.get(1))).or_insert(start);
+        *first = (*first).min(start);
+    }
+    Ok(held_back)
 }
 
 /// Keeps `received` whole with the reason. A message dead-lettered before (delivered again

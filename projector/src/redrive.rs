@@ -37,7 +37,8 @@ pub async fn redrive(
             .await?;
         let rows = listing
             .query(
-                "SELECT id, topic, key, payload FROM dead_letters
+                // No payloads: projectors wait for this listing.
+                "SELECT id, topic, key FROM dead_letters
                   WHERE redriven_at IS NULL
                   ORDER BY topic, key, partition, \"offset\"",
                 &[],
@@ -59,7 +60,10 @@ pub async fn redrive(
                 redriven.left += 1;
                 continue;
             }
-            let payload: Option<Vec<u8>> = row.get(3);
+            let payload: Option<Vec<u8>> = client
+                .query_one("SELECT payload FROM dead_letters WHERE id = $1", &[&id])
+                .await?
+                .get(0);
             let applied = match PublishedEvent::from_json(payload.as_deref().unwrap_or_default()) {
                 Ok(event) => projections.apply(&event).await,
                 Err(error) => Err(ProjectionError::Unreadable(error)),

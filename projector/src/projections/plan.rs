@@ -6,11 +6,9 @@ use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys};
 use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
-use std::collections::HashSet;
-
 use super::{Outcome, ProjectionError};
 use crate::applied::mark_applied;
-use crate::dead_letters::{self, Received};
+use crate::dead_letters::{self, HeldBack, Received};
 use infra::envelope::PublishedEvent;
 
 pub type Param = Box<dyn ToSql + Sync + Send>;
@@ -90,7 +88,7 @@ pub async fn execute_all(
             })
             .collect();
         let mut held_back = if received.is_empty() {
-            HashSet::new()
+            HeldBack::default()
         } else {
             dead_letters::held_back(&tx, &received).await?
         };
@@ -103,7 +101,7 @@ pub async fn execute_all(
                     received,
                 } => {
                     if let Some(received) = received {
-                        if held_back.contains(&received.aggregate()) {
+                        if held_back.holds(received) {
                             dead_letters::insert(&tx, received, dead_letters::HELD_BACK).await?;
                             *outcome = Outcome::HeldBack;
                             continue;
@@ -123,13 +121,9 @@ pub async fn execute_all(
                     events.push(i);
                 }
                 Item::Unreadable { received, reason } => {
-                    let reason = if held_back.contains(&received.aggregate()) {
-                        dead_letters::HELD_BACK
-                    } else {
-                        reason
-                    };
+                    // Its own reason even when held back: it is what a redrive will meet.
                     dead_letters::insert(&tx, received, reason).await?;
-                    held_back.insert(received.aggregate());
+                    held_back.start_at(received);
                     *outcome = Outcome::DeadLettered;
                 }
                 Item::Ignored => {}

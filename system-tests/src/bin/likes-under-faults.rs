@@ -22,6 +22,15 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
     let users: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
     let seconds: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
+    // Requests are repeated until answered: a stack that never comes back must not keep this
+    // running forever.
+    let limit = Duration::from_secs(seconds) + Duration::from_secs(300);
+    tokio::time::timeout(limit, run(base, users, seconds))
+        .await
+        .map_err(|_| anyhow::anyhow!("no verdict within {} s", limit.as_secs()))?
+}
+
+async fn run(base: String, users: usize, seconds: u64) -> anyhow::Result<()> {
     let client = Client {
         // Longer than any answer takes: a request given up on while the server still works on
         // it could be carried out after a later one, and the check would blame the server.
