@@ -5,7 +5,7 @@ use domain::UserId;
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, existing_user, now_ms, WriteError};
+use crate::writes::{execute, existing_user, now_ms, WriteError, SNAPSHOT_EVERY};
 
 pub struct Follows {
     store: EventStore,
@@ -15,7 +15,7 @@ pub struct Follows {
 impl Follows {
     pub fn new(store: EventStore) -> Self {
         Self {
-            follows: store.cqrs(()),
+            follows: store.snapshotting_cqrs(SNAPSHOT_EVERY, ()),
             store,
         }
     }

@@ -5,7 +5,7 @@ use domain::{UserId, VideoId};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, now_ms, video_author, WriteError};
+use crate::writes::{execute, now_ms, video_author, WriteError, SNAPSHOT_EVERY};
 
 pub struct Likes {
     store: EventStore,
@@ -15,7 +15,7 @@ pub struct Likes {
 impl Likes {
     pub fn new(store: EventStore) -> Self {
         Self {
-            likes: store.cqrs(()),
+            likes: store.snapshotting_cqrs(SNAPSHOT_EVERY, ()),
             store,
         }
     }

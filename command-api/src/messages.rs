@@ -6,11 +6,7 @@ use domain::UserId;
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, existing_user, now_ms, WriteError};
-
-/// A chat grows by one event a message; each send loads the conversation's latest snapshot
-/// and the messages after it rather than the whole chat.
-const SNAPSHOT_EVERY: usize = 10;
+use crate::writes::{execute, existing_user, now_ms, WriteError, SNAPSHOT_EVERY};
 
 pub struct Messages {
     store: EventStore,

@@ -9,6 +9,11 @@ use domain::{UserId, VideoId};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
+/// Aggregates whose histories grow without bound (a chat by one event a message, a like or a
+/// follow by one event a toggle) are loaded from their latest snapshot and the events after
+/// it, so that a command costs the same on the thousandth toggle as on the first.
+pub const SNAPSHOT_EVERY: usize = 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("video {0} does not exist")]
