@@ -1,6 +1,6 @@
-//! The consumer loop: one message at a time, its offset stored only once its event is applied
-//! (or dead-lettered), stored offsets committed in the background, before partitions are
-//! taken away, and on shutdown.
+//! The consumer loop: batches of the messages the broker has ready, in order, their offsets
+//! stored only once their events are applied (or dead-lettered), stored offsets committed in
+//! the background, before partitions are taken away, and on shutdown.
 //!
 //! A message no projection can read is dead-lettered, and so is every later message of its
 //! aggregate until `projector redrive` has applied them (see [`crate::dead_letters`]).
