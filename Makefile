@@ -21,8 +21,8 @@ test:
 bench:
 	scripts/bench.sh
 
-# Likes under faults: services killed and restarted, Redis wiped; every read must then agree
-# with every answered write.
+# Likes under faults: services, the broker and Redis killed and restarted; every read must
+# then agree with every answered write.
 faults:
 	scripts/faults.sh
 

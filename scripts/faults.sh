@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Likes under faults (release build, through nginx): while users toggle likes, this kills a
 # service with SIGKILL every few seconds (projector, command-api, query-api, the broker, in
-# turn), restarts it, and once wipes the stack's Redis keys as a Redis restart without its
-# data would. Then every read must agree with every answered write (system-tests'
-# likes-under-faults). Starts the stack unless one answers on :8080; stops what it started.
+# turn) and restarts it, and once kills the stack's Redis and starts it again empty, as a
+# Redis without persistence comes back. Then every read must agree with every answered write
+# (system-tests' likes-under-faults). The stack gets a Redis of its own for this, on
+# FAULT_REDIS_PORT (6390), so stop a running stack first (make down).
 #
 #   USERS=40 LIKE_SECONDS=40 make faults
 set -euo pipefail
@@ -12,30 +13,41 @@ PROXY_PORT=${PROXY_PORT:-8080}
 BASE=http://127.0.0.1:$PROXY_PORT
 USERS=${USERS:-40}
 SECONDS_OF_LIKES=${LIKE_SECONDS:-40}
-REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-douyin:}
+FAULT_REDIS_PORT=${FAULT_REDIS_PORT:-6390}
+export REDIS_URL=redis://127.0.0.1:$FAULT_REDIS_PORT
 
-started_stack=
+if port_open "$PROXY_PORT"; then
+    die "a stack already answers on :$PROXY_PORT: stop it first (make down)"
+fi
+mkdir -p "$RUN_DIR"
+
+start_redis() {
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$FAULT_REDIS_PORT" --save "" --appendonly no \
+        --pidfile "$RUN_DIR/fault-redis.pid" --logfile "$RUN_DIR/fault-redis.log" --dir "$RUN_DIR"
+    wait_for_port "$FAULT_REDIS_PORT" "the stack's Redis" 30
+}
+
 likes=
 cleanup() {
     if [ -n "$likes" ]; then kill "$likes" 2>/dev/null || true; fi
-    if [ -n "$started_stack" ]; then "$ROOT/scripts/stack.sh" down; fi
+    "$ROOT/scripts/stack.sh" down
+    kill_hard fault-redis
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-if ! port_open "$PROXY_PORT"; then
-    "$ROOT/scripts/stack.sh" up
-    started_stack=1
-fi
-(cd "$ROOT" && cargo build --release --quiet -p system-tests --bin likes-under-faults)
-"${CARGO_TARGET_DIR:-$ROOT/target}/release/likes-under-faults" "$BASE" "$USERS" "$SECONDS_OF_LIKES" &
-likes=$!
-
 kill_hard() { # name
     local pid
     pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 0
     log "killing $1 (SIGKILL)"
     kill -KILL "$pid" 2>/dev/null || true
 }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_redis # the scripts' own tools (redis-server) on a fresh machine
+start_redis
+"$ROOT/scripts/stack.sh" up
+(cd "$ROOT" && cargo build --release --quiet -p system-tests --bin likes-under-faults)
+"${CARGO_TARGET_DIR:-$ROOT/target}/release/likes-under-faults" "$BASE" "$USERS" "$SECONDS_OF_LIKES" &
+likes=$!
 
 victims=(projector command-api query-api projector nisshi)
 round=0
@@ -44,11 +56,10 @@ while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; 
     victim=${victims[$((round % ${#victims[@]}))]}
     kill_hard "$victim"
     if [ $round -eq 2 ]; then
-        log "wiping Redis keys under $REDIS_KEY_PREFIX (as a restart without persistence)"
-        # At once, as a restart does: not key by key while the projector rebuilds.
-        redis-cli -p "$REDIS_PORT" eval "local keys = redis.call('KEYS', ARGV[1])
-            for i = 1, #keys, 5000 do redis.call('UNLINK', unpack(keys, i, math.min(i + 4999, #keys))) end
-            return #keys" 0 "$REDIS_KEY_PREFIX*" >/dev/null
+        kill_hard fault-redis
+        sleep 0.5
+        log "starting the stack's Redis again, empty"
+        start_redis
     fi
     sleep 1
     "$ROOT/scripts/stack.sh" up >/dev/null
