@@ -37,10 +37,9 @@ pub async fn sweep_media(
     let mut objects = media.list("videos").await?;
     objects.extend(media.list("covers").await?);
     let referenced: HashSet<String> = sqlx::query_scalar::<_, Option<String>>(
-        "SELECT payload -> 'VideoPublished' ->> 'video_key' FROM events
-          WHERE aggregate_type = 'video' AND event_type = 'VideoPublished'
-         UNION ALL
-         SELECT payload -> 'VideoPublished' ->> 'cover_key' FROM events
+        "SELECT unnest(ARRAY[payload -> 'VideoPublished' ->> 'video_key',
+                             payload -> 'VideoPublished' ->> 'cover_key'])
+           FROM events
           WHERE aggregate_type = 'video' AND event_type = 'VideoPublished'",
     )
     .fetch_all(store.pool())

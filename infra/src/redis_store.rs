@@ -1,7 +1,7 @@
 //! Redis read models: user and video cards with their counters, the feed timeline, and the
 //! like and follow membership sets the personal flags are read from.
 //!
-//! The projector changes Redis through [`Change::apply_once`]: the changes an event makes
+//! The projector changes Redis through [`apply_all_once`]: the changes an event makes
 //! and the record that the event is applied go in one Lua script, so a redelivered event
 //! changes nothing and no counter is ever bumped twice.
 
@@ -101,7 +101,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
 
-/// What [`Change::apply_once`] did.
+/// What [`apply_all_once`] did with one event's changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyOnce {
     Applied,
@@ -160,25 +160,13 @@ impl Change {
             .push(("ZADD", vec![key, score.to_string(), member.to_string()]));
         self
     }
-
-    /// Runs the changes atomically, unless event `sequence` of the aggregate was applied
-    /// before or the read models are not whole.
-    pub async fn apply_once(
-        &self,
-        redis: &mut ConnectionManager,
-        keys: &Keys,
-        aggregate: &str,
-        sequence: i64,
-    ) -> Result<ApplyOnce, redis::RedisError> {
-        let outcomes = apply_all_once(redis, keys, &[(aggregate, sequence, self)]).await?;
-        Ok(outcomes[0])
-    }
 }
 
 static APPLY_ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
 
 /// Runs the changes of several events, `(aggregate, sequence, change)` in order, in one round
-/// trip: each atomically and at most once, as [`Change::apply_once`] does.
+/// trip: each atomically, and only if event `sequence` of its aggregate was not applied before
+/// and the read models are whole.
 pub async fn apply_all_once(
     redis: &mut ConnectionManager,
     keys: &Keys,

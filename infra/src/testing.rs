@@ -147,3 +147,22 @@ pub fn read_topic(
         }
     }
 }
+
+/// Removes every key under `settings`' prefix at once, as a Redis restarting without its data
+/// would.
+pub async fn wipe_redis(settings: &RedisSettings) {
+    let keys = crate::redis_store::Keys::new(settings);
+    let mut redis = crate::redis_store::connect(settings)
+        .await
+        .expect("Redis answers");
+    let () = redis::Script::new(
+        "local keys = redis.call('KEYS', ARGV[1])
+         for i = 1, #keys, 5000 do
+           redis.call('UNLINK', unpack(keys, i, math.min(i + 4999, #keys)))
+         end",
+    )
+    .arg(keys.everything())
+    .invoke_async(&mut redis)
+    .await
+    .expect("Redis runs the script");
+}

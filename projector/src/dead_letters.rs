@@ -44,6 +44,10 @@ pub struct HeldBack(HashMap<Aggregate, (i32, i64)>);
 
 impl HeldBack {
     pub fn holds(&self, received: &Received) -> bool {
+        // Nearly always: nothing is held back, and no key is built to look up.
+        if self.0.is_empty() {
+            return false;
+        }
         match self.0.get(&received.aggregate()) {
             // Offsets compare within a partition; any other partition is held back to be safe.
             Some(&(partition, offset)) => {

@@ -186,18 +186,9 @@ async fn a_redis_that_lost_its_data_is_rebuilt_before_the_next_event_is_applied(
     projections.apply(&registered(1, 1, "ann")).await.unwrap();
 
     // Redis restarts without its data.
+    infra::testing::wipe_redis(&settings.redis).await;
     let keys = infra::redis_store::Keys::new(&settings.redis);
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
-    let found: Vec<String> = redis::cmd("KEYS")
-        .arg(keys.everything())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let () = redis::cmd("DEL")
-        .arg(&found)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
 
     assert_eq!(
         projections.apply(&registered(2, 1, "bob")).await.unwrap(),

@@ -28,50 +28,13 @@ async fn main() -> anyhow::Result<()> {
 
     // A stack started a moment ago may still be joining its consumer group: not the normal
     // operation measured here.
-    let warm_up = client
-        .post(
-            "/douyin/user/register/",
-            &[
-                ("username", &format!("lag-{run}-warm-up")),
-                ("password", "secret"),
-            ],
-        )
-        .await?;
-    let (id, token) = (
-        warm_up["user_id"].to_string(),
-        warm_up["token"].as_str().unwrap_or_default().to_owned(),
-    );
-    client
-        .wait_until(
-            "/douyin/user/",
-            &[("user_id", &id), ("token", &token)],
-            |user| user["status_code"] == 0,
-        )
-        .await?;
+    client.register(&format!("lag-{run}-warm-up")).await?;
 
     let mut lags = Vec::with_capacity(tries);
     let mut users = vec![];
     for i in 0..tries {
-        let reply = client
-            .post(
-                "/douyin/user/register/",
-                &[
-                    ("username", &format!("lag-{run}-{i}")),
-                    ("password", "secret"),
-                ],
-            )
-            .await?;
-        let replied = Instant::now();
-        let id = reply["user_id"].to_string();
-        let token = reply["token"].as_str().unwrap_or_default().to_owned();
-        client
-            .wait_until(
-                "/douyin/user/",
-                &[("user_id", &id), ("token", &token)],
-                |user| user["status_code"] == 0,
-            )
-            .await?;
-        lags.push(replied.elapsed());
+        let (id, token, lag) = client.register(&format!("lag-{run}-{i}")).await?;
+        lags.push(lag);
         users.push((id, token));
     }
     report("register reply -> user readable", &mut lags);
@@ -177,6 +140,27 @@ struct Client {
 }
 
 impl Client {
+    /// Registers `name`; returns its id and token, and how long after the reply the user
+    /// became readable.
+    async fn register(&self, name: &str) -> anyhow::Result<(String, String, Duration)> {
+        let reply = self
+            .post(
+                "/douyin/user/register/",
+                &[("username", name), ("password", "secret")],
+            )
+            .await?;
+        let replied = Instant::now();
+        let id = reply["user_id"].to_string();
+        let token = reply["token"].as_str().unwrap_or_default().to_owned();
+        self.wait_until(
+            "/douyin/user/",
+            &[("user_id", &id), ("token", &token)],
+            |user| user["status_code"] == 0,
+        )
+        .await?;
+        Ok((id, token, replied.elapsed()))
+    }
+
     async fn post(&self, path: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
         let reply: Value = self
             .http

@@ -81,20 +81,7 @@ async fn reads(history: &History) -> Vec<Value> {
 
 /// Redis loses everything under the stack's prefix, as a restart without persistence does.
 async fn wipe_redis(stack: &TestStack) {
-    let mut redis = infra::redis_store::connect(&stack.settings.redis)
-        .await
-        .unwrap();
-    let keys = infra::redis_store::Keys::new(&stack.settings.redis);
-    let found: Vec<String> = redis::cmd("KEYS")
-        .arg(keys.everything())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let () = redis::cmd("DEL")
-        .arg(&found)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    infra::testing::wipe_redis(&stack.settings.redis).await;
     let empty = stack.query("/douyin/feed/", &[]).await;
     assert_eq!(empty["video_list"], serde_json::json!([]));
 }
