@@ -5,7 +5,7 @@ use cqrs_es::AggregateError;
 use domain::account::{Account, AccountCommand, AccountError, Password};
 use domain::user::{User, UserCommand, UserName};
 use domain::UserId;
-use infra::auth::{self, Tokens};
+use infra::auth::{PasswordCheckError, PasswordChecks, Tokens};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
@@ -17,8 +17,8 @@ pub enum AccountsError {
     WrongCredentials,
     #[error("event store: {0}")]
     Store(String),
-    #[error("password hashing was interrupted")]
-    Hashing,
+    #[error("password check: {0}")]
+    PasswordCheck(#[from] PasswordCheckError),
 }
 
 impl<T: std::error::Error> From<AggregateError<T>> for AccountsError {
@@ -39,15 +39,17 @@ pub struct Accounts {
     accounts: PostgresCqrs<Account>,
     users: PostgresCqrs<User>,
     tokens: Tokens,
+    passwords: PasswordChecks,
 }
 
 impl Accounts {
-    pub fn new(store: EventStore, tokens: Tokens) -> Self {
+    pub fn new(store: EventStore, tokens: Tokens, passwords: PasswordChecks) -> Self {
         Self {
             accounts: store.cqrs(()),
             users: store.cqrs(()),
             store,
             tokens,
+            passwords,
         }
     }
 
@@ -62,7 +64,7 @@ impl Accounts {
         if account.holder().is_some() {
             return Err(AccountsError::NameTaken);
         }
-        let password_hash = run_blocking(move || auth::hash_password(&password)).await?;
+        let password_hash = self.passwords.hash(password).await?;
         let user_id = self
             .store
             .next_user_id()
@@ -92,15 +94,14 @@ impl Accounts {
         password: Password,
     ) -> Result<Session, AccountsError> {
         let account: Account = self.store.load(name.as_str()).await?;
-        let Some((user_id, hash)) = account.holder() else {
-            // As slow as a wrong password, so the answer does not tell which names exist.
-            run_blocking(move || auth::verify_against_nothing(&password)).await?;
+        let holder = account.holder().map(|(user_id, _)| user_id);
+        // A name nobody holds costs as much as a wrong password (no hash to check against),
+        // so the answer does not tell which names exist.
+        let hash = account.holder().map(|(_, hash)| hash.clone());
+        let matches = self.passwords.verify(password, hash).await?;
+        let (Some(user_id), true) = (holder, matches) else {
             return Err(AccountsError::WrongCredentials);
         };
-        let hash = hash.clone();
-        if !run_blocking(move || auth::verify_password(&password, &hash)).await? {
-            return Err(AccountsError::WrongCredentials);
-        }
         self.ensure_profile(user_id, name).await?;
         Ok(self.session(user_id))
     }
@@ -124,12 +125,4 @@ impl Accounts {
             token: self.tokens.issue(user_id),
         }
     }
-}
-
-async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AccountsError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| AccountsError::Hashing)
 }

@@ -1,16 +1,25 @@
 //! Where the errors of the write side become the client's envelope.
 
+use std::time::Duration;
+
+use infra::auth::PasswordCheckError;
 use infra::http::ApiError;
 
 use crate::accounts::AccountsError;
 use crate::writes::WriteError;
+
+/// A busy moment (every password slot taken, a race lost eight times) passes within a second.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl From<AccountsError> for ApiError {
     fn from(error: AccountsError) -> Self {
         match error {
             AccountsError::NameTaken => Self::Conflict(error.to_string()),
             AccountsError::WrongCredentials => Self::Unauthenticated(error.to_string()),
-            AccountsError::Store(_) | AccountsError::Hashing => Self::internal(error),
+            AccountsError::PasswordCheck(PasswordCheckError::Busy { .. }) => Self::Busy {
+                retry_after: BUSY_RETRY_AFTER,
+            },
+            AccountsError::Store(_) | AccountsError::PasswordCheck(_) => Self::internal(error),
         }
     }
 }
@@ -23,7 +32,9 @@ impl From<WriteError> for ApiError {
             }
             WriteError::Refused(_) => Self::InvalidParameter(error.to_string()),
             WriteError::Forbidden(_) => Self::Forbidden(error.to_string()),
-            WriteError::Busy => Self::Unavailable(error.into()),
+            WriteError::Busy => Self::Busy {
+                retry_after: BUSY_RETRY_AFTER,
+            },
             WriteError::Store(_) => Self::internal(error),
         }
     }

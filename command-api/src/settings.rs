@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use infra::settings::{
     from_env, listen_addr, AuthSettings, EventStoreSettings, KafkaSettings, MediaSettings,
-    PublicSettings, RedisSettings,
+    PasswordSettings, ProxySettings, PublicSettings, RateLimitSettings, RedisSettings,
 };
 use serde::Deserialize;
 
@@ -18,6 +18,9 @@ pub struct Settings {
     /// The comment route answers with the commenter's card, read from Redis.
     pub redis: RedisSettings,
     pub public: PublicSettings,
+    pub passwords: PasswordSettings,
+    pub rate_limits: RateLimitSettings,
+    pub proxies: ProxySettings,
 }
 
 /// `OUTBOX_RELAY`: whether this process also publishes the outbox (`true` by default). Any
@@ -43,6 +46,9 @@ impl Settings {
             media: from_env()?,
             redis: from_env()?,
             public: from_env()?,
+            passwords: from_env()?,
+            rate_limits: from_env()?,
+            proxies: from_env()?,
         })
     }
 }

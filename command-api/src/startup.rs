@@ -3,7 +3,7 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::{NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
-use infra::auth::Tokens;
+use infra::auth::{PasswordChecks, Tokens};
 use infra::event_store::EventStore;
 use infra::http::{done, route_not_found};
 use infra::outbox::Relay;
@@ -21,7 +21,9 @@ use crate::settings::Settings;
 use crate::videos::Videos;
 use infra::cards::Cards;
 use infra::media::MediaStore;
+use infra::rate_limit::RateLimits;
 use infra::redis_store::{self, Keys};
+use infra::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 
 pub struct Application {
     port: u16,
@@ -44,29 +46,33 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let redis = redis_store::connect(&settings.redis).await?;
+        let limits = web::Data::new(RateLimits::new(redis.clone(), settings.rate_limits.clone()));
+        let proxies = web::Data::new(settings.proxies.clone());
         let cards = web::Data::new(Cards::new(
             redis,
             Keys::new(&settings.redis),
             settings.public.clone(),
         ));
         let media = MediaStore::connect(&settings.media)?;
-        let videos = web::Data::new(Videos::new(
-            store.clone(),
-            media,
-            settings.media.ffmpeg.clone(),
-        ));
+        let videos = web::Data::new(Videos::new(store.clone(), media, &settings.media));
         let likes = web::Data::new(Likes::new(store.clone()));
         let comments = web::Data::new(Comments::new(store.clone()));
         let follows = web::Data::new(Follows::new(store.clone()));
         let messages = web::Data::new(Messages::new(store.clone()));
         let tokens = web::Data::new(tokens);
         let media_settings = web::Data::new(settings.media.clone());
-        let accounts = web::Data::new(Accounts::new(store, tokens.as_ref().clone()));
+        let accounts = web::Data::new(Accounts::new(
+            store,
+            tokens.as_ref().clone(),
+            PasswordChecks::new(&settings.passwords),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(accounts.clone())
+                .app_data(limits.clone())
+                .app_data(proxies.clone())
                 .app_data(tokens.clone())
                 .app_data(cards.clone())
                 .app_data(media_settings.clone())
@@ -79,6 +85,9 @@ impl Application {
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))
         })
+        // Longer than nginx keeps an idle upstream connection, so nginx never sends a request
+        // on a connection this side is closing (nginx does not retry a POST that fails so).
+        .keep_alive(IDLE_CONNECTION_KEPT)
         .listen(listener)?
         .run();
         Ok(Self {

@@ -2,20 +2,21 @@
 //! counted as it arrives and cut off past the size cap, so that no upload is ever held whole
 //! in memory.
 
+use std::future::Future;
 use std::path::Path;
 
 use actix_multipart::Multipart;
-use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::HttpRequest;
 use futures::StreamExt;
-use infra::http::{malformed_multipart, query_pairs, ApiError, Params};
+use infra::http::{declared_length, malformed_multipart, query_pairs, ApiError, Params};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
 
 /// Bytes of the start of the file kept to recognise its container format.
 const HEAD_BYTES: usize = 8 * 1024;
-/// Text fields of the publish form (`token`, `title`) are short.
+/// Text fields of the publish form (`token`, `title`) are short and few.
 const MAX_TEXT_FIELD: usize = 4 * 1024;
+const MAX_TEXT_FIELDS: usize = 8;
 
 /// An uploaded file, in a temporary file removed when this is dropped.
 pub struct Upload {
@@ -62,23 +63,25 @@ fn too_large(max_bytes: u64) -> ApiError {
 /// Reads the form; the query string's parameters win over the body's. `before_data` judges
 /// the parameters that come before the file (the token, say): a refusal then answers before
 /// the file is uploaded, rather than after megabytes of it.
-pub async fn read(
+pub async fn read<Judged>(
     req: &HttpRequest,
     mut multipart: Multipart,
     max_bytes: u64,
-    before_data: impl Fn(&Params) -> Result<(), ApiError>,
-) -> Result<PublishForm, ApiError> {
+    before_data: impl FnOnce(Params) -> Judged,
+) -> Result<PublishForm, ApiError>
+where
+    Judged: Future<Output = Result<(), ApiError>>,
+{
     // A declared length over the cap (with room for the other fields) is refused unread.
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max_bytes + 64 * 1024) {
+    let room = (MAX_TEXT_FIELD * MAX_TEXT_FIELDS) as u64;
+    if declared_length(req).is_some_and(|length| length > max_bytes + room) {
         return Err(too_large(max_bytes));
     }
 
     let mut pairs = query_pairs(req)?;
+    let mut before_data = Some(before_data);
     let mut data = None;
+    let mut text_fields = 0;
     while let Some(field) = multipart.next().await {
         let mut field = field.map_err(malformed_multipart)?;
         let name = field.name().unwrap_or_default().to_owned();
@@ -86,9 +89,17 @@ pub async fn read(
             if data.is_some() {
                 return Err(ApiError::InvalidParameter("send one `data` file".into()));
             }
-            before_data(&Params::from_pairs(pairs.iter().cloned()))?;
+            if let Some(judge) = before_data.take() {
+                judge(Params::from_pairs(pairs.iter().cloned())).await?;
+            }
             data = Some(stream_to_file(&mut field, max_bytes).await?);
             continue;
+        }
+        text_fields += 1;
+        if text_fields > MAX_TEXT_FIELDS {
+            return Err(ApiError::InvalidParameter(format!(
+                "the publish form has at most {MAX_TEXT_FIELDS} fields besides `data`"
+            )));
         }
         let mut value = Vec::new();
         while let Some(chunk) = field.next().await {

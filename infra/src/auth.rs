@@ -1,5 +1,6 @@
 //! Tokens (JWT, HS256) and password hashes (argon2id).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -11,8 +12,10 @@ use domain::UserId;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
-use crate::settings::AuthSettings;
+use crate::settings::{AuthSettings, PasswordSettings};
+use crate::telemetry::spawn_blocking_with_tracing;
 
 /// HS256 keys shorter than the hash output are weak; refuse to start with one.
 const MIN_SECRET_BYTES: usize = 32;
@@ -91,9 +94,77 @@ impl Tokens {
     }
 }
 
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordCheckError {
+    /// Every hashing slot stayed taken for the whole wait.
+    #[error("every password check is taken; waited {waited:?}")]
+    Busy { waited: Duration },
+    #[error("the password check did not finish")]
+    Interrupted(#[from] tokio::task::JoinError),
+}
+
+/// Argon2 costs tens of milliseconds of CPU and 19 MiB of memory a hash, by design. Run
+/// without a bound, a burst of anonymous sign-ups takes every core and gigabytes of memory;
+/// so at most `at_once` hashes run together (one per core by default), and a request that
+/// cannot get a slot within `wait` is turned away as busy rather than queued for ever.
+#[derive(Clone)]
+pub struct PasswordChecks {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl PasswordChecks {
+    pub fn new(settings: &PasswordSettings) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(settings.password_hashes_at_once())),
+            wait: settings.password_hash_wait(),
+        }
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: Password) -> Result<PasswordHash, PasswordCheckError> {
+        self.run(move || hash_password(&password)).await
+    }
+
+    /// Checks a password against the hash of an account, or, for a name nobody holds, spends
+    /// the same time so that the answer does not tell which names exist.
+    pub async fn verify(
+        &self,
+        password: Password,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, PasswordCheckError> {
+        self.run(move || match hash {
+            Some(hash) => verify_password(&password, &hash),
+            None => {
+                verify_against_nothing(&password);
+                false
+            }
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordCheckError> {
+        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| PasswordCheckError::Busy { waited: self.wait })?
+            .expect("the semaphore is never closed");
+        let result = spawn_blocking_with_tracing(move || {
+            let result = work();
+            drop(slot);
+            result
+        })
+        .await?;
+        Ok(result)
+    }
+}
+
 /// Hashes a password with argon2id and a fresh salt. Takes tens of milliseconds of CPU: call
-/// it off the async executor.
-pub fn hash_password(password: &Password) -> PasswordHash {
+/// it off the async executor, through [`PasswordChecks`].
+fn hash_password(password: &Password) -> PasswordHash {
     let salt = SaltString::generate(&mut OsRng);
     let phc = Argon2::default()
         .hash_password(password.expose().as_bytes(), &salt)
@@ -103,7 +174,7 @@ pub fn hash_password(password: &Password) -> PasswordHash {
 }
 
 /// Checks a password against a stored hash. As slow as hashing, by design.
-pub fn verify_password(password: &Password, hash: &PasswordHash) -> bool {
+fn verify_password(password: &Password, hash: &PasswordHash) -> bool {
     match argon2::PasswordHash::new(hash.as_str()) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.expose().as_bytes(), &parsed)
@@ -114,7 +185,7 @@ pub fn verify_password(password: &Password, hash: &PasswordHash) -> bool {
 
 /// Spends the time of one password check, so that a login with an unknown name takes as long
 /// as one with a wrong password and does not tell which names exist.
-pub fn verify_against_nothing(password: &Password) {
+fn verify_against_nothing(password: &Password) {
     static DUMMY: std::sync::OnceLock<PasswordHash> = std::sync::OnceLock::new();
     let hash = DUMMY.get_or_init(|| {
         hash_password(&Password::parse("not a real password").expect("a valid password"))
@@ -180,5 +251,28 @@ mod tests {
         assert!(hash.as_str().starts_with("$argon2id$"));
         assert!(verify_password(&password, &hash));
         assert!(!verify_password(&Password::parse("wrong").unwrap(), &hash));
+    }
+
+    fn checks(at_once: usize, wait_ms: u64) -> PasswordChecks {
+        PasswordChecks::new(&PasswordSettings {
+            password_hashes_at_once: Some(at_once),
+            password_hash_wait_ms: wait_ms,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_check_that_cannot_get_a_slot_in_time_is_busy() {
+        let checks = checks(1, 50);
+        // The only slot is taken for longer than the wait.
+        let held = checks.slots.clone().acquire_owned().await.unwrap();
+        let password = Password::parse("pw").unwrap();
+        let refused = checks.hash(password.clone()).await;
+        assert!(matches!(refused, Err(PasswordCheckError::Busy { .. })));
+        drop(held);
+        let hash = checks.hash(password.clone()).await.unwrap();
+        assert!(checks.verify(password.clone(), Some(hash)).await.unwrap());
+        assert!(!checks.verify(password, None).await.unwrap());
+        // Every slot is given back.
+        assert_eq!(checks.slots.available_permits(), 1);
     }
 }

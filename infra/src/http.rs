@@ -3,18 +3,21 @@
 //! body.
 
 use std::collections::HashMap;
-use std::fmt::Display;
+use std::fmt::{self, Display};
+use std::pin::Pin;
 use std::str::FromStr;
+use std::time::Duration;
 
 use actix_multipart::Multipart;
 use actix_web::dev::Payload;
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::error::PayloadError;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError};
 use domain::UserId;
 use futures::future::LocalBoxFuture;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 
 use crate::auth::{TokenError, Tokens};
@@ -36,7 +39,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     TooLarge(String),
-    #[error("the service is busy, please try again")]
+    #[error("the query string is longer than {MAX_QUERY_BYTES} bytes")]
+    QueryTooLong,
+    /// Too many tries from one client or user: try again after `retry_after`.
+    #[error("too many requests, please try again in {} s", whole_seconds(*retry_after))]
+    RateLimited { retry_after: Duration },
+    /// Working at capacity (password checks, video covers): a refusal, not a fault, so the
+    /// client shows its message; it may try again after `retry_after`.
+    #[error("the service is busy, please try again in {} s", whole_seconds(*retry_after))]
+    Busy { retry_after: Duration },
+    /// A dependency (Postgres, Redis) failed or did not answer in time.
+    #[error("the service is unavailable, please try again")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error, please try again later")]
     Internal(#[source] anyhow::Error),
@@ -51,7 +64,10 @@ impl ApiError {
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
             Self::TooLarge(_) => 413,
+            Self::QueryTooLong => 414,
+            Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
+            Self::Busy { .. } => 503,
             Self::Unavailable(_) => 503,
         }
     }
@@ -59,12 +75,25 @@ impl ApiError {
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
     }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } | Self::Busy { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 impl From<TokenError> for ApiError {
     fn from(error: TokenError) -> Self {
         Self::Unauthenticated(error.to_string())
     }
+}
+
+/// Seconds to wait, rounded up and at least one: a client retrying sooner would be refused
+/// again.
+fn whole_seconds(duration: Duration) -> u64 {
+    (duration.as_secs() + u64::from(duration.subsec_nanos() > 0)).max(1)
 }
 
 #[derive(Serialize)]
@@ -94,7 +123,11 @@ impl ResponseError for ApiError {
             }
             _ => tracing::debug!(reason = %self, "request refused"),
         }
-        HttpResponse::build(self.status_code()).json(Envelope {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(after) = self.retry_after() {
+            response.insert_header((RETRY_AFTER, whole_seconds(after)));
+        }
+        response.json(Envelope {
             status_code: self.code(),
             status_msg: &self.to_string(),
             body: Nothing {},
@@ -133,8 +166,24 @@ pub fn not_found(message: &str) -> HttpResponse {
 
 /// Parameters of a request, from its query string and from a form or multipart body.
 /// The client sends some fields in both; the query string wins.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Params(HashMap<String, String>);
+
+/// Names and values, but never a token's or a password's value.
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(name, value)| {
+                let shown = if crate::telemetry::is_secret(name) {
+                    "[redacted]"
+                } else {
+                    value.as_str()
+                };
+                (name, shown)
+            }))
+            .finish()
+    }
+}
 
 impl Params {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
@@ -215,31 +264,72 @@ fn content_type(req: &HttpRequest) -> &str {
         .unwrap_or_default()
 }
 
-/// The most a text field of a multipart body may hold.
-const MAX_TEXT_FIELD: usize = 64 * 1024;
+/// The longest query string read: a 1,000-character message in Chinese is about 9 KiB once
+/// percent-encoded. nginx lets request lines through up to twice this.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// The most a body of parameters may hold (every route but publish, which streams its file).
+pub const MAX_PARAMS_BODY: usize = 64 * 1024;
+/// The most fields a multipart body of parameters may have: the client sends at most five.
+pub const MAX_PARAMS_FIELDS: usize = 16;
 
-/// Text fields of a multipart body, in order. File parts are read past, not kept: routes
-/// that take a file read the body themselves.
-pub async fn multipart_text_fields(
+fn body_too_large() -> ApiError {
+    ApiError::TooLarge(format!(
+        "the request body is larger than {} KiB",
+        MAX_PARAMS_BODY / 1024
+    ))
+}
+
+/// The length the request declares, if any. A declared length over a cap is refused before a
+/// byte of the body is read.
+pub fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+}
+
+/// The request body, cut off with [`PayloadError::Overflow`] past `max` bytes, whatever it
+/// declared: a chunked body has no length to check up front.
+fn capped(
+    payload: Payload,
+    max: usize,
+) -> impl Stream<Item = Result<Bytes, PayloadError>> + 'static {
+    payload.scan(0usize, move |received, chunk| {
+        let item = chunk.and_then(|chunk| {
+            *received += chunk.len();
+            if *received > max {
+                Err(PayloadError::Overflow)
+            } else {
+                Ok(chunk)
+            }
+        });
+        std::future::ready(Some(item))
+    })
+}
+
+/// Text fields of a multipart body of parameters, in order. File parts count towards the
+/// body's size but are not kept: the route that takes a file reads its body itself.
+async fn multipart_text_fields(
     mut multipart: Multipart,
 ) -> Result<Vec<(String, String)>, ApiError> {
     let mut fields = vec![];
+    let mut count = 0;
     while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(malformed_multipart)?;
+        let mut field = field.map_err(multipart_error)?;
+        count += 1;
+        if count > MAX_PARAMS_FIELDS {
+            return Err(ApiError::InvalidParameter(format!(
+                "a request has at most {MAX_PARAMS_FIELDS} fields"
+            )));
+        }
         let is_file = field
             .content_disposition()
             .is_some_and(|disposition| disposition.get_filename().is_some());
         let name = field.name().unwrap_or_default().to_owned();
         let mut value = Vec::new();
         while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(malformed_multipart)?;
+            let chunk = chunk.map_err(multipart_error)?;
             if !is_file {
                 value.extend_from_slice(&chunk);
-                if value.len() > MAX_TEXT_FIELD {
-                    return Err(ApiError::InvalidParameter(format!(
-                        "`{name}` is longer than {MAX_TEXT_FIELD} bytes"
-                    )));
-                }
             }
         }
         if !is_file {
@@ -251,13 +341,26 @@ pub async fn multipart_text_fields(
     Ok(fields)
 }
 
+/// A multipart error as the client's envelope: a body cut off at its cap is too large, the
+/// rest is malformed.
+fn multipart_error(error: actix_multipart::MultipartError) -> ApiError {
+    match error {
+        actix_multipart::MultipartError::Payload(PayloadError::Overflow) => body_too_large(),
+        error => malformed_multipart(error),
+    }
+}
+
 pub fn malformed_multipart(error: actix_multipart::MultipartError) -> ApiError {
     ApiError::InvalidParameter(format!("malformed multipart body: {error}"))
 }
 
-/// Parameters of the query string alone.
+/// Parameters of the query string alone, refused past [`MAX_QUERY_BYTES`].
 pub fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
-    pairs(req.query_string().as_bytes())
+    let query = req.query_string();
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::QueryTooLong);
+    }
+    pairs(query.as_bytes())
 }
 
 fn pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
@@ -265,29 +368,63 @@ fn pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
         .map_err(|error| ApiError::InvalidParameter(format!("malformed parameters: {error}")))
 }
 
+/// A form body, read up to [`MAX_PARAMS_BODY`].
+async fn form_body(
+    body: impl Stream<Item = Result<Bytes, PayloadError>>,
+) -> Result<Vec<u8>, ApiError> {
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(PayloadError::Overflow) => return Err(body_too_large()),
+            Err(error) => {
+                return Err(ApiError::InvalidParameter(format!(
+                    "unreadable form body: {error}"
+                )))
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// Where the body's parameters are, by its content type. Other bodies are not read.
+enum Body {
+    Form(Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>),
+    Multipart(Multipart),
+    Unread,
+}
+
 impl FromRequest for Params {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
+    /// Every bound is checked before the body is read, and again as it arrives: a body over
+    /// its cap costs at most the cap in memory, and a declared one nothing at all.
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let query = query_pairs(req);
         let kind = content_type(req);
-        let form = kind
-            .starts_with("application/x-www-form-urlencoded")
-            .then(|| Bytes::from_request(req, payload));
-        let multipart = kind
-            .starts_with("multipart/form-data")
-            .then(|| Multipart::new(req.headers(), payload.take()));
+        let declared_too_large =
+            declared_length(req).is_some_and(|length| length > MAX_PARAMS_BODY as u64);
+        let body = if kind.starts_with("application/x-www-form-urlencoded") {
+            Body::Form(Box::pin(capped(payload.take(), MAX_PARAMS_BODY)))
+        } else if kind.starts_with("multipart/form-data") {
+            Body::Multipart(Multipart::new(
+                req.headers(),
+                capped(payload.take(), MAX_PARAMS_BODY),
+            ))
+        } else {
+            Body::Unread
+        };
         Box::pin(async move {
             let mut all = query?;
-            if let Some(body) = form {
-                let body = body.await.map_err(|error| {
-                    ApiError::InvalidParameter(format!("unreadable form body: {error}"))
-                })?;
-                all.extend(pairs(&body)?);
+            if declared_too_large {
+                return Err(body_too_large());
             }
-            if let Some(multipart) = multipart {
-                all.extend(multipart_text_fields(multipart).await?);
+            match body {
+                Body::Form(body) => all.extend(pairs(&form_body(body).await?)?),
+                Body::Multipart(multipart) => all.extend(multipart_text_fields(multipart).await?),
+                Body::Unread => {}
             }
             Ok(Self::from_pairs(all))
         })
@@ -305,6 +442,18 @@ mod tests {
             ("username".to_owned(), "from-body".to_owned()),
         ]);
         assert_eq!(params.get("username"), Some("from-query"));
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let params = Params::from_pairs([
+            ("password".to_owned(), "hunter2".to_owned()),
+            ("token".to_owned(), "eyJ.secret".to_owned()),
+            ("username".to_owned(), "ann".to_owned()),
+        ]);
+        let printed = format!("{params:?}");
+        assert!(printed.contains("ann"), "{printed}");
+        assert!(!printed.contains("hunter2") && !printed.contains("eyJ"), "{printed}");
     }
 
     #[test]

@@ -3,12 +3,14 @@
 pub mod auth;
 pub mod backoff;
 pub mod cards;
+pub mod client;
 pub mod envelope;
 pub mod event_store;
 pub mod http;
 pub mod kafka;
 pub mod media;
 pub mod outbox;
+pub mod rate_limit;
 pub mod read_store;
 pub mod redis_store;
 pub mod settings;

@@ -3,7 +3,7 @@
 //! Every service reads only the groups it needs; each group names its variables in the
 //! README. Defaults suit the local stack started by `make run`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ use config::{Config, ConfigError, Environment};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+
+use crate::rate_limit::{Limit, Rate};
 
 /// Reads one group of settings from the process environment.
 pub fn from_env<T: DeserializeOwned>() -> Result<T, ConfigError> {
@@ -78,6 +80,171 @@ impl AuthSettings {
     }
 }
 
+/// `RATE_LIMIT` (`on`, or `off` to turn every limit off, as benchmarks do),
+/// `RATE_LIMIT_KEY_PREFIX`, and one rate per limit (`COUNT/PERIOD`, e.g. `20/10m`):
+/// `RATE_LIMIT_REGISTER`, `RATE_LIMIT_LOGIN` (per client address), `RATE_LIMIT_FAILED_LOGIN`
+/// (per name and address), `RATE_LIMIT_WRITE`, `RATE_LIMIT_PUBLISH` (per user). The defaults
+/// leave a person on a phone, or a few hundred behind one carrier's address, alone.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RateLimitSettings {
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: String,
+    #[serde(default = "default_rate_limit_key_prefix")]
+    pub rate_limit_key_prefix: String,
+    #[serde(default = "default_register_rate")]
+    pub rate_limit_register: Rate,
+    #[serde(default = "default_login_rate")]
+    pub rate_limit_login: Rate,
+    #[serde(default = "default_failed_login_rate")]
+    pub rate_limit_failed_login: Rate,
+    #[serde(default = "default_write_rate")]
+    pub rate_limit_write: Rate,
+    #[serde(default = "default_publish_rate")]
+    pub rate_limit_publish: Rate,
+}
+
+impl RateLimitSettings {
+    /// Every limit at its default, under keys starting with `key_prefix`.
+    pub fn with_key_prefix(key_prefix: &str) -> Self {
+        Self {
+            rate_limit: default_rate_limit(),
+            rate_limit_key_prefix: key_prefix.to_owned(),
+            rate_limit_register: default_register_rate(),
+            rate_limit_login: default_login_rate(),
+            rate_limit_failed_login: default_failed_login_rate(),
+            rate_limit_write: default_write_rate(),
+            rate_limit_publish: default_publish_rate(),
+        }
+    }
+
+    pub fn off(mut self) -> Self {
+        self.rate_limit = "off".to_owned();
+        self
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.rate_limit.eq_ignore_ascii_case("off")
+    }
+
+    pub fn rate(&self, limit: Limit) -> Rate {
+        match limit {
+            Limit::Register => self.rate_limit_register,
+            Limit::Login => self.rate_limit_login,
+            Limit::FailedLogin => self.rate_limit_failed_login,
+            Limit::Write => self.rate_limit_write,
+            Limit::Publish => self.rate_limit_publish,
+        }
+    }
+}
+
+fn default_rate_limit() -> String {
+    "on".to_owned()
+}
+
+fn default_rate_limit_key_prefix() -> String {
+    "douyin-limits:".to_owned()
+}
+
+fn default_register_rate() -> Rate {
+    Rate::new(30, Duration::from_secs(600))
+}
+
+fn default_login_rate() -> Rate {
+    Rate::new(60, Duration::from_secs(60))
+}
+
+fn default_failed_login_rate() -> Rate {
+    Rate::new(10, Duration::from_secs(900))
+}
+
+fn default_write_rate() -> Rate {
+    Rate::new(120, Duration::from_secs(60))
+}
+
+fn default_publish_rate() -> Rate {
+    Rate::new(30, Duration::from_secs(3600))
+}
+
+/// `TRUSTED_PROXIES`: the addresses (comma-separated) whose `X-Real-IP` header names the
+/// client; `127.0.0.1,::1` by default, where nginx runs beside the services.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProxySettings {
+    #[serde(
+        default = "default_trusted_proxies",
+        deserialize_with = "deserialize_addresses"
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: default_trusted_proxies(),
+        }
+    }
+}
+
+impl ProxySettings {
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.contains(&peer)
+    }
+}
+
+fn default_trusted_proxies() -> Vec<IpAddr> {
+    vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+}
+
+fn deserialize_addresses<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<IpAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(|address| {
+            address.parse().map_err(|_| {
+                serde::de::Error::custom(format!("TRUSTED_PROXIES: {address:?} is not an address"))
+            })
+        })
+        .collect()
+}
+
+/// `PASSWORD_HASHES_AT_ONCE` (one per core by default), `PASSWORD_HASH_WAIT_MS` (2000): how
+/// many password hashes run at once, and how long a sign-up or login waits for a slot before
+/// it is turned away as busy.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PasswordSettings {
+    #[serde(default)]
+    pub password_hashes_at_once: Option<usize>,
+    #[serde(default = "default_password_hash_wait_ms")]
+    pub password_hash_wait_ms: u64,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            password_hashes_at_once: None,
+            password_hash_wait_ms: default_password_hash_wait_ms(),
+        }
+    }
+}
+
+impl PasswordSettings {
+    pub fn password_hashes_at_once(&self) -> usize {
+        self.password_hashes_at_once
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
+
+    pub fn password_hash_wait(&self) -> Duration {
+        Duration::from_millis(self.password_hash_wait_ms)
+    }
+}
+
+fn default_password_hash_wait_ms() -> u64 {
+    2000
+}
+
 /// `PUBLIC_BASE_URL`: the address clients reach the API on, the base of every URL we return.
 /// `DATE_UTC_OFFSET`: the time zone of the dates people read (a comment's `create_date`),
 /// `+08:00` by default, where the client's users are.
@@ -114,8 +281,9 @@ impl PublicSettings {
     }
 }
 
-/// `MEDIA_STORE` (`local` or `s3`), `MEDIA_DIR`, `MEDIA_BUCKET`, `MAX_UPLOAD_BYTES`, `FFMPEG`:
-/// where uploaded videos and their covers are kept. With `s3`, the standard `AWS_*` variables
+/// `MEDIA_STORE` (`local` or `s3`), `MEDIA_DIR`, `MEDIA_BUCKET`, `MAX_UPLOAD_BYTES`, `FFMPEG`,
+/// `FFMPEG_MAX_CONCURRENT`: where uploaded videos and their covers are kept, and how covers
+/// are taken. With `s3`, the standard `AWS_*` variables
 /// (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 /// `AWS_ALLOW_HTTP`) say how to reach the store.
 #[derive(Clone, Debug, Deserialize)]
@@ -130,6 +298,9 @@ pub struct MediaSettings {
     pub max_upload_bytes: u64,
     #[serde(default = "default_ffmpeg")]
     pub ffmpeg: PathBuf,
+    /// How many ffmpeg runs (covers) may go on at once; a publish waits for a turn.
+    #[serde(default = "default_ffmpeg_max_concurrent")]
+    pub ffmpeg_max_concurrent: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -227,6 +398,11 @@ fn default_max_upload_bytes() -> u64 {
 
 fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
+}
+
+/// One per core: a cover is decoded on one thread.
+fn default_ffmpeg_max_concurrent() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::envelope::PublishedEvent;
 use crate::settings::{
     secret, AuthSettings, EventStoreSettings, KafkaSettings, MediaBackend, MediaSettings,
-    ReadStoreSettings, RedisSettings,
+    RateLimitSettings, ReadStoreSettings, RedisSettings,
 };
 
 /// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
@@ -46,6 +46,8 @@ pub struct TestSettings {
     pub kafka: KafkaSettings,
     pub auth: AuthSettings,
     pub media: MediaSettings,
+    /// Off unless a test turns them on: tests sign up many users from one address.
+    pub rate_limits: RateLimitSettings,
 }
 
 impl TestSettings {
@@ -79,12 +81,14 @@ impl TestSettings {
                 jwt_secret: secret(&unique("test-secret-of-enough-length-")),
                 token_ttl_secs: 3600,
             },
+            rate_limits: RateLimitSettings::with_key_prefix(&format!("{run}-limits:")).off(),
             media: MediaSettings {
                 media_store: MediaBackend::Local,
                 media_dir: std::env::temp_dir().join("douyin-test-media").join(&run),
                 media_bucket: None,
                 max_upload_bytes: 100 * 1024 * 1024,
                 ffmpeg: "ffmpeg".into(),
+                ffmpeg_max_concurrent: 2,
             },
         }
     }

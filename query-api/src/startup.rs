@@ -6,6 +6,7 @@ use actix_web::{web, App, HttpServer};
 use infra::auth::Tokens;
 use infra::http::{done, route_not_found};
 use infra::redis_store::{self, Keys};
+use infra::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 use tracing_actix_web::TracingLogger;
 
 use crate::reads::Reads;
@@ -34,7 +35,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(tokens.clone())
                 .app_data(reads.clone())
                 .app_data(media.clone())
@@ -42,6 +43,8 @@ impl Application {
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))
         })
+        // Longer than nginx keeps an idle upstream connection (see IDLE_CONNECTION_KEPT).
+        .keep_alive(IDLE_CONNECTION_KEPT)
         .listen(listener)?
         .run();
         Ok(Self { port, server })

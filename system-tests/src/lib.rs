@@ -46,6 +46,9 @@ impl TestStack {
             media: settings.media.clone(),
             redis: settings.redis.clone(),
             public: public.clone(),
+            passwords: Default::default(),
+            rate_limits: settings.rate_limits.clone(),
+            proxies: Default::default(),
         })
         .await
         .expect("the command API starts");

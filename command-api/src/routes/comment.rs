@@ -2,6 +2,9 @@ use actix_web::{post, web, HttpResponse};
 use domain::text::CommentText;
 use domain::{CommentId, VideoId};
 use infra::auth::Tokens;
+use infra::rate_limit::RateLimits;
+
+use super::writer;
 use infra::cards::{Cards, CommentCard};
 use infra::http::{done, ok, ApiError, Params};
 use serde::Serialize;
@@ -17,10 +20,11 @@ struct Posted {
 async fn comment(
     params: Params,
     tokens: web::Data<Tokens>,
+    limits: web::Data<RateLimits>,
     comments: web::Data<Comments>,
     cards: web::Data<Cards>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = params.authenticated_user(&tokens)?;
+    let user = writer(&params, &tokens, &limits).await?;
     let video: VideoId = params.parse("video_id")?;
     match params.required("action_type")? {
         "1" => {

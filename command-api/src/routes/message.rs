@@ -3,16 +3,19 @@ use domain::text::MessageText;
 use domain::UserId;
 use infra::auth::Tokens;
 use infra::http::{done, ApiError, Params};
+use infra::rate_limit::RateLimits;
 
+use super::writer;
 use crate::messages::Messages;
 
 #[post("/douyin/message/action/")]
 async fn message(
     params: Params,
     tokens: web::Data<Tokens>,
+    limits: web::Data<RateLimits>,
     messages: web::Data<Messages>,
 ) -> Result<HttpResponse, ApiError> {
-    let from = params.authenticated_user(&tokens)?;
+    let from = writer(&params, &tokens, &limits).await?;
     let to: UserId = params.parse("to_user_id")?;
     match params.required("action_type")? {
         "1" => {}

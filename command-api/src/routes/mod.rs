@@ -6,7 +6,10 @@ mod relation;
 mod user;
 
 use actix_web::web;
+use domain::UserId;
+use infra::auth::Tokens;
 use infra::http::{ApiError, Params};
+use infra::rate_limit::{Limit, RateLimits, Subject};
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -28,4 +31,11 @@ fn on_off(params: &Params, on: &str, off: &str) -> Result<bool, ApiError> {
             "`action_type` must be 1 ({on}) or 2 ({off}), not {other:?}"
         ))),
     }
+}
+
+/// The user a write is made by: the holder of the token, once their rate allows one more.
+async fn writer(params: &Params, tokens: &Tokens, limits: &RateLimits) -> Result<UserId, ApiError> {
+    let user = params.authenticated_user(tokens)?;
+    limits.take(Limit::Write, &Subject::user(user)).await?;
+    Ok(user)
 }

@@ -2,7 +2,8 @@ use actix_multipart::Multipart;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use domain::text::Title;
 use infra::auth::Tokens;
-use infra::http::{done, ApiError};
+use infra::http::{done, ApiError, Params};
+use infra::rate_limit::{Limit, RateLimits, Subject};
 use infra::settings::MediaSettings;
 
 use crate::upload;
@@ -15,18 +16,25 @@ async fn publish(
     req: HttpRequest,
     multipart: Multipart,
     tokens: web::Data<Tokens>,
+    limits: web::Data<RateLimits>,
     settings: web::Data<MediaSettings>,
     videos: web::Data<Videos>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = upload::read(&req, multipart, settings.max_upload_bytes, |sent| {
-        // A client whose token has expired learns it before uploading the video.
-        match sent.get("token") {
-            Some(_) => sent.authenticated_user(&tokens).map(drop),
-            None => Ok(()),
+    // A client whose token has expired, or who has published too much, learns it before
+    // uploading the video.
+    let judge = |sent: Params| {
+        let (tokens, limits) = (&tokens, &limits);
+        async move {
+            if sent.get("token").is_some() {
+                let author = sent.authenticated_user(tokens)?;
+                limits.check(Limit::Publish, &Subject::user(author)).await?;
+            }
+            Ok(())
         }
-    })
-    .await?;
+    };
+    let form = upload::read(&req, multipart, settings.max_upload_bytes, judge).await?;
     let author = form.params.authenticated_user(&tokens)?;
+    limits.take(Limit::Publish, &Subject::user(author)).await?;
     let title = form.params.parse_with("title", Title::parse)?;
     let data = form
         .data

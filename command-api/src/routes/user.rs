@@ -1,10 +1,12 @@
-use actix_web::{post, web, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use domain::account::Password;
 use domain::user::UserName;
+use infra::client;
 use infra::http::{ok, ApiError, Params};
+use infra::rate_limit::{Limit, RateLimits, Subject};
 use serde::Serialize;
 
-use crate::accounts::{Accounts, Session};
+use crate::accounts::{Accounts, AccountsError, Session};
 
 #[derive(Serialize)]
 struct SessionReply {
@@ -21,18 +23,48 @@ impl From<Session> for SessionReply {
     }
 }
 
+/// Every try counts against its address, refused ones included: no free probing.
 #[post("/douyin/user/register/")]
-async fn register(params: Params, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
+async fn register(
+    req: HttpRequest,
+    params: Params,
+    accounts: web::Data<Accounts>,
+    limits: web::Data<RateLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let address = client::address(&req);
+    limits
+        .take(Limit::Register, &Subject::address(address))
+        .await?;
     let name = params.parse_with("username", UserName::parse)?;
     let password = params.parse_with("password", Password::parse)?;
     let session = accounts.register(name, password).await?;
     Ok(ok(SessionReply::from(session)))
 }
 
+/// Logins count against their address; wrong passwords also against the name tried from that
+/// address, so guessing one account's password is slow while its owner, elsewhere, still logs
+/// in.
 #[post("/douyin/user/login/")]
-async fn login(params: Params, accounts: web::Data<Accounts>) -> Result<HttpResponse, ApiError> {
+async fn login(
+    req: HttpRequest,
+    params: Params,
+    accounts: web::Data<Accounts>,
+    limits: web::Data<RateLimits>,
+) -> Result<HttpResponse, ApiError> {
+    let address = client::address(&req);
+    limits
+        .take(Limit::Login, &Subject::address(address))
+        .await?;
     let name = params.parse_with("username", UserName::parse)?;
     let password = params.parse_with("password", Password::parse)?;
-    let session = accounts.login(name, password).await?;
-    Ok(ok(SessionReply::from(session)))
+    let guesses = Subject::name_from(&name, address);
+    limits.check(Limit::FailedLogin, &guesses).await?;
+    match accounts.login(name, password).await {
+        Ok(session) => Ok(ok(SessionReply::from(session))),
+        Err(wrong @ AccountsError::WrongCredentials) => {
+            limits.take(Limit::FailedLogin, &guesses).await?;
+            Err(wrong.into())
+        }
+        Err(error) => Err(error.into()),
+    }
 }

@@ -1,0 +1,265 @@
+//! Rate limits shared by every instance of a service: each is counted in Redis, under keys of
+//! its own (`RATE_LIMIT_KEY_PREFIX`, outside the read models' prefix, so no rebuild ever
+//! wipes them), with the generic cell rate algorithm: one timestamp a key, no counters to
+//! reset, and a burst allowed on top of a steady rate.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use domain::user::UserName;
+use domain::UserId;
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde::Deserialize;
+
+use crate::http::ApiError;
+use crate::settings::RateLimitSettings;
+
+/// What is limited, and who by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Sign-ups from one address.
+    Register,
+    /// Logins from one address, right or wrong.
+    Login,
+    /// Wrong passwords for one name from one address: guessing an owner's password is slowed
+    /// down, but nobody elsewhere can lock the owner out.
+    FailedLogin,
+    /// Likes, comments, follows and messages of one user.
+    Write,
+    /// Videos published by one user.
+    Publish,
+}
+
+impl Limit {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Login => "login",
+            Self::FailedLogin => "failed-login",
+            Self::Write => "write",
+            Self::Publish => "publish",
+        }
+    }
+
+    /// Without Redis nobody can tell how often an address has tried: sign-ups and logins,
+    /// which an attacker floods, are refused then (fail closed); the writes of a logged-in
+    /// user go on (fail open), since each costs the attacker an account.
+    fn fails_closed(self) -> bool {
+        matches!(self, Self::Register | Self::Login | Self::FailedLogin)
+    }
+}
+
+/// Who a limit counts: an address, a user, or a name tried from an address.
+#[derive(Debug, Clone)]
+pub struct Subject(String);
+
+impl Subject {
+    pub fn address(address: IpAddr) -> Self {
+        Self(address.to_string())
+    }
+
+    pub fn user(user: UserId) -> Self {
+        Self(user.to_string())
+    }
+
+    /// `/` is in no address, so the name that follows it cannot make two pairs one key.
+    pub fn name_from(name: &UserName, address: IpAddr) -> Self {
+        Self(format!("{address}/{}", name.as_str()))
+    }
+}
+
+/// A rate: `count` tries at once, and `count` again each `period`, spread evenly. Written
+/// `20/10m` (also `s`, `h`; bare numbers are seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub const fn new(count: u32, period: Duration) -> Self {
+        Self { count, period }
+    }
+
+    /// The steady gap between two tries.
+    fn interval(self) -> Duration {
+        self.period / self.count.max(1)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a rate is written COUNT/PERIOD, e.g. 20/10m (s, m or h), not {0:?}")]
+pub struct BadRate(String);
+
+impl FromStr for Rate {
+    type Err = BadRate;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadRate(text.to_owned());
+        let (count, period) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let period = period.trim();
+        let (number, unit) = match period.find(|c: char| !c.is_ascii_digit()) {
+            Some(at) => period.split_at(at),
+            None => (period, "s"),
+        };
+        let number: u64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "s" => number,
+            "m" => number * 60,
+            "h" => number * 3600,
+            _ => return Err(bad()),
+        };
+        if count == 0 || seconds == 0 {
+            return Err(bad());
+        }
+        Ok(Self::new(count, Duration::from_secs(seconds)))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.count, self.period.as_secs())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// GCRA on one key: its value is the theoretical arrival time (ms) of the next try at the
+/// steady rate. A try is allowed while that time, pushed on by one interval, stays within the
+/// burst's reach of now. Redis's own clock is used, so instances need not agree on the time.
+///
+/// KEYS[1]: the key. ARGV[1]: the interval (ms); ARGV[2]: the burst; ARGV[3]: `take` to count
+/// an allowed try, `peek` to only ask whether one would be allowed.
+/// Returns 0 when allowed, else the milliseconds until a try would be.
+const GCRA: &str = r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local reach = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local next_tat = tat + interval
+if next_tat - now > reach then
+  return next_tat - now - reach
+end
+if ARGV[3] == 'take' then
+  redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+end
+return 0
+";
+
+static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
+
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    #[error("rate limited; allowed again in {retry_after:?}")]
+    Limited { retry_after: Duration },
+    #[error("the rate limits cannot be counted")]
+    Uncounted(#[source] redis::RedisError),
+}
+
+impl From<RateLimitError> for ApiError {
+    fn from(error: RateLimitError) -> Self {
+        match error {
+            RateLimitError::Limited { retry_after } => Self::RateLimited { retry_after },
+            RateLimitError::Uncounted(_) => Self::Unavailable(error.into()),
+        }
+    }
+}
+
+/// Every limit of a service. Clones share one Redis connection.
+#[derive(Clone)]
+pub struct RateLimits {
+    redis: ConnectionManager,
+    settings: RateLimitSettings,
+}
+
+impl RateLimits {
+    pub fn new(redis: ConnectionManager, settings: RateLimitSettings) -> Self {
+        if !settings.enabled() {
+            tracing::warn!("RATE_LIMIT=off: nothing limits how often anyone may try");
+        }
+        Self { redis, settings }
+    }
+
+    /// Counts one try of `subject` against `limit`; refuses it past the limit.
+    pub async fn take(&self, limit: Limit, subject: &Subject) -> Result<(), RateLimitError> {
+        self.ask(limit, subject, "take").await
+    }
+
+    /// Refuses when one more try of `subject` would be past `limit`, counting nothing: for
+    /// failed logins, counted only once the password has proven wrong.
+    pub async fn check(&self, limit: Limit, subject: &Subject) -> Result<(), RateLimitError> {
+        self.ask(limit, subject, "peek").await
+    }
+
+    async fn ask(&self, limit: Limit, subject: &Subject, mode: &str) -> Result<(), RateLimitError> {
+        if !self.settings.enabled() {
+            return Ok(());
+        }
+        let rate = self.settings.rate(limit);
+        let key = format!(
+            "{}{}:{}",
+            self.settings.rate_limit_key_prefix,
+            limit.name(),
+            subject.0
+        );
+        let wait: Result<u64, _> = GCRA_SCRIPT
+            .key(&key)
+            .arg(rate.interval().as_millis().max(1) as u64)
+            .arg(rate.count)
+            .arg(mode)
+            .invoke_async(&mut self.redis.clone())
+            .await;
+        match wait {
+            Ok(0) => Ok(()),
+            Ok(ms) => Err(RateLimitError::Limited {
+                retry_after: Duration::from_millis(ms),
+            }),
+            Err(error) if limit.fails_closed() => {
+                tracing::error!(%error, limit = limit.name(), "rate limits uncounted: refusing");
+                Err(RateLimitError::Uncounted(error))
+            }
+            Err(error) => {
+                tracing::warn!(%error, limit = limit.name(), "rate limits uncounted: allowing");
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_read_as_written() {
+        assert_eq!(
+            "20/10m".parse(),
+            Ok(Rate::new(20, Duration::from_secs(600)))
+        );
+        assert_eq!("5/30".parse(), Ok(Rate::new(5, Duration::from_secs(30))));
+        assert_eq!(
+            " 100 / 1h ".parse(),
+            Ok(Rate::new(100, Duration::from_secs(3600)))
+        );
+        for bad in ["", "20", "0/1m", "1/0s", "x/1m", "1/1d", "-1/1m"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(
+            Rate::new(20, Duration::from_secs(600)).interval(),
+            Duration::from_secs(30)
+        );
+    }
+}
