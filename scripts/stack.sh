@@ -55,14 +55,20 @@ render_nginx() {
     local conf=$RUN_DIR/nginx
     mkdir -p "$conf/tmp"
     chmod 1777 "$conf/tmp"
+    # Room for the publish form's other fields beside the largest video.
+    local publish_max_body=$((${MAX_UPLOAD_BYTES:-104857600} + 65536))
     sed -e "s|\${COMMAND_API_UPSTREAM}|$COMMAND_API_ADDR|" \
         -e "s|\${QUERY_API_UPSTREAM}|$QUERY_API_ADDR|" \
         -e "s|\${PROXY_LISTEN}|127.0.0.1:$PROXY_PORT|" \
+        -e "s|\${NGINX_ACCESS_LOG}|$RUN_DIR/nginx-access.log|" \
+        -e "s|\${NGINX_ERROR_LOG}|$RUN_DIR/nginx.log|" \
+        -e "s|\${PUBLISH_MAX_BODY}|$publish_max_body|" \
         "$ROOT/deploy/nginx/douyin.conf.template" >"$conf/douyin.conf"
     cat >"$conf/nginx.conf" <<CONF
 worker_processes auto;
 pid $RUN_DIR/nginx.pid;
-error_log $RUN_DIR/nginx.log warn;
+# Error lines quote the request line, query (password, token) included: critical ones only.
+error_log $RUN_DIR/nginx.log crit;
 events { worker_connections 4096; }
 http {
     access_log off;
