@@ -15,6 +15,8 @@ USERS=${USERS:-40}
 SECONDS_OF_LIKES=${LIKE_SECONDS:-40}
 FAULT_REDIS_PORT=${FAULT_REDIS_PORT:-6390}
 export REDIS_URL=redis://127.0.0.1:$FAULT_REDIS_PORT
+# Forty users toggling as fast as they can are not people on phones.
+export RATE_LIMIT=off
 
 if port_open "$PROXY_PORT"; then
     die "a stack already answers on :$PROXY_PORT: stop it first (make down)"

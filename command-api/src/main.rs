@@ -3,6 +3,11 @@ use std::time::Duration;
 use command_api::settings::Settings;
 use command_api::startup::Application;
 
+/// mimalloc rather than glibc's allocator: what a burst of password hashes or uploads took is
+/// given back to the system afterwards instead of staying resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `command-api` serves the writes until stopped. `command-api sweep-media [GRACE_SECS]`
 /// removes stored media that no published video refers to and that is older than the grace
 /// period (an hour by default), then exits; safe while the API runs.

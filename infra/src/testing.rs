@@ -10,7 +10,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::envelope::PublishedEvent;
 use crate::settings::{
     secret, AuthSettings, EventStoreSettings, KafkaSettings, MediaBackend, MediaSettings,
-    RateLimitSettings, ReadStoreSettings, RedisSettings,
+    PasswordSettings, RateLimitSettings, ReadStoreSettings, RedisSettings,
 };
 
 /// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
@@ -48,6 +48,7 @@ pub struct TestSettings {
     pub media: MediaSettings,
     /// Off unless a test turns them on: tests sign up many users from one address.
     pub rate_limits: RateLimitSettings,
+    pub passwords: PasswordSettings,
 }
 
 impl TestSettings {
@@ -82,6 +83,7 @@ impl TestSettings {
                 token_ttl_secs: 3600,
             },
             rate_limits: RateLimitSettings::with_key_prefix(&format!("{run}-limits:")).off(),
+            passwords: PasswordSettings::default(),
             media: MediaSettings {
                 media_store: MediaBackend::Local,
                 media_dir: std::env::temp_dir().join("douyin-test-media").join(&run),

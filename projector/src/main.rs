@@ -2,6 +2,11 @@ use projector::settings::Settings;
 use projector::startup::Projector;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc rather than glibc's allocator: what a burst of password hashes or uploads took is
+/// given back to the system afterwards instead of staying resident.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `projector` consumes the topics until stopped. Operators' commands, safe while projectors
 /// run: `projector rebuild-redis` rebuilds the Redis read models from the Postgres ones;
 /// `projector redrive` applies the dead-lettered events it can now read.
@@ -31,8 +36,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn rebuild_redis(settings: &Settings) -> anyhow::Result<()> {
-    let pool = infra::read_store::connect(&settings.read_store).await?;
-    let redis = infra::redis_store::connect(&settings.redis).await?;
+    let pool = infra::read_store::connect_for_batches(&settings.read_store).await?;
+    let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
     let keys = infra::redis_store::Keys::new(&settings.redis);
     let rebuilt = projector::rebuild::rebuild_redis(&pool, &redis, &keys).await?;
     tracing::info!(?rebuilt, "Redis read models rebuilt from Postgres");

@@ -46,7 +46,7 @@ impl TestStack {
             media: settings.media.clone(),
             redis: settings.redis.clone(),
             public: public.clone(),
-            passwords: Default::default(),
+            passwords: settings.passwords.clone(),
             rate_limits: settings.rate_limits.clone(),
             proxies: Default::default(),
         })

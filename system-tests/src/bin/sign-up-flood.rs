@@ -1,0 +1,146 @@
+//! What a flood of anonymous sign-ups and logins costs the command API, against a running
+//! stack: N registrations sent at once, then N logins at once (for N = 64 and 256), each
+//! answered with success or "busy"; the command API's resident memory before, at the peak of
+//! and after each burst, read from /proc. Run with rate limits off (`RATE_LIMIT=off`): an
+//! attack comes from many addresses.
+//!
+//!     sign-up-flood BASE_URL COMMAND_API_PID [BURSTS (64,256)]
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde_json::Value;
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let base = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let pid: u32 = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: sign-up-flood BASE_URL COMMAND_API_PID"))?
+        .parse()?;
+    let bursts: Vec<usize> = args
+        .next()
+        .unwrap_or_else(|| "64,256".to_owned())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let run = std::process::id();
+
+    println!("command API resident at start: {}", mib(resident_kib(pid)?));
+    for &n in &bursts {
+        let names: Vec<String> = (0..n).map(|i| format!("flood-{run}-{n}-{i}")).collect();
+        for route in ["register", "login"] {
+            let before = resident_kib(pid)?;
+            let (stop, peak) = watch_peak(pid);
+            let start = Instant::now();
+            let replies = join_all(names.iter().map(|name| {
+                let http = http.clone();
+                let url = format!("{base}/douyin/user/{route}/");
+                async move {
+                    let reply = http
+                        .post(url)
+                        .query(&[("username", name.as_str()), ("password", "flood-password")])
+                        .send()
+                        .await?;
+                    anyhow::Ok(reply.json::<Value>().await?)
+                }
+            }))
+            .await;
+            let took = start.elapsed();
+            drop(stop);
+            let peak = peak.await?;
+            let tally = Tally::of(&replies);
+            // What the allocator gives back once the burst is over.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let after = resident_kib(pid)?;
+            println!(
+                "{n:>4} {route:<8} at once: {} succeeded, {} busy, {} other, {} failed in {:.2} s \
+                 ({:.0} successes/s); resident before {}, peak {}, 5 s after {}",
+                tally.succeeded,
+                tally.busy,
+                tally.other,
+                tally.failed,
+                took.as_secs_f64(),
+                tally.succeeded as f64 / took.as_secs_f64(),
+                mib(before),
+                mib(peak),
+                mib(after),
+            );
+            if let Some(example) = tally.example {
+                println!("     e.g. {example}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    succeeded: usize,
+    busy: usize,
+    other: usize,
+    failed: usize,
+    example: Option<String>,
+}
+
+impl Tally {
+    fn of(replies: &[anyhow::Result<Value>]) -> Self {
+        let mut tally = Self::default();
+        for reply in replies {
+            match reply {
+                Ok(reply) if reply["status_code"] == 0 => tally.succeeded += 1,
+                Ok(reply) if reply["status_code"] == 503 => tally.busy += 1,
+                Ok(reply) => {
+                    tally.other += 1;
+                    tally.example.get_or_insert_with(|| reply.to_string());
+                }
+                Err(error) => {
+                    tally.failed += 1;
+                    tally.example.get_or_insert_with(|| error.to_string());
+                }
+            }
+        }
+        tally
+    }
+}
+
+/// Samples the resident memory every 10 ms until the sender is dropped; answers the peak.
+fn watch_peak(pid: u32) -> (watch::Sender<()>, tokio::task::JoinHandle<u64>) {
+    let (stop, mut stopped) = watch::channel(());
+    let peak = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            peak = peak.max(resident_kib(pid).unwrap_or(0));
+            tokio::select! {
+                _ = stopped.changed() => return peak,
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+        }
+    });
+    (stop, peak)
+}
+
+fn resident_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for process {pid}"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("unreadable VmRSS line {line:?}"))?
+        .parse()?)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
