@@ -32,7 +32,7 @@ log "sign-ups and logins at once"
 
 resident() { awk '/^VmRSS/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
 
-# Multipart fields of 64 KiB each, 300 MiB in all, sent chunked (no length to refuse up front).
+# Multipart fields of 64 KiB each, 300 MiB in all, declared up front as a client would.
 multipart_flood() { # url
     python3 - "$1" <<'PY'
 import sys, time, http.client, urllib.parse
@@ -47,8 +47,10 @@ def body():
 connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
 start = time.monotonic()
 try:
-    connection.request("GET", url.path, body=body(), encode_chunked=True,
-                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    length = len(field) * fields + len(f"--{boundary}--\r\n")
+    connection.request("GET", url.path, body=body(),
+                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                "Content-Length": str(length)})
     reply = connection.getresponse()
     answer = f"HTTP {reply.status} {reply.read()[:120]!r}"
 except (BrokenPipeError, ConnectionResetError) as error:

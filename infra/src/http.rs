@@ -2,9 +2,11 @@
 //! mapping of every error to it, and parameters that may come from the query string or a form
 //! body.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::{self, Display};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -288,15 +290,18 @@ pub fn declared_length(req: &HttpRequest) -> Option<u64> {
 }
 
 /// The request body, cut off with [`PayloadError::Overflow`] past `max` bytes, whatever it
-/// declared: a chunked body has no length to check up front.
+/// declared: a chunked body has no length to check up front. `cut` is set when it was cut off:
+/// the multipart parser reports a stream that ended in an error as merely incomplete.
 fn capped(
     payload: Payload,
     max: usize,
+    cut: Rc<Cell<bool>>,
 ) -> impl Stream<Item = Result<Bytes, PayloadError>> + 'static {
     payload.scan(0usize, move |received, chunk| {
         let item = chunk.and_then(|chunk| {
             *received += chunk.len();
             if *received > max {
+                cut.set(true);
                 Err(PayloadError::Overflow)
             } else {
                 Ok(chunk)
@@ -310,7 +315,15 @@ fn capped(
 /// body's size but are not kept: the route that takes a file reads its body itself.
 async fn multipart_text_fields(
     mut multipart: Multipart,
+    cut: &Cell<bool>,
 ) -> Result<Vec<(String, String)>, ApiError> {
+    let multipart_error = |error| {
+        if cut.get() {
+            body_too_large()
+        } else {
+            malformed_multipart(error)
+        }
+    };
     let mut fields = vec![];
     let mut count = 0;
     while let Some(field) = multipart.next().await {
@@ -339,15 +352,6 @@ async fn multipart_text_fields(
         }
     }
     Ok(fields)
-}
-
-/// A multipart error as the client's envelope: a body cut off at its cap is too large, the
-/// rest is malformed.
-fn multipart_error(error: actix_multipart::MultipartError) -> ApiError {
-    match error {
-        actix_multipart::MultipartError::Payload(PayloadError::Overflow) => body_too_large(),
-        error => malformed_multipart(error),
-    }
 }
 
 pub fn malformed_multipart(error: actix_multipart::MultipartError) -> ApiError {
@@ -391,7 +395,7 @@ async fn form_body(
 /// Where the body's parameters are, by its content type. Other bodies are not read.
 enum Body {
     Form(Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>),
-    Multipart(Multipart),
+    Multipart(Multipart, Rc<Cell<bool>>),
     Unread,
 }
 
@@ -406,13 +410,12 @@ impl FromRequest for Params {
         let kind = content_type(req);
         let declared_too_large =
             declared_length(req).is_some_and(|length| length > MAX_PARAMS_BODY as u64);
+        let cut = Rc::new(Cell::new(false));
         let body = if kind.starts_with("application/x-www-form-urlencoded") {
-            Body::Form(Box::pin(capped(payload.take(), MAX_PARAMS_BODY)))
+            Body::Form(Box::pin(capped(payload.take(), MAX_PARAMS_BODY, cut)))
         } else if kind.starts_with("multipart/form-data") {
-            Body::Multipart(Multipart::new(
-                req.headers(),
-                capped(payload.take(), MAX_PARAMS_BODY),
-            ))
+            let body = capped(payload.take(), MAX_PARAMS_BODY, cut.clone());
+            Body::Multipart(Multipart::new(req.headers(), body), cut)
         } else {
             Body::Unread
         };
@@ -423,7 +426,9 @@ impl FromRequest for Params {
             }
             match body {
                 Body::Form(body) => all.extend(pairs(&form_body(body).await?)?),
-                Body::Multipart(multipart) => all.extend(multipart_text_fields(multipart).await?),
+                Body::Multipart(multipart, cut) => {
+                    all.extend(multipart_text_fields(multipart, &cut).await?)
+                }
                 Body::Unread => {}
             }
             Ok(Self::from_pairs(all))
@@ -444,6 +449,58 @@ mod tests {
         assert_eq!(params.get("username"), Some("from-query"));
     }
 
+    fn multipart(fields: usize, value: &str) -> (String, Vec<u8>) {
+        let mut body = String::new();
+        for i in 0..fields {
+            body.push_str(&format!(
+                "--xyz\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        body.push_str("--xyz--\r\n");
+        (
+            "multipart/form-data; boundary=xyz".to_owned(),
+            body.into_bytes(),
+        )
+    }
+
+    async fn extract(content_type: &str, body: Vec<u8>) -> Result<Params, ApiError> {
+        let (req, mut payload) = actix_web::test::TestRequest::post()
+            .insert_header((CONTENT_TYPE, content_type))
+            .set_payload(body)
+            .to_http_parts();
+        Params::from_request(&req, &mut payload).await
+    }
+
+    #[actix_web::test]
+    async fn multipart_bodies_are_bounded_in_fields_and_bytes() {
+        let (kind, body) = multipart(16, "v");
+        let params = extract(&kind, body).await.unwrap();
+        assert_eq!(params.get("f15"), Some("v"));
+
+        let (kind, body) = multipart(17, "v");
+        let error = extract(&kind, body).await.unwrap_err();
+        assert_eq!(error.code(), 400, "{error}");
+        let b = "8d1b2d5e3c4f5a6b-7c8d9e0f1a2b3c4d-5e6f7a8b9c0d1e2f-3a4b5c6d7e8f9a0b";
+        let mut body = String::new();
+        for i in 0..17 {
+            body.push_str(&format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"extra{i}\"\r\n\r\nx\r\n"
+            ));
+        }
+        body.push_str(&format!("--{b}--\r\n"));
+        let error = extract(
+            &format!("multipart/form-data; boundary={b}"),
+            body.into_bytes(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.code(), 400, "{error}");
+
+        let (kind, body) = multipart(2, &"x".repeat(40 * 1024));
+        let error = extract(&kind, body).await.unwrap_err();
+        assert_eq!(error.code(), 413, "{error}");
+    }
+
     #[test]
     fn secrets_are_not_printed() {
         let params = Params::from_pairs([
@@ -453,7 +510,10 @@ mod tests {
         ]);
         let printed = format!("{params:?}");
         assert!(printed.contains("ann"), "{printed}");
-        assert!(!printed.contains("hunter2") && !printed.contains("eyJ"), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("eyJ"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -28,9 +28,10 @@ pub fn init() {
 }
 
 /// Panics go to the log as errors, inside the span of the request that panicked (so with its
-/// masked target, never the raw URL), rather than to stderr alone.
+/// masked target, never the raw URL), then to the usual hook (stderr, backtraces).
 fn log_panics() {
-    std::panic::set_hook(Box::new(|panic| {
+    let usual = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
         let location = panic.location().map(ToString::to_string);
         let message = panic
             .payload()
@@ -39,6 +40,7 @@ fn log_panics() {
             .or_else(|| panic.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
         tracing::error!(location, message, "panic");
+        usual(panic);
     }));
 }
 

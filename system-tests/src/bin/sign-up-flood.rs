@@ -58,12 +58,14 @@ async fn main() -> anyhow::Result<()> {
             drop(stop);
             let peak = peak.await?;
             let tally = Tally::of(&replies);
-            // What the allocator gives back once the burst is over.
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            // What the allocator gives back once the burst is over. The pause is also longer
+            // than actix's default keep-alive (5 s): nginx's idle upstream connections must
+            // not be closed under it by the service (a 503 in the next burst).
+            tokio::time::sleep(Duration::from_secs(6)).await;
             let after = resident_kib(pid)?;
             println!(
                 "{n:>4} {route:<8} at once: {} succeeded, {} busy, {} other, {} failed in {:.2} s \
-                 ({:.0} successes/s); resident before {}, peak {}, 5 s after {}",
+                 ({:.0} successes/s); resident before {}, peak {}, 6 s after {}",
                 tally.succeeded,
                 tally.busy,
                 tally.other,

@@ -3,6 +3,8 @@
 
 mod accounts;
 mod dead_letters;
+mod hostile;
 mod interactions;
+mod openapi;
 mod rebuild;
 mod videos;
