@@ -1,8 +1,16 @@
 //! Publishing: the uploaded video and a cover taken from it are stored under keys the server
 //! makes, then the `video` aggregate records the publication. Should the command fail, the
 //! stored objects are removed again.
+//!
+//! The cover is taken by ffmpeg from bytes anyone may have crafted, so ffmpeg is run as a
+//! program that may be made to misbehave: with an empty environment (the service's secrets
+//! are not its to read), reading only the uploaded file, as the container its signature
+//! says, under CPU, memory and file limits, on one thread, and a bounded number at once.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use domain::text::Title;
@@ -10,30 +18,60 @@ use domain::video::{Media, Video, VideoCommand, VideoError};
 use domain::{UserId, VideoId};
 use infra::event_store::EventStore;
 use infra::media::MediaStore;
+use infra::settings::MediaSettings;
 use postgres_es::PostgresCqrs;
 use tempfile::NamedTempFile;
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+use tokio::sync::Semaphore;
 
 use crate::upload::VideoKind;
 use crate::writes::{execute, now_ms, WriteError};
 
-/// Taking a cover from a sane video takes well under a second.
+/// Taking a cover from a sane video takes well under a second (4K 10-bit HEVC: 2.5 s).
 const COVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a publish waits for a turn to take its cover before it is refused as busy: past
+/// this, the client is better told to try again than left waiting.
+const TURN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Virtual memory (address space) one ffmpeg run may map. Virtual, not resident: ffmpeg maps
+/// about 290 MiB of libraries before it reads a byte. The least that still made a cover,
+/// measured: a 100 MiB 1080p H.264 phone video 375 MiB (145 MiB resident), 4K H.264 600 MiB,
+/// 4K 10-bit HEVC (what an iPhone records) 770 MiB. 2 GiB leaves over twice that; an 8K video
+/// gets the default cover.
+const FFMPEG_ADDRESS_SPACE: u64 = 2 << 30;
+/// ffmpeg opens 5 files here (standard streams, the video, the cover).
+const FFMPEG_OPEN_FILES: u32 = 32;
+/// The largest file ffmpeg may write: a 720-pixel-wide JPEG is well under 1 MiB.
+const FFMPEG_FILE_SIZE: u64 = 16 << 20;
+/// What is kept of ffmpeg's error output for the log; a crafted video can make it write
+/// error lines for as long as it runs.
+const STDERR_KEPT: u64 = 16 * 1024;
+/// Where util-linux installs `prlimit` (essential on Debian); the PATH is searched after.
+const PRLIMIT_PATHS: [&str; 2] = ["/usr/bin/prlimit", "/bin/prlimit"];
 
 pub struct Videos {
     store: EventStore,
     videos: PostgresCqrs<Video>,
     media: MediaStore,
-    ffmpeg: PathBuf,
+    covers: Covers,
 }
 
 impl Videos {
-    pub fn new(store: EventStore, media: MediaStore, ffmpeg: PathBuf) -> Self {
+    pub fn new(store: EventStore, media: MediaStore, settings: &MediaSettings) -> Self {
         Self {
             videos: store.cqrs(()),
             store,
             media,
-            ffmpeg,
+            covers: Covers {
+                ffmpeg: settings.ffmpeg.clone(),
+                // No turns at all would refuse every publish.
+                turns: Semaphore::new(
+                    settings
+                        .ffmpeg_max_concurrent
+                        .clamp(1, Semaphore::MAX_PERMITS),
+                ),
+            },
         }
     }
 
@@ -44,9 +82,10 @@ impl Videos {
         file: &Path,
         kind: VideoKind,
     ) -> Result<VideoId, WriteError> {
+        // The cover first: a publish refused as busy then has taken no id.
+        let cover = self.covers.take(file, kind).await?;
         let id = self.store.next_video_id().await?;
         let video_key = format!("videos/{id}.{}", kind.extension);
-        let cover = cover(&self.ffmpeg, file).await;
         let cover_key = cover.as_ref().map(|_| format!("covers/{id}.jpg"));
 
         let stored = async {
@@ -91,48 +130,270 @@ impl Videos {
     }
 }
 
-/// A JPEG cover from a representative frame near the start of the video; None when ffmpeg
-/// cannot make one (it is missing, or the video cannot be decoded), and the default cover
-/// is shown instead.
-async fn cover(ffmpeg: &Path, video: &Path) -> Option<NamedTempFile> {
-    let cover = tempfile::Builder::new().suffix(".jpg").tempfile().ok()?;
-    let run = Command::new(ffmpeg)
-        .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
-        .arg(video)
+/// Takes covers with ffmpeg, at most as many at once as `turns` has permits.
+struct Covers {
+    ffmpeg: PathBuf,
+    turns: Semaphore,
+}
+
+impl Covers {
+    /// A JPEG cover from a representative frame near the start of the video; None when
+    /// ffmpeg cannot make one (it is missing, the video cannot be decoded, or is of a kind
+    /// ffmpeg is not told how to read), and the default cover is shown instead. Busy when no
+    /// turn to run ffmpeg came in time.
+    async fn take(
+        &self,
+        video: &Path,
+        kind: VideoKind,
+    ) -> Result<Option<NamedTempFile>, WriteError> {
+        let Some(demuxer) = demuxer(kind) else {
+            tracing::warn!(
+                ?kind,
+                "no ffmpeg demuxer for this kind of video; using the default cover"
+            );
+            return Ok(None);
+        };
+        // The child's environment is empty, so nothing in it could search a PATH.
+        let Some(prlimit) = PRLIMIT_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| executable(path))
+            .or_else(|| on_path(OsStr::new("prlimit")))
+        else {
+            tracing::warn!(
+                "no prlimit (util-linux) to run ffmpeg under limits; using the default cover"
+            );
+            return Ok(None);
+        };
+        let Some(ffmpeg) = program(&self.ffmpeg) else {
+            tracing::warn!(ffmpeg = %self.ffmpeg.display(), "cannot find ffmpeg; using the default cover");
+            return Ok(None);
+        };
+        let Ok(cover) = tempfile::Builder::new().suffix(".jpg").tempfile() else {
+            return Ok(None);
+        };
+        let command = cover_command(&prlimit, &ffmpeg, demuxer, video, cover.path());
+
+        // The semaphore is never closed: the only error is waiting too long.
+        let Ok(Ok(turn)) = tokio::time::timeout(TURN_TIMEOUT, self.turns.acquire()).await else {
+            tracing::warn!("no turn to take a cover came in time; the publish is refused as busy");
+            return Err(WriteError::Busy);
+        };
+        let ran = run(command).await;
+        drop(turn);
+        let made = ran && std::fs::metadata(cover.path()).is_ok_and(|meta| meta.len() > 0);
+        Ok(made.then_some(cover))
+    }
+}
+
+/// The ffmpeg demuxer for a container recognised by `infer`, so that ffmpeg reads the upload
+/// as what its signature says rather than guessing (and perhaps picking a playlist format that
+/// opens other files). Covers every video kind of `infer` 0.19; a kind it may add later has
+/// none, and gets the default cover.
+fn demuxer(kind: VideoKind) -> Option<&'static str> {
+    Some(match kind.extension {
+        // `mov` reads every ISO base media file: MP4, M4V, QuickTime.
+        "mp4" | "m4v" | "mov" => "mov",
+        // One demuxer for both, `matroska,webm`.
+        "mkv" | "webm" => "matroska",
+        "avi" => "avi",
+        "wmv" => "asf",
+        "flv" => "flv",
+        // A program stream (`.mpg`); a bare MPEG video stream gets the default cover.
+        "mpg" => "mpeg",
+        _ => return None,
+    })
+}
+
+/// `prlimit <limits> -- ffmpeg <arguments>`: prlimit sets the limits on itself and then
+/// becomes ffmpeg (exec), so the timeout's kill reaches ffmpeg.
+fn cover_command(
+    prlimit: &Path,
+    ffmpeg: &Path,
+    demuxer: &str,
+    video: &Path,
+    cover: &Path,
+) -> Command {
+    // `file:` before a path: a name can never be read as another protocol or an option.
+    let file = |path: &Path| {
+        let mut url = OsString::from("file:");
+        url.push(path);
+        url
+    };
+    let mut command = Command::new(prlimit);
+    command
+        .env_clear()
         .args([
+            format!("--as={FFMPEG_ADDRESS_SPACE}"),
+            // The wall-clock timeout's worth of CPU: an ffmpeg left running by a service
+            // that was killed outright (kill_on_drop never ran) still stops.
+            format!("--cpu={}", COVER_TIMEOUT.as_secs()),
+            format!("--nofile={FFMPEG_OPEN_FILES}"),
+            format!("--fsize={FFMPEG_FILE_SIZE}"),
+            // No core dump of a process that held an upload's bytes.
+            "--core=0".to_owned(),
+            // No `--nproc`: it counts every thread of the service's user, not ffmpeg's.
+            "--".to_owned(),
+        ])
+        .arg(ffmpeg)
+        .args(["-nostdin", "-loglevel", "error", "-y"])
+        // One thread for the filters, the decoder and the encoder: a cover takes one core.
+        .args(["-filter_threads", "1", "-threads", "1"])
+        .args(["-protocol_whitelist", "file", "-f", demuxer, "-i"])
+        .arg(file(video))
+        .args([
+            "-an",
+            "-sn",
+            "-dn",
             "-vf",
             "thumbnail=n=25,scale='min(720,iw)':-2",
             "-frames:v",
             "1",
+            "-threads",
+            "1",
             "-f",
             "image2",
+            // One file named as given, never a `%d` pattern.
+            "-update",
+            "1",
             "-c:v",
             "mjpeg",
             "-q:v",
             "4",
         ])
-        .arg(cover.path())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(COVER_TIMEOUT, run).await {
-        Ok(Ok(output)) if output.status.success() => {
-            let made = std::fs::metadata(cover.path()).is_ok_and(|meta| meta.len() > 0);
-            made.then_some(cover)
+        .arg(file(cover))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs a cover command to its end, or kills it after the timeout; whether it succeeded.
+async fn run(mut command: Command) -> bool {
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::warn!(%error, "cannot run ffmpeg; using the default cover");
+            return false;
         }
-        Ok(Ok(output)) => {
+    };
+    let stderr = child.stderr.take();
+    let ran = async {
+        let read_stderr = async {
+            let mut kept = Vec::new();
+            if let Some(mut stderr) = stderr {
+                // Read to the end, so that ffmpeg never blocks on a full pipe.
+                let _ = (&mut stderr).take(STDERR_KEPT).read_to_end(&mut kept).await;
+                let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
+            }
+            kept
+        };
+        tokio::join!(child.wait(), read_stderr)
+    };
+    match tokio::time::timeout(COVER_TIMEOUT, ran).await {
+        Ok((Ok(status), _)) if status.success() => true,
+        Ok((Ok(status), stderr)) => {
             tracing::warn!(
-                stderr = %String::from_utf8_lossy(&output.stderr),
+                %status,
+                stderr = %String::from_utf8_lossy(&stderr),
                 "ffmpeg could not take a cover; using the default"
             );
-            None
+            false
         }
-        Ok(Err(error)) => {
-            tracing::warn!(%error, ffmpeg = %ffmpeg.display(), "cannot run ffmpeg; using the default cover");
-            None
+        Ok((Err(error), _)) => {
+            tracing::warn!(%error, "ffmpeg could not be waited for; using the default cover");
+            false
         }
         Err(_) => {
+            // Dropping the child kills it.
             tracing::warn!("ffmpeg took too long to take a cover; using the default");
-            None
+            false
         }
+    }
+}
+
+/// `program` as given when it is a path (it has a `/`), else found on the service's PATH.
+fn program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return Some(program.to_owned());
+    }
+    on_path(program.as_os_str())
+}
+
+fn on_path(name: &OsStr) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| executable(candidate))
+}
+
+fn executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start of a file of each video container `infer` recognises.
+    const SIGNATURES: [&[u8]; 9] = [
+        b"\0\0\0\x20ftypisom\0\0\x02\0",
+        b"\0\0\0\x20ftypM4V \0\0\x02\0",
+        b"\0\0\0\x14ftypqt  \0\0\x02\0",
+        b"\x1a\x45\xdf\xa3\x93\x42\x82\x88matroska",
+        b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81",
+        b"RIFF\0\0\0\0AVI LIST",
+        b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9\0\xaa",
+        b"\0\0\x01\xba\x21\0\x01\0",
+        b"FLV\x01\x01\0\0\0",
+    ];
+
+    #[test]
+    fn every_video_kind_is_read_with_a_named_demuxer() {
+        let mut extensions = Vec::new();
+        for head in SIGNATURES {
+            let kind = infer::get(head).expect("a known signature");
+            assert_eq!(kind.matcher_type(), infer::MatcherType::Video, "{kind:?}");
+            let kind = VideoKind {
+                extension: kind.extension(),
+                mime_type: kind.mime_type(),
+            };
+            assert!(demuxer(kind).is_some(), "{kind:?}");
+            extensions.push(kind.extension);
+        }
+        assert_eq!(
+            extensions,
+            ["mp4", "m4v", "mov", "mkv", "webm", "avi", "wmv", "mpg", "flv"]
+        );
+    }
+
+    #[test]
+    fn ffmpeg_reads_only_the_upload_as_its_container() {
+        let command = cover_command(
+            Path::new("/usr/bin/prlimit"),
+            Path::new("/usr/bin/ffmpeg"),
+            "mov",
+            Path::new("-i http:x.mp4"),
+            Path::new("/tmp/cover.jpg"),
+        );
+        let command = command.as_std();
+        let args: Vec<_> = command
+            .get_args()
+            .map(|arg| arg.to_str().unwrap())
+            .collect();
+        let ffmpeg = args
+            .iter()
+            .position(|arg| *arg == "/usr/bin/ffmpeg")
+            .unwrap();
+        assert_eq!(args[ffmpeg - 1], "--", "{args:?}");
+        let input = args.iter().position(|arg| *arg == "-i").unwrap();
+        assert_eq!(args[input + 1], "file:-i http:x.mp4");
+        assert_eq!(
+            args[input - 4..input],
+            ["-protocol_whitelist", "file", "-f", "mov"]
+        );
+        assert_eq!(args.last(), Some(&"file:/tmp/cover.jpg"));
     }
 }

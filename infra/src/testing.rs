@@ -83,7 +83,12 @@ impl TestSettings {
                 token_ttl_secs: 3600,
             },
             rate_limits: RateLimitSettings::with_key_prefix(&format!("{run}-limits:")).off(),
-            passwords: PasswordSettings::default(),
+            // Tests run side by side on a few cores: a sign-up may wait long for a hashing
+            // slot, and only a test of "busy" wants one turned away.
+            passwords: PasswordSettings {
+                password_hash_wait_ms: 60_000,
+                ..PasswordSettings::default()
+            },
             media: MediaSettings {
                 media_store: MediaBackend::Local,
                 media_dir: std::env::temp_dir().join("douyin-test-media").join(&run),

@@ -1,6 +1,8 @@
 //! Publishing, media and the feed, through HTTP and the real services.
 
 use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 use futures::StreamExt;
 use serde_json::Value;
@@ -179,6 +181,124 @@ async fn a_video_no_cover_can_be_taken_from_gets_the_default_cover() {
     let cover = stack.fetch(cover_url, None).await;
     assert_eq!(cover.status(), 200);
     assert_eq!(cover.headers()["content-type"], "image/jpeg");
+}
+
+/// A stand-in for ffmpeg: a shell script running `body`, in a folder of its own (`${0%/*}`
+/// in the script) where it can leave what it saw.
+fn stand_in_ffmpeg(body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("ffmpeg");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, script)
+}
+
+/// The default cover, once the only video of `author` is listed.
+async fn assert_default_cover(stack: &TestStack, author: i64, token: &str) {
+    let list = stack
+        .eventually(
+            "/douyin/publish/list/",
+            &[("user_id", &author.to_string()), ("token", token)],
+            |reply| {
+                reply["video_list"]
+                    .as_array()
+                    .is_some_and(|l| !l.is_empty())
+            },
+        )
+        .await;
+    assert_eq!(
+        list["video_list"][0]["cover_url"],
+        format!("{PUBLIC_BASE_URL}/static/cover.jpg")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_gets_no_environment_and_reads_only_the_upload_as_its_container() {
+    // Secrets a command API's environment holds: those missing are made up (REDIS_URL as the
+    // tests' default, which they read), those set are left as they are.
+    for (name, value) in [
+        ("JWT_SECRET", "a-secret-ffmpeg-must-not-see-0123456789"),
+        ("DATABASE_URL", "postgres://secret@127.0.0.1:1/none"),
+        ("AWS_SECRET_ACCESS_KEY", "a-secret-ffmpeg-must-not-see"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+    let (dir, ffmpeg) = stand_in_ffmpeg(
+        r#"env > "${0%/*}/env.txt"
+printf '%s\n' "$@" > "${0%/*}/args.txt"
+exit 1"#,
+    );
+    let stack = TestStack::spawn_with(|settings| settings.media.ffmpeg = ffmpeg).await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+
+    let reply = stack.publish(&token, "cats", sample_video()).await;
+    assert_eq!(reply["status_code"], 0, "{reply}");
+    assert_default_cover(&stack, ann, &token).await;
+
+    let env = std::fs::read_to_string(dir.path().join("env.txt")).expect("the stand-in ran");
+    let names: Vec<&str> = env.lines().filter_map(|l| l.split('=').next()).collect();
+    for secret in ["JWT_SECRET", "DATABASE_URL", "AWS_", "REDIS_URL"] {
+        assert!(
+            !names.iter().any(|name| name.starts_with(secret)),
+            "{secret} reached ffmpeg: {names:?}"
+        );
+    }
+    // Nor anything else of the service's: only what the shell sets for itself.
+    for name in &names {
+        assert!(
+            ["PWD", "OLDPWD", "SHLVL", "_"].contains(name),
+            "{name} reached ffmpeg: {names:?}"
+        );
+    }
+
+    let args = std::fs::read_to_string(dir.path().join("args.txt")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    let input = args.iter().position(|arg| *arg == "-i").expect("an input");
+    let before_input = &args[..input];
+    let after = |option: &str| {
+        let at = before_input.iter().position(|arg| *arg == option);
+        at.map(|at| before_input[at + 1])
+    };
+    assert_eq!(after("-protocol_whitelist"), Some("file"), "{args:?}");
+    assert_eq!(after("-f"), Some("mov"), "an MP4 is read as one: {args:?}");
+    assert!(args[input + 1].starts_with("file:/"), "{args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_waits_too_long_for_ffmpeg_is_refused_as_busy() {
+    // One cover at a time, and one that takes longer than a publish waits for its turn.
+    let (dir, ffmpeg) = stand_in_ffmpeg(": > \"${0%/*}/started\"\nsleep 15\nexit 1");
+    let stack = TestStack::spawn_with(|settings| {
+        settings.media.ffmpeg = ffmpeg;
+        settings.media.ffmpeg_max_concurrent = 1;
+    })
+    .await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+
+    let (first, second) = tokio::join!(stack.publish(&token, "first", sample_video()), async {
+        let started = dir.path().join("started");
+        while !started.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let events = stack.count_events().await;
+        let reply = stack.publish(&token, "second", sample_video()).await;
+        (reply, events)
+    });
+    let (second, events_before) = second;
+    assert_eq!(second["status_code"], 503, "{second}");
+    assert_eq!(first["status_code"], 0, "{first}");
+    assert_default_cover(&stack, ann, &token).await;
+    // The refused publish left nothing: one more event (the first publish), one video file.
+    assert_eq!(stack.count_events().await, events_before + 1);
+    assert_eq!(
+        stack.stored_objects().len(),
+        1,
+        "{:?}",
+        stack.stored_objects()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
