@@ -26,6 +26,11 @@ bench:
 faults:
 	scripts/faults.sh
 
+# A property-based fuzz run of the client API, driven by docs/openapi.json, against a stack of
+# its own (ports 18080-18082, databases douyin_fuzz*), stopped at the end.
+fuzz:
+	scripts/fuzz.sh
+
 fmt:
 	cargo fmt --all
 
@@ -33,4 +38,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down seed test bench faults fmt lint
+.PHONY: run up down seed test bench faults fuzz fmt lint

@@ -63,6 +63,7 @@ render_nginx() {
         -e "s|\${NGINX_ACCESS_LOG}|$RUN_DIR/nginx-access.log|" \
         -e "s|\${NGINX_ERROR_LOG}|$RUN_DIR/nginx.log|" \
         -e "s|\${PUBLISH_MAX_BODY}|$publish_max_body|" \
+        -e "s|\${RATE_LIMIT}|${RATE_LIMIT:-on}|" \
         "$ROOT/deploy/nginx/douyin.conf.template" >"$conf/douyin.conf"
     cat >"$conf/nginx.conf" <<CONF
 worker_processes auto;

@@ -37,4 +37,7 @@ fi
 log "smoke test of the stack on :8080"
 PROFILE=dev scripts/smoke.sh
 
+log "fuzz"
+scripts/fuzz.sh
+
 log "all tests passed in $(($(date +%s) - started)) s"

@@ -1,6 +1,7 @@
 mod assets;
 mod feed;
 pub mod media;
+mod openapi;
 mod relations;
 mod user;
 mod videos;
@@ -25,6 +26,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(assets::avatar)
         .service(assets::background)
         .service(assets::cover)
+        .service(openapi::document)
         .service(
             web::resource("/media/{key:.*}")
                 .route(web::get().to(media::media))
