@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("command API resident at start: {}", mib(resident_kib(pid)?));
     for &n in &bursts {
-        let names: Vec<String> = (0..n).map(|i| format!("flood-{run}-{n}-{i}")).collect();
+        let mut names: Vec<String> = (0..n).map(|i| format!("flood-{run}-{n}-{i}")).collect();
         for route in ["register", "login"] {
             let before = resident_kib(pid)?;
             let (stop, peak) = watch_peak(pid);
@@ -58,6 +58,18 @@ async fn main() -> anyhow::Result<()> {
             drop(stop);
             let peak = peak.await?;
             let tally = Tally::of(&replies);
+            if route == "register" {
+                // Logins with the names that were registered (cycled): a name turned away as
+                // busy has no account, and its login would only be "wrong password".
+                let registered: Vec<String> = names
+                    .iter()
+                    .zip(&replies)
+                    .filter(|(_, reply)| reply.as_ref().is_ok_and(|r| r["status_code"] == 0))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                anyhow::ensure!(!registered.is_empty(), "no registration succeeded");
+                names = registered.iter().cycle().take(n).cloned().collect();
+            }
             // What the allocator gives back once the burst is over. The pause is also longer
             // than actix's default keep-alive (5 s): nginx's idle upstream connections must
             // not be closed under it by the service (a 503 in the next burst).
