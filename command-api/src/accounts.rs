@@ -9,6 +9,8 @@ use infra::auth::{PasswordCheckError, PasswordChecks, Tokens};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
+use crate::writes::WriteError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
     #[error("the user name is already taken")]
@@ -16,14 +18,14 @@ pub enum AccountsError {
     #[error("wrong user name or password")]
     WrongCredentials,
     #[error("event store: {0}")]
-    Store(String),
+    Store(#[from] WriteError),
     #[error("password check: {0}")]
     PasswordCheck(#[from] PasswordCheckError),
 }
 
 impl<T: std::error::Error> From<AggregateError<T>> for AccountsError {
     fn from(error: AggregateError<T>) -> Self {
-        Self::Store(error.to_string())
+        Self::Store(WriteError::of_store(error))
     }
 }
 
@@ -65,11 +67,7 @@ impl Accounts {
             return Err(AccountsError::NameTaken);
         }
         let password_hash = self.passwords.hash(password).await?;
-        let user_id = self
-            .store
-            .next_user_id()
-            .await
-            .map_err(|error| AccountsError::Store(error.to_string()))?;
+        let user_id = self.store.next_user_id().await.map_err(WriteError::from)?;
 
         let open = AccountCommand::Open {
             user_id,

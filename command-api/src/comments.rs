@@ -49,7 +49,7 @@ impl Comments {
             .store
             .load(&user.to_string())
             .await
-            .map_err(|error| WriteError::Store(anyhow::anyhow!(error.to_string())))?;
+            .map_err(WriteError::of_store)?;
         let author_name = author.name().cloned().ok_or(WriteError::NoSuchUser(user))?;
         let id = self.store.next_comment_id().await?;
         let at = now_ms();

@@ -19,7 +19,8 @@ impl From<AccountsError> for ApiError {
             AccountsError::PasswordCheck(PasswordCheckError::Busy { .. }) => Self::Busy {
                 retry_after: BUSY_RETRY_AFTER,
             },
-            AccountsError::Store(_) | AccountsError::PasswordCheck(_) => Self::internal(error),
+            AccountsError::Store(store) => store.into(),
+            AccountsError::PasswordCheck(_) => Self::internal(error),
         }
     }
 }
@@ -35,6 +36,7 @@ impl From<WriteError> for ApiError {
             WriteError::Busy => Self::Busy {
                 retry_after: BUSY_RETRY_AFTER,
             },
+            WriteError::Unavailable(_) => Self::Unavailable(error.into()),
             WriteError::Store(_) => Self::internal(error),
         }
     }

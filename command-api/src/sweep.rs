@@ -36,17 +36,24 @@ pub async fn sweep_media(
     // Only the folders uploads are stored in: a bucket may hold other things.
     let mut objects = media.list("videos").await?;
     objects.extend(media.list("covers").await?);
+    // Every publication ever: longer than the statement timeout that keeps requests quick
+    // may allow, so this one transaction lifts it.
+    let mut scan = store.pool().begin().await?;
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *scan)
+        .await?;
     let referenced: HashSet<String> = sqlx::query_scalar::<_, Option<String>>(
         "SELECT unnest(ARRAY[payload -> 'VideoPublished' ->> 'video_key',
                              payload -> 'VideoPublished' ->> 'cover_key'])
            FROM events
           WHERE aggregate_type = 'video' AND event_type = 'VideoPublished'",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&mut *scan)
     .await?
     .into_iter()
     .flatten()
     .collect();
+    scan.commit().await?;
     let cutoff = Utc::now() - grace;
     let mut swept = Swept::default();
     for (key, stored_at) in objects {

@@ -6,7 +6,7 @@ use cqrs_es::{Aggregate, AggregateError};
 use domain::user::User;
 use domain::video::Video;
 use domain::{UserId, VideoId};
-use infra::event_store::EventStore;
+use infra::event_store::{self, EventStore};
 use postgres_es::PostgresCqrs;
 
 /// Aggregates whose histories grow without bound (a chat by one event a message, a like or a
@@ -28,13 +28,31 @@ pub enum WriteError {
     Forbidden(String),
     #[error("too many simultaneous changes to the same thing, please try again")]
     Busy,
+    /// The event store did not answer in time, or went away.
+    #[error("event store unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
     #[error("event store: {0}")]
     Store(#[source] anyhow::Error),
 }
 
 impl From<sqlx::Error> for WriteError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Store(error.into())
+        if event_store::is_unavailable(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Store(error.into())
+        }
+    }
+}
+
+impl WriteError {
+    /// A command's failure other than a refusal of the domain's.
+    pub fn of_store<E: std::error::Error>(error: AggregateError<E>) -> Self {
+        if event_store::aggregate_unavailable(&error) {
+            Self::Unavailable(anyhow::anyhow!(error.to_string()))
+        } else {
+            Self::Store(anyhow::anyhow!(error.to_string()))
+        }
     }
 }
 
@@ -59,7 +77,7 @@ where
             Ok(()) => return Ok(()),
             Err(AggregateError::AggregateConflict) => continue,
             Err(AggregateError::UserError(error)) => return Err(refusal(error)),
-            Err(error) => return Err(WriteError::Store(anyhow::anyhow!(error.to_string()))),
+            Err(error) => return Err(WriteError::of_store(error)),
         }
     }
     Err(WriteError::Busy)
@@ -70,7 +88,7 @@ pub async fn video_author(store: &EventStore, id: VideoId) -> Result<UserId, Wri
     let video: Video = store
         .load(&id.to_string())
         .await
-        .map_err(|error| WriteError::Store(anyhow::anyhow!(error.to_string())))?;
+        .map_err(WriteError::of_store)?;
     video.author().ok_or(WriteError::NoSuchVideo(id))
 }
 
@@ -79,7 +97,7 @@ pub async fn existing_user(store: &EventStore, id: UserId) -> Result<(), WriteEr
     let user: User = store
         .load(&id.to_string())
         .await
-        .map_err(|error| WriteError::Store(anyhow::anyhow!(error.to_string())))?;
+        .map_err(WriteError::of_store)?;
     if user.is_registered() {
         Ok(())
     } else {

@@ -1,17 +1,64 @@
 //! The event store: postgres-es's `events` table, plus what we keep beside it in the same
 //! database (the outbox and the id sequences). Its schema is migrated at start-up.
 
+use std::time::Duration;
+
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore as _};
 use domain::id::IdError;
 use domain::{CommentId, MessageId, UserId, VideoId};
 use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::settings::{expose, EventStoreSettings};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/event_store");
+
+/// How long a command waits for a pooled connection (or a new one): a Postgres that is slow
+/// or gone is met with a quick refusal, not a queue that grows for ever.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long Postgres lets one statement of the pool run before it cancels it: the pool's
+/// statements are short (an aggregate's events, an id, one outbox batch).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The migrations run over a connection of their own, without the pool's statement timeout: a
+/// migration may take long, or wait for another command API's.
+async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut connection = tokio::time::timeout(ACQUIRE_TIMEOUT, options.connect()).await??;
+    MIGRATOR.run_direct(&mut connection).await?;
+    connection.close().await?;
+    Ok(())
+}
+
+/// Whether the event store failed to answer (no connection in time, a statement cancelled by
+/// its timeout, a server going away) rather than refused what was asked: "try again", not a
+/// fault of ours.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // Classes 08 (connection), 53 (insufficient resources), 57 (operator intervention:
+        // query_canceled is what statement_timeout raises).
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            ["08", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a command failed because the event store did not answer (see [`is_unavailable`]).
+pub fn aggregate_unavailable<E: std::error::Error>(error: &AggregateError<E>) -> bool {
+    match error {
+        AggregateError::DatabaseConnectionError(_) => true,
+        AggregateError::UnexpectedError(cause) => cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(is_unavailable),
+        _ => false,
+    }
+}
 
 #[derive(Clone)]
 pub struct EventStore {
@@ -22,11 +69,12 @@ impl EventStore {
     /// Connects and brings the schema up to date.
     pub async fn connect(settings: &EventStoreSettings) -> anyhow::Result<Self> {
         let options: PgConnectOptions = expose(&settings.database_url).parse()?;
+        migrate(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.database_pool_size)
-            .connect_with(options)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.options([("statement_timeout", STATEMENT_TIMEOUT.as_millis())]))
             .await?;
-        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
 

@@ -1,7 +1,9 @@
 //! The Postgres read models: a deadpool of tokio-postgres connections, and the schema,
 //! migrated at start-up by each service that uses it.
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
@@ -9,19 +11,63 @@ use crate::settings::{expose, ReadStoreSettings};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/read_store");
 
+/// How long a read waits for a free pooled connection, for a new one, or for the check of an
+/// idle one: a Postgres that is slow or gone is met with a quick refusal, not a queue that
+/// grows for ever.
+const POOL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long Postgres lets a request's statement run (behind a lock, on a server that is
+/// overloaded) before it cancels it.
+const REQUEST_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A pool for answering requests (the query API): a statement running longer than 2 s is
+/// cancelled.
 pub async fn connect(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
+    build(settings, Some(REQUEST_STATEMENT_TIMEOUT)).await
+}
+
+/// A pool whose statements may run as long as they need: the projector's Redis rebuild reads
+/// whole tables in one snapshot, and waits for another projector's rebuild to end.
+pub async fn connect_for_batches(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
+    build(settings, None).await
+}
+
+async fn build(
+    settings: &ReadStoreSettings,
+    statement_timeout: Option<Duration>,
+) -> anyhow::Result<Pool> {
     let url = expose(&settings.read_database_url);
     migrate(url).await?;
-    let config: tokio_postgres::Config = url.parse()?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if let Some(timeout) = statement_timeout {
+        // A start-up option, so it costs no round trip; added to any options the URL has.
+        let timeout = format!("-c statement_timeout={}", timeout.as_millis());
+        let options = match config.get_options() {
+            Some(options) => format!("{options} {timeout}"),
+            None => timeout,
+        };
+        config.options(options);
+    }
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            // An idle connection is checked with an empty query (one round trip) before it
+            // is handed out: one that is dead though the client has not seen it closed yet
+            // (just after a Postgres restart) or will never see it (a network path gone) is
+            // replaced instead of failing the request it was given to.
+            recycling_method: RecyclingMethod::Verified,
         },
     );
     let pool = Pool::builder(manager)
         .max_size(settings.read_database_pool_size as usize)
+        .timeouts(Timeouts {
+            wait: Some(POOL_TIMEOUT),
+            create: Some(POOL_TIMEOUT),
+            recycle: Some(POOL_TIMEOUT),
+        })
+        // Without a runtime deadpool cannot time anything, and refuses every `get`.
+        .runtime(Runtime::Tokio1)
         .build()?;
     // Fail at start-up, not at the first request, when the database is out of reach.
     drop(pool.get().await?);
@@ -29,10 +75,12 @@ pub async fn connect(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
 }
 
 /// The migrations are run over one short sqlx connection: sqlx's migrator (checksums, a lock
-/// against concurrent runs) serves both databases, while queries go through deadpool.
+/// against concurrent runs) serves both databases, while queries go through deadpool. It has
+/// no statement timeout: a migration may take long, or wait for another service's.
 async fn migrate(url: &str) -> anyhow::Result<()> {
-    let mut connection = url.parse::<PgConnectOptions>()?.connect().await?;
-    MIGRATOR.run(&mut connection).await?;
+    let options = url.parse::<PgConnectOptions>()?;
+    let mut connection = tokio::time::timeout(POOL_TIMEOUT, options.connect()).await??;
+    MIGRATOR.run_direct(&mut connection).await?;
     connection.close().await?;
     Ok(())
 }

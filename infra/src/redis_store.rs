@@ -6,15 +6,47 @@
 //! changes nothing and no counter is ever bumped twice.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use crate::settings::{expose, RedisSettings};
 
+/// How long a request waits for a Redis reply, or for a connection to Redis.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the projector waits for the reply to one of its batches (up to a few hundred
+/// scripts, or a thousand commands of a rebuild): there is no client waiting, and a batch
+/// that times out is applied again.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection for answering requests. A request waits at most 2 s for a reply; while Redis
+/// is away, for one attempt to reconnect, not for the manager's default seven with backoff
+/// (6 to 12 s in all): the next request tries again.
 pub async fn connect(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REQUEST_TIMEOUT))
+        .set_response_timeout(Some(REQUEST_TIMEOUT))
+        .set_number_of_retries(0);
+    connect_with(settings, config).await
+}
+
+/// A connection for the projector: its batches may take longer than a request's reply, and it
+/// keeps the manager's default retries with backoff while Redis is away.
+pub async fn connect_for_batches(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REQUEST_TIMEOUT))
+        .set_response_timeout(Some(BATCH_TIMEOUT));
+    connect_with(settings, config).await
+}
+
+async fn connect_with(
+    settings: &RedisSettings,
+    config: ConnectionManagerConfig,
+) -> anyhow::Result<ConnectionManager> {
     let client = redis::Client::open(expose(&settings.redis_url))?;
-    Ok(ConnectionManager::new(client).await?)
+    Ok(ConnectionManager::new_with_config(client, config).await?)
 }
 
 /// Every Redis key we use, under `REDIS_KEY_PREFIX`.

@@ -18,11 +18,11 @@ pub struct Projector {
 
 impl Projector {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let read_store = infra::read_store::connect(&settings.read_store).await?;
+        let read_store = infra::read_store::connect_for_batches(&settings.read_store).await?;
         let consumer: EventConsumer =
             consumer_config(&settings.kafka, &settings.group.projector_group)
                 .create_with_context(CommitOnRevoke)?;
-        let redis = infra::redis_store::connect(&settings.redis).await?;
+        let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
         Ok(Self {
             projections: Projections::new(read_store.clone(), redis, Keys::new(&settings.redis)),
             read_store,

@@ -7,7 +7,9 @@ use crate::reads::ReadError;
 impl From<ReadError> for ApiError {
     fn from(error: ReadError) -> Self {
         match error {
-            ReadError::Pool(_) => Self::Unavailable(error.into()),
+            // A dependency slow or away (a timeout, a closed connection): "try again", not a
+            // fault of ours.
+            _ if error.is_unavailable() => Self::Unavailable(error.into()),
             _ => Self::internal(error),
         }
     }

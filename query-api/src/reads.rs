@@ -22,6 +22,30 @@ pub enum ReadError {
     Media(#[from] object_store::Error),
 }
 
+impl ReadError {
+    /// Whether a read store failed to answer (no connection in time, a statement cancelled
+    /// by its timeout, a server shutting down, a Redis reply that never came) rather than
+    /// answered something we could not use: a dependency failure, to be answered with 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Pool(_) => true,
+            // Classes 08 (connection), 53 (insufficient resources), 57 (operator
+            // intervention: query_canceled is what statement_timeout raises).
+            Self::Postgres(error) => {
+                error.is_closed()
+                    || error.code().is_some_and(|state| {
+                        ["08", "53", "57"]
+                            .iter()
+                            .any(|class| state.code().starts_with(class))
+                    })
+            }
+            // Timeouts, refused and dropped connections are all I/O errors.
+            Self::Redis(error) => error.is_io_error(),
+            Self::Media(_) => false,
+        }
+    }
+}
+
 /// The `FriendUser` object: a user card with the latest message exchanged.
 #[derive(Debug, Serialize)]
 pub struct FriendCard {
@@ -267,5 +291,23 @@ impl Reads {
                 create_time: row.get(4),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_store_that_does_not_answer_is_unavailable() {
+        // What the Redis client returns when a reply does not come within its timeout.
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(ReadError::from(timeout).is_unavailable());
+        let no_connection =
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        assert!(ReadError::from(no_connection).is_unavailable());
+
+        let unreadable = redis::RedisError::from((redis::ErrorKind::Parse, "not a card"));
+        assert!(!ReadError::from(unreadable).is_unavailable());
     }
 }
