@@ -156,6 +156,16 @@ pub async fn route_not_found() -> HttpResponse {
     not_found("no such route")
 }
 
+/// For methods a resource does not take (media is GET and HEAD only): HTTP 405 with the
+/// envelope, never an empty body.
+pub async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed().json(Envelope {
+        status_code: 405,
+        status_msg: "method not allowed",
+        body: Nothing {},
+    })
+}
+
 /// An HTTP 404 with the envelope: for what is fetched by URL (media), where players and
 /// caches go by the HTTP status rather than by `status_code`.
 pub fn not_found(message: &str) -> HttpResponse {

@@ -8,7 +8,7 @@ mod videos;
 
 use actix_web::web;
 use domain::UserId;
-use infra::http::ApiError;
+use infra::http::{method_not_allowed, ApiError};
 
 use crate::reads::{ReadError, Reads};
 
@@ -30,7 +30,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/media/{key:.*}")
                 .route(web::get().to(media::media))
-                .route(web::head().to(media::media)),
+                .route(web::head().to(media::media))
+                .default_service(web::to(method_not_allowed)),
         );
 }
 
