@@ -73,7 +73,7 @@ run_id=$(date +%s)
 export KAFKA_TOPIC_PREFIX=douyin-fuzz-$run_id.
 export PROJECTOR_GROUP=douyin-fuzz-$run_id
 # The fuzzer sends thousands of requests from one address, as one user.
-export RATE_LIMIT=off RATE_LIMIT_KEY_PREFIX=${REDIS_KEY_PREFIX}limits:
+export RATE_LIMIT=off RATE_LIMIT_KEY_PREFIX=douyin-fuzz-limits:
 export MEDIA_DIR=$RUN_DIR/media
 BASE=http://127.0.0.1:$PROXY_PORT
 

@@ -68,6 +68,7 @@ done
 # fails (the event store locked past the statement timeout), each carrying a known password
 # or token in the query string as the client sends them; then no log of the stack (services,
 # nginx) may hold either.
+smoke_token=$token
 password="pw-$RANDOM$RANDOM$RANDOM"
 name="secret-$RANDOM$RANDOM"
 reply=$(curl -fsS -X POST "$BASE/douyin/user/register/?username=$name&password=$password")
@@ -76,16 +77,25 @@ curl -fsS -X POST "$BASE/douyin/user/login/?username=$name&password=$password" >
 curl -fsS -X POST "$BASE/douyin/user/login/?username=$name&password=wrong-$password" >/dev/null
 refused=$(curl -fsS -X POST "$BASE/douyin/comment/action/?token=$token&video_id=1&action_type=1&comment_text=%00")
 grep -q '"status_code":400' <<<"$refused" || die "a NUL in a comment was not refused: $refused"
-psql "${DATABASE_URL:-$PG_SERVER/douyin}" -qc \
+# The token in a multipart body too (an empty title is refused).
+curl -fsS -X POST "$BASE/douyin/publish/action/" -F "token=$token" -F "title= " \
+    -F "data=@$ROOT/system-tests/fixtures/clip.mp4;type=video/mp4" >/dev/null
+events_db=${DATABASE_URL:-$PG_SERVER/douyin}
+psql "$events_db" -qc \
     "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;" >/dev/null &
 locker=$!
-sleep 0.5
+for _ in $(seq 100); do
+    held=$(psql "$events_db" -qtAc "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                                    WHERE c.relname = 'events' AND l.mode = 'AccessExclusiveLock' AND l.granted")
+    [ "$held" = 1 ] && break
+    sleep 0.05
+done
 failed=$(curl -sS -X POST "$BASE/douyin/relation/action/?token=$token&to_user_id=$user_id&action_type=1" || true)
 wait "$locker"
 grep -q '"status_code":50[03]' <<<"$failed" || die "the write under a locked event store did not fail: $failed"
 sleep 0.5
 logs=("$RUN_DIR"/*.log)
-if grep -lF -e "$password" -e "$token" "${logs[@]}"; then
+if grep -lF -e "$password" -e "$token" -e "$smoke_token" "${logs[@]}"; then
     die "a password or token was written to the logs above"
 fi
 log "no password or token in ${#logs[@]} logs ($(cat "${logs[@]}" | wc -l) lines)"

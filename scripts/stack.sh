@@ -68,7 +68,8 @@ render_nginx() {
     cat >"$conf/nginx.conf" <<CONF
 worker_processes auto;
 pid $RUN_DIR/nginx.pid;
-# Error lines quote the request line, query (password, token) included: critical ones only.
+# Error lines quote the request line, query (password, token) included; requests log to the
+# server's own error log (emerg only, douyin.conf), this one has start-up and shutdown.
 error_log $RUN_DIR/nginx.log crit;
 events { worker_connections 4096; }
 http {

@@ -46,6 +46,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let redis = redis_store::connect(&settings.redis).await?;
+        settings.rate_limits.apart_from(&settings.redis)?;
         let limits = web::Data::new(RateLimits::new(redis.clone(), settings.rate_limits.clone()));
         let proxies = web::Data::new(settings.proxies.clone());
         let cards = web::Data::new(Cards::new(

@@ -27,6 +27,12 @@ enum Lines {
     Refused,
 }
 
+/// Embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): they reorder what
+/// follows them on screen.
+pub(crate) fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The first character a text may not hold, as the refusal to answer with.
 fn refuse_invisible(value: &str, lines: Lines) -> Result<(), TextError> {
     for c in value.chars() {
@@ -34,7 +40,7 @@ fn refuse_invisible(value: &str, lines: Lines) -> Result<(), TextError> {
         if c.is_control() && !(line_break && lines == Lines::Allowed) {
             return Err(TextError::ControlCharacter(c));
         }
-        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+        if is_bidi_override(c) {
             return Err(TextError::BidiOverride(c));
         }
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use domain::user::UserName;
 use domain::UserId;
+use ipnet::Ipv6Net;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::Deserialize;
@@ -21,7 +22,7 @@ use crate::settings::RateLimitSettings;
 /// What is limited, and who by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
-    /// Sign-ups from one address.
+    /// Sign-ups from one address (an IPv6 /64).
     Register,
     /// Logins from one address, right or wrong.
     Login,
@@ -58,17 +59,26 @@ impl Limit {
 pub struct Subject(String);
 
 impl Subject {
+    /// An IPv4 address, or the /64 network of an IPv6 one: whoever holds one IPv6 address
+    /// usually holds the 2^64 beside it, and would otherwise get a fresh limit with each.
     pub fn address(address: IpAddr) -> Self {
-        Self(address.to_string())
+        match address {
+            IpAddr::V4(address) => Self(address.to_string()),
+            IpAddr::V6(address) => {
+                let network = Ipv6Net::new(address, 64).expect("64 is a valid IPv6 prefix length");
+                Self(network.trunc().to_string())
+            }
+        }
     }
 
     pub fn user(user: UserId) -> Self {
         Self(user.to_string())
     }
 
-    /// `/` is in no address, so the name that follows it cannot make two pairs one key.
+    /// A name tried from an address (or IPv6 /64). The name comes last, after a `|`, which
+    /// no address or network contains, so two pairs never make one key.
     pub fn name_from(name: &UserName, address: IpAddr) -> Self {
-        Self(format!("{address}/{}", name.as_str()))
+        Self(format!("{}|{}", Self::address(address).0, name.as_str()))
     }
 }
 
@@ -140,14 +150,24 @@ impl<'de> Deserialize<'de> for Rate {
 /// burst's reach of now. Redis's own clock is used, so instances need not agree on the time.
 ///
 /// KEYS[1]: the key. ARGV[1]: the interval (ms); ARGV[2]: the burst; ARGV[3]: `take` to count
-/// an allowed try, `peek` to only ask whether one would be allowed.
-/// Returns 0 when allowed, else the milliseconds until a try would be.
+/// an allowed try, `peek` to only ask whether one would be allowed, `refund` to give back one
+/// try taken (moving the arrival time back by one interval).
+/// Returns 0 when allowed (or refunded), else the milliseconds until a try would be.
 const GCRA: &str = r"
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local reach = interval * tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if ARGV[3] == 'refund' then
+  tat = tat - interval
+  if tat > now then
+    redis.call('SET', KEYS[1], tat, 'PX', tat - now)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return 0
+end
 if tat < now then tat = now end
 local next_tat = tat + interval
 if next_tat - now > reach then
@@ -198,10 +218,17 @@ impl RateLimits {
         self.ask(limit, subject, "take").await
     }
 
-    /// Refuses when one more try of `subject` would be past `limit`, counting nothing: for
-    /// failed logins, counted only once the password has proven wrong.
+    /// Refuses when one more try of `subject` would be past `limit`, counting nothing.
     pub async fn check(&self, limit: Limit, subject: &Subject) -> Result<(), RateLimitError> {
         self.ask(limit, subject, "peek").await
+    }
+
+    /// Gives back a try taken: a login whose password proved right was no guess. Taking
+    /// before the password check and giving back after it, rather than counting only the
+    /// failures, leaves no window in which simultaneous guesses all pass.
+    /// At worst the try stays counted: a failure is logged, not answered.
+    pub async fn give_back(&self, limit: Limit, subject: &Subject) {
+        let _counted_still = self.ask(limit, subject, "refund").await;
     }
 
     async fn ask(&self, limit: Limit, subject: &Subject, mode: &str) -> Result<(), RateLimitError> {
@@ -242,6 +269,24 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let one = Subject::address("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let neighbour = Subject::address("2001:db8:1:2:ffff::9".parse().unwrap());
+        let elsewhere = Subject::address("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(one.0, neighbour.0);
+        assert_ne!(one.0, elsewhere.0);
+        assert_eq!(
+            Subject::address("203.0.113.4".parse().unwrap()).0,
+            "203.0.113.4"
+        );
+        let name = UserName::parse("ann").unwrap();
+        assert_eq!(
+            Subject::name_from(&name, "2001:db8:1:2::7".parse().unwrap()).0,
+            "2001:db8:1:2::/64|ann"
+        );
+    }
 
     #[test]
     fn rates_are_read_as_written() {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::FixedOffset;
 use config::{Config, ConfigError, Environment};
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -126,6 +127,22 @@ impl RateLimitSettings {
         !self.rate_limit.eq_ignore_ascii_case("off")
     }
 
+    /// Refuses a key prefix under the read models' one: a Redis rebuild deletes every key
+    /// matching `REDIS_KEY_PREFIX*`, and would lift every limit with them.
+    pub fn apart_from(&self, read_models: &RedisSettings) -> Result<(), ConfigError> {
+        if self
+            .rate_limit_key_prefix
+            .starts_with(&read_models.redis_key_prefix)
+        {
+            return Err(ConfigError::Message(format!(
+                "RATE_LIMIT_KEY_PREFIX {:?} starts with REDIS_KEY_PREFIX {:?}: a rebuild of the \
+                 read models would wipe the rate limits",
+                self.rate_limit_key_prefix, read_models.redis_key_prefix
+            )));
+        }
+        Ok(())
+    }
+
     pub fn rate(&self, limit: Limit) -> Rate {
         match limit {
             Limit::Register => self.rate_limit_register,
@@ -165,15 +182,16 @@ fn default_publish_rate() -> Rate {
     Rate::new(30, Duration::from_secs(3600))
 }
 
-/// `TRUSTED_PROXIES`: the addresses (comma-separated) whose `X-Real-IP` header names the
-/// client; `127.0.0.1,::1` by default, where nginx runs beside the services.
+/// `TRUSTED_PROXIES`: the addresses or networks (comma-separated, e.g.
+/// `127.0.0.1,::1,172.28.0.0/16`) whose `X-Real-IP` header names the client; `127.0.0.1,::1`
+/// by default, where nginx runs beside the services.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ProxySettings {
     #[serde(
         default = "default_trusted_proxies",
-        deserialize_with = "deserialize_addresses"
+        deserialize_with = "deserialize_networks"
     )]
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ProxySettings {
@@ -186,25 +204,35 @@ impl Default for ProxySettings {
 
 impl ProxySettings {
     pub fn is_trusted(&self, peer: IpAddr) -> bool {
-        self.trusted_proxies.contains(&peer)
+        self.trusted_proxies
+            .iter()
+            .any(|network| network.contains(&peer))
     }
 }
 
-fn default_trusted_proxies() -> Vec<IpAddr> {
-    vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+fn default_trusted_proxies() -> Vec<IpNet> {
+    vec![
+        IpAddr::from(Ipv4Addr::LOCALHOST).into(),
+        IpAddr::from(Ipv6Addr::LOCALHOST).into(),
+    ]
 }
 
-fn deserialize_addresses<'de, D: serde::Deserializer<'de>>(
+fn deserialize_networks<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<Vec<IpAddr>, D::Error> {
+) -> Result<Vec<IpNet>, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.split(',')
         .map(str::trim)
-        .filter(|address| !address.is_empty())
-        .map(|address| {
-            address.parse().map_err(|_| {
-                serde::de::Error::custom(format!("TRUSTED_PROXIES: {address:?} is not an address"))
-            })
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "TRUSTED_PROXIES: {entry:?} is neither an address nor a network"
+                    ))
+                })
         })
         .collect()
 }
@@ -420,6 +448,22 @@ mod tests {
         assert_eq!(PublicSettings::new("http://x").date(at), "03-02");
         assert_eq!(public("-05:00").unwrap().date(at), "03-01");
         assert_eq!(public("+00:00").unwrap().date(at), "03-01");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let proxies: ProxySettings = serde_json::from_value(
+            serde_json::json!({"trusted_proxies": "127.0.0.1, 172.28.0.0/16"}),
+        )
+        .unwrap();
+        assert!(proxies.is_trusted("172.28.5.9".parse().unwrap()));
+        assert!(proxies.is_trusted("127.0.0.1".parse().unwrap()));
+        assert!(!proxies.is_trusted("172.29.0.1".parse().unwrap()));
+        assert!(!proxies.is_trusted("::1".parse().unwrap()));
+        let bad = serde_json::from_value::<ProxySettings>(
+            serde_json::json!({"trusted_proxies": "nginx"}),
+        );
+        assert!(bad.unwrap_err().to_string().contains("TRUSTED_PROXIES"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 use std::net::SocketAddr;
 
 use infra::settings::{
-    from_env, listen_addr, AuthSettings, MediaSettings, PublicSettings, ReadStoreSettings,
-    RedisSettings,
+    from_env, listen_addr, AuthSettings, MediaSettings, ProxySettings, PublicSettings,
+    ReadStoreSettings, RedisSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -14,6 +14,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub public: PublicSettings,
     pub media: MediaSettings,
+    /// Who the client is, in the logs.
+    pub proxies: ProxySettings,
 }
 
 impl Settings {
@@ -25,6 +27,7 @@ impl Settings {
             auth: from_env()?,
             public: from_env()?,
             media: from_env()?,
+            proxies: from_env()?,
         })
     }
 }

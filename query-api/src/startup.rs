@@ -29,6 +29,7 @@ impl Application {
         let cards = Cards::new(redis, keys.clone(), settings.public.clone());
         let reads = web::Data::new(Reads::new(read_store, cards, keys.feed()));
         let media = web::Data::new(MediaStore::connect(&settings.media)?);
+        let proxies = web::Data::new(settings.proxies.clone());
 
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
@@ -39,6 +40,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(reads.clone())
                 .app_data(media.clone())
+                .app_data(proxies.clone())
                 .configure(routes::configure)
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))

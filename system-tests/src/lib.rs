@@ -75,6 +75,7 @@ impl TestStack {
             auth: settings.auth.clone(),
             public,
             media: settings.media.clone(),
+            proxies: Default::default(),
         })
         .await
         .expect("the query API starts");

@@ -34,7 +34,6 @@ async fn publish(
     };
     let form = upload::read(&req, multipart, settings.max_upload_bytes, judge).await?;
     let author = form.params.authenticated_user(&tokens)?;
-    limits.take(Limit::Publish, &Subject::user(author)).await?;
     let title = form.params.parse_with("title", Title::parse)?;
     let data = form
         .data
@@ -42,6 +41,12 @@ async fn publish(
     let kind = data.video_kind().ok_or_else(|| {
         ApiError::InvalidParameter("`data` is not a video (MP4, WebM, MKV, MOV, ...)".into())
     })?;
-    videos.publish(author, title, data.path(), kind).await?;
+    // Only a publish that is carried out counts: a refused or busy one is given back.
+    let publisher = Subject::user(author);
+    limits.take(Limit::Publish, &publisher).await?;
+    if let Err(error) = videos.publish(author, title, data.path(), kind).await {
+        limits.give_back(Limit::Publish, &publisher).await;
+        return Err(error.into());
+    }
     Ok(done())
 }

@@ -42,8 +42,8 @@ async fn register(
 }
 
 /// Logins count against their address; wrong passwords also against the name tried from that
-/// address, so guessing one account's password is slow while its owner, elsewhere, still logs
-/// in.
+/// address (an IPv6 /64), so guessing one account's password is slow while its owner,
+/// elsewhere, still logs in.
 #[post("/douyin/user/login/")]
 async fn login(
     req: HttpRequest,
@@ -57,14 +57,13 @@ async fn login(
         .await?;
     let name = params.parse_with("username", UserName::parse)?;
     let password = params.parse_with("password", Password::parse)?;
+    // Counted as a guess before the password is checked, and given back unless it proves
+    // wrong: simultaneous guesses cannot all slip through while the first are being checked.
     let guesses = Subject::name_from(&name, address);
-    limits.check(Limit::FailedLogin, &guesses).await?;
-    match accounts.login(name, password).await {
-        Ok(session) => Ok(ok(SessionReply::from(session))),
-        Err(wrong @ AccountsError::WrongCredentials) => {
-            limits.take(Limit::FailedLogin, &guesses).await?;
-            Err(wrong.into())
-        }
-        Err(error) => Err(error.into()),
+    limits.take(Limit::FailedLogin, &guesses).await?;
+    let login = accounts.login(name, password).await;
+    if !matches!(login, Err(AccountsError::WrongCredentials)) {
+        limits.give_back(Limit::FailedLogin, &guesses).await;
     }
+    Ok(ok(SessionReply::from(login?)))
 }

@@ -15,6 +15,9 @@ pub enum UserNameError {
     ControlCharacter,
     #[error("must not start or end with white space")]
     SurroundingWhitespace,
+    /// A name is shown beside others' words: one must not make them read backwards.
+    #[error("must not contain bidirectional overrides")]
+    BidiOverride,
 }
 
 /// A user name as the client shows it: 1 to 32 printable characters, kept exactly as typed
@@ -40,6 +43,9 @@ impl UserName {
         if value.trim() != value {
             return Err(UserNameError::SurroundingWhitespace);
         }
+        if value.chars().any(crate::text::is_bidi_override) {
+            return Err(UserNameError::BidiOverride);
+        }
         Ok(Self(value.to_owned()))
     }
 
@@ -57,6 +63,18 @@ impl fmt::Display for UserName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_bidirectional_overrides() {
+        assert_eq!(
+            UserName::parse("admin\u{202E}nimda"),
+            Err(UserNameError::BidiOverride)
+        );
+        assert_eq!(
+            UserName::parse("a\u{2067}b"),
+            Err(UserNameError::BidiOverride)
+        );
+    }
 
     #[test]
     fn accepts_names_of_one_to_thirty_two_characters() {

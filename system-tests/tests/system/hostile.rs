@@ -125,6 +125,31 @@ async fn password_guesses_are_slowed_per_name_and_address_and_the_owner_still_lo
     stack.registered("owner", "the-right-one").await;
     let login = "/douyin/user/login/";
 
+    // Logging in with the right password is no guess, however often.
+    for _ in 0..4 {
+        let right = post_from(
+            &stack,
+            "192.0.2.10",
+            login,
+            &register("owner", "the-right-one"),
+        )
+        .await;
+        assert_eq!(right.code(), 0, "{}", right.body);
+    }
+    // Guesses sent at once get no more tries than guesses sent one by one.
+    let guesses = join_all((0..8).map(|_| async {
+        let params = register("owner", "guess");
+        post_from(&stack, "203.0.113.66", login, &params).await
+    }))
+    .await;
+    let checked = guesses.iter().filter(|reply| reply.code() == 401).count();
+    let held = guesses.iter().filter(|reply| reply.code() == 429).count();
+    assert_eq!(
+        (checked, held),
+        (2, 6),
+        "simultaneous guesses past the limit"
+    );
+
     for _ in 0..2 {
         let wrong = post_from(&stack, "198.51.100.66", login, &register("owner", "guess")).await;
         wrong.assert_refused(401);
