@@ -1,3 +1,5 @@
+use std::net::IpAddr;
+
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use domain::account::Password;
 use domain::user::UserName;
@@ -23,7 +25,32 @@ impl From<Session> for SessionReply {
     }
 }
 
-/// Every try counts against its address, refused ones included: no free probing.
+/// A sign-up or login: who sent it, and the name and password it carries.
+struct Credentials {
+    address: IpAddr,
+    name: UserName,
+    password: Password,
+}
+
+impl Credentials {
+    /// Every try counts against its address under `limit` before anything else, refused ones
+    /// included: no free probing.
+    async fn read(
+        req: &HttpRequest,
+        params: &Params,
+        limits: &RateLimits,
+        limit: Limit,
+    ) -> Result<Self, ApiError> {
+        let address = client::address(req);
+        limits.take(limit, &Subject::address(address)).await?;
+        Ok(Self {
+            address,
+            name: params.parse_with("username", UserName::parse)?,
+            password: params.parse_with("password", Password::parse)?,
+        })
+    }
+}
+
 #[post("/douyin/user/register/")]
 async fn register(
     req: HttpRequest,
@@ -31,13 +58,8 @@ async fn register(
     accounts: web::Data<Accounts>,
     limits: web::Data<RateLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    let address = client::address(&req);
-    limits
-        .take(Limit::Register, &Subject::address(address))
-        .await?;
-    let name = params.parse_with("username", UserName::parse)?;
-    let password = params.parse_with("password", Password::parse)?;
-    let session = accounts.register(name, password).await?;
+    let sign_up = Credentials::read(&req, &params, &limits, Limit::Register).await?;
+    let session = accounts.register(sign_up.name, sign_up.password).await?;
     Ok(ok(SessionReply::from(session)))
 }
 
@@ -51,12 +73,11 @@ async fn login(
     accounts: web::Data<Accounts>,
     limits: web::Data<RateLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    let address = client::address(&req);
-    limits
-        .take(Limit::Login, &Subject::address(address))
-        .await?;
-    let name = params.parse_with("username", UserName::parse)?;
-    let password = params.parse_with("password", Password::parse)?;
+    let Credentials {
+        address,
+        name,
+        password,
+    } = Credentials::read(&req, &params, &limits, Limit::Login).await?;
     // Counted as a guess before the password is checked, and given back unless it proves
     // wrong: simultaneous guesses cannot all slip through while the first are being checked.
     let guesses = Subject::name_from(&name, address);

@@ -93,6 +93,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    println!(
+        "command API resident 30 s after the last burst: {}",
+        mib(resident_kib(pid)?)
+    );
     Ok(())
 }
 
