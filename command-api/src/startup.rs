@@ -18,6 +18,7 @@ use crate::likes::Likes;
 use crate::messages::Messages;
 use crate::routes;
 use crate::settings::Settings;
+use crate::upload::UploadSlots;
 use crate::videos::Videos;
 use infra::cards::Cards;
 use infra::media::MediaStore;
@@ -62,6 +63,7 @@ impl Application {
         let messages = web::Data::new(Messages::new(store.clone()));
         let tokens = web::Data::new(tokens);
         let media_settings = web::Data::new(settings.media.clone());
+        let uploads = web::Data::new(UploadSlots::new(settings.media.uploads_at_once));
         let accounts = web::Data::new(Accounts::new(
             store,
             tokens.as_ref().clone(),
@@ -77,6 +79,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(cards.clone())
                 .app_data(media_settings.clone())
+                .app_data(uploads.clone())
                 .app_data(videos.clone())
                 .app_data(likes.clone())
                 .app_data(comments.clone())

@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_multipart::Multipart;
 use actix_web::HttpRequest;
@@ -11,12 +13,37 @@ use futures::StreamExt;
 use infra::http::{declared_length, malformed_multipart, query_pairs, ApiError, Params};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of the start of the file kept to recognise its container format.
 const HEAD_BYTES: usize = 8 * 1024;
 /// Text fields of the publish form (`token`, `title`) are short and few.
 const MAX_TEXT_FIELD: usize = 4 * 1024;
 const MAX_TEXT_FIELDS: usize = 8;
+
+/// Uploads being received at once. Each holds a temporary file of up to `MAX_UPLOAD_BYTES`,
+/// and the publish form may carry its token after the file, so nothing else bounds how many
+/// anonymous ones fill the disk: one past `UPLOADS_AT_ONCE` is turned away before it is read.
+pub struct UploadSlots(Arc<Semaphore>);
+
+/// A busy moment for uploads lasts about as long as one upload.
+const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl UploadSlots {
+    pub fn new(at_once: usize) -> Self {
+        Self(Arc::new(Semaphore::new(at_once.max(1))))
+    }
+
+    /// A slot held until the returned permit is dropped, or "busy" when none is free.
+    pub fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Busy {
+                retry_after: UPLOAD_RETRY_AFTER,
+            })
+    }
+}
 
 /// An uploaded file, in a temporary file removed when this is dropped.
 pub struct Upload {

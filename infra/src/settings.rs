@@ -310,8 +310,8 @@ impl PublicSettings {
 }
 
 /// `MEDIA_STORE` (`local` or `s3`), `MEDIA_DIR`, `MEDIA_BUCKET`, `MAX_UPLOAD_BYTES`, `FFMPEG`,
-/// `FFMPEG_MAX_CONCURRENT`: where uploaded videos and their covers are kept, and how covers
-/// are taken. With `s3`, the standard `AWS_*` variables
+/// `FFMPEG_MAX_CONCURRENT`, `UPLOADS_AT_ONCE`: where uploaded videos and their covers are
+/// kept, how covers are taken, and how many uploads are received at once. With `s3`, the standard `AWS_*` variables
 /// (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 /// `AWS_ALLOW_HTTP`) say how to reach the store.
 #[derive(Clone, Debug, Deserialize)]
@@ -329,6 +329,10 @@ pub struct MediaSettings {
     /// How many ffmpeg runs (covers) may go on at once; a publish waits for a turn.
     #[serde(default = "default_ffmpeg_max_concurrent")]
     pub ffmpeg_max_concurrent: usize,
+    /// `UPLOADS_AT_ONCE`: uploads received at once by one command API, each a temporary file
+    /// of up to `max_upload_bytes`; one more is answered "busy" before a byte of it is read.
+    #[serde(default = "default_uploads_at_once")]
+    pub uploads_at_once: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -426,6 +430,11 @@ fn default_max_upload_bytes() -> u64 {
 
 fn default_ffmpeg() -> PathBuf {
     PathBuf::from("ffmpeg")
+}
+
+/// 32 uploads of 100 MiB: 3.2 GiB of temporary files at most.
+fn default_uploads_at_once() -> usize {
+    32
 }
 
 /// One per core: a cover is decoded on one thread.

@@ -96,6 +96,7 @@ impl TestSettings {
                 max_upload_bytes: 100 * 1024 * 1024,
                 ffmpeg: "ffmpeg".into(),
                 ffmpeg_max_concurrent: 2,
+                uploads_at_once: 32,
             },
         }
     }

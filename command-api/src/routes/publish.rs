@@ -6,7 +6,7 @@ use infra::http::{done, ApiError, Params};
 use infra::rate_limit::{Limit, RateLimits, Subject};
 use infra::settings::MediaSettings;
 
-use crate::upload;
+use crate::upload::{self, UploadSlots};
 use crate::videos::Videos;
 
 /// Every check is made before anything is stored: a refused upload leaves no object and no
@@ -19,7 +19,9 @@ async fn publish(
     limits: web::Data<RateLimits>,
     settings: web::Data<MediaSettings>,
     videos: web::Data<Videos>,
+    uploads: web::Data<UploadSlots>,
 ) -> Result<HttpResponse, ApiError> {
+    let _receiving = uploads.take()?;
     // A client whose token has expired, or who has published too much, learns it before
     // uploading the video.
     let judge = |sent: Params| {

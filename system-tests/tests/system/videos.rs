@@ -463,3 +463,49 @@ async fn a_bad_token_sent_before_the_video_is_refused_before_the_upload() {
     assert!(stack.stored_objects().is_empty());
     assert_eq!(stack.count_events().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_past_the_number_at_once_are_busy_before_they_are_read() {
+    let stack = TestStack::spawn_with(|settings| settings.media.uploads_at_once = 1).await;
+    let (author, token) = stack.registered("ann", "password").await;
+    let boundary = "douyin-test-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    );
+    // An anonymous upload whose rest never comes holds the only slot.
+    let slow = futures::stream::iter([
+        Ok::<_, std::io::Error>(head.into_bytes()),
+        Ok(sample_video()[..1024].to_vec()),
+    ])
+    .chain(futures::stream::pending());
+    let holding = tokio::spawn(
+        stack
+            .http
+            .post(format!("{}/douyin/publish/action/", stack.command_url))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(slow))
+            .send(),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let busy = stack.publish(&token, "cats", sample_video()).await;
+    assert_eq!(busy["status_code"], 503, "{busy}");
+    assert_eq!(stack.count_events().await, 2, "only the sign-up's events");
+
+    // The slot comes back with the connection.
+    holding.abort();
+    let mut published = busy;
+    for _ in 0..50 {
+        published = stack.publish(&token, "cats", sample_video()).await;
+        if published["status_code"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(published["status_code"], 0, "{published}");
+    stack.published(author, &token, "cats").await;
+}
