@@ -67,7 +67,7 @@ impl Application {
         let accounts = web::Data::new(Accounts::new(
             store,
             tokens.as_ref().clone(),
-            PasswordChecks::new(&settings.passwords),
+            PasswordChecks::new(&settings.passwords)?,
         ));
         let server = HttpServer::new(move || {
             App::new()

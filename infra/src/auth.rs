@@ -12,10 +12,9 @@ use domain::UserId;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::settings::{AuthSettings, PasswordSettings};
-use crate::telemetry::spawn_blocking_with_tracing;
 
 /// HS256 keys shorter than the hash output are weak; refuse to start with one.
 const MIN_SECRET_BYTES: usize = 32;
@@ -101,25 +100,35 @@ pub enum PasswordCheckError {
     #[error("every password check is taken; waited {waited:?}")]
     Busy { waited: Duration },
     #[error("the password check did not finish")]
-    Interrupted(#[from] tokio::task::JoinError),
+    Interrupted,
 }
 
 /// Argon2 costs tens of milliseconds of CPU and 19 MiB of memory a hash, by design. Run
 /// without a bound, a burst of anonymous sign-ups takes every core and gigabytes of memory;
 /// so at most `at_once` hashes run together (one per core by default), and a request that
 /// cannot get a slot within `wait` is turned away as busy rather than queued for ever.
+///
+/// The hashes run on threads of their own, as many as the slots: on tokio's blocking pool they
+/// would queue behind file writes of uploads, past any wait.
 #[derive(Clone)]
 pub struct PasswordChecks {
     slots: Arc<Semaphore>,
     wait: Duration,
+    hashers: Arc<rayon::ThreadPool>,
 }
 
 impl PasswordChecks {
-    pub fn new(settings: &PasswordSettings) -> Self {
-        Self {
-            slots: Arc::new(Semaphore::new(settings.password_hashes_at_once())),
+    pub fn new(settings: &PasswordSettings) -> Result<Self, rayon::ThreadPoolBuildError> {
+        let at_once = settings.password_hashes_at_once();
+        let hashers = rayon::ThreadPoolBuilder::new()
+            .num_threads(at_once)
+            .thread_name(|i| format!("password-hash-{i}"))
+            .build()?;
+        Ok(Self {
+            slots: Arc::new(Semaphore::new(at_once)),
             wait: settings.password_hash_wait(),
-        }
+            hashers: Arc::new(hashers),
+        })
     }
 
     /// Hashes a new password.
@@ -152,13 +161,16 @@ impl PasswordChecks {
             .await
             .map_err(|_| PasswordCheckError::Busy { waited: self.wait })?
             .expect("the semaphore is never closed");
-        let result = spawn_blocking_with_tracing(move || {
-            let result = work();
+        // A request given up meanwhile (the client went away) leaves its hash to finish, and
+        // the slot taken until then: the CPU is spent either way.
+        let (done, result) = oneshot::channel();
+        let span = tracing::Span::current();
+        self.hashers.spawn(move || {
+            let checked = span.in_scope(work);
             drop(slot);
-            result
-        })
-        .await?;
-        Ok(result)
+            let _unwanted = done.send(checked);
+        });
+        result.await.map_err(|_| PasswordCheckError::Interrupted)
     }
 }
 
@@ -258,6 +270,7 @@ mod tests {
             password_hashes_at_once: Some(at_once),
             password_hash_wait_ms: wait_ms,
         })
+        .unwrap()
     }
 
     #[tokio::test]

@@ -124,17 +124,6 @@ fn is_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Runs blocking work (a password hash) on tokio's blocking threads, inside the span of the
-/// request that asked for it, so what it logs is still tied to that request.
-pub fn spawn_blocking_with_tracing<F, R>(work: F) -> tokio::task::JoinHandle<R>
-where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
-{
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
