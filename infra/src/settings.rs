@@ -437,9 +437,27 @@ fn default_uploads_at_once() -> usize {
     32
 }
 
-/// One per core: a cover is decoded on one thread.
+/// One per core (a cover is decoded on one thread), and no more than a quarter of the memory
+/// allows at the 2 GiB each run may take (command-api's `prlimit`): on a small machine a few
+/// crafted videos must not take all of it.
 fn default_ffmpeg_max_concurrent() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let by_memory = total_memory_bytes().map_or(cores, |bytes| (bytes / (8 << 30)) as usize);
+    cores.min(by_memory).max(1)
+}
+
+/// The machine's memory, from /proc/meminfo (Linux); None elsewhere.
+fn total_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]
