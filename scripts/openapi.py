@@ -182,13 +182,14 @@ REFUSAL_MEANINGS = {
     401: "no token, a bad or expired token, or wrong credentials",
     403: "the user may not do this",
     404: "what was asked for does not exist",
+    408: "the upload is too slow (under 16 KiB/s on average after 30 s, or silent for 15 s)",
     409: "conflicts with what exists",
     413: "the body is too large (a body of parameters over 64 KiB, a video over "
     "MAX_UPLOAD_BYTES)",
     414: "the query string is longer than 16 KiB",
     429: "too many requests: try again after `Retry-After` seconds",
-    503: "busy (every password check or cover slot taken, a write raced too often): try "
-    "again after `Retry-After` seconds",
+    503: "busy (every password check, upload or cover slot taken, a write raced too often): "
+    "try again after `Retry-After` seconds",
 }
 
 
@@ -633,7 +634,7 @@ def routes():
         summary="Publish a video",
         auth="required",
         params=[],
-        refusals=[],
+        refusals=[408],
         description="A multipart form only. `data` must be a video by its container "
         "signature (MP4/MOV, WebM, MKV, AVI, FLV, ...), at most MAX_UPLOAD_BYTES (100 MiB); "
         "the cover is taken with ffmpeg (a default one when it cannot be). Nothing is "

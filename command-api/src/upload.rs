@@ -5,11 +5,11 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_multipart::Multipart;
 use actix_web::HttpRequest;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use infra::http::{declared_length, malformed_multipart, query_pairs, ApiError, Params};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
@@ -43,6 +43,57 @@ impl UploadSlots {
                 retry_after: UPLOAD_RETRY_AFTER,
             })
     }
+}
+
+/// How slowly an upload may arrive. Each one holds an upload slot (and a temporary file):
+/// a client trickling bytes would hold it for ever. A phone on a poor line sends well over
+/// 16 KiB/s; a 100 MiB video at that pace takes under two hours, and at the cap's end the
+/// slot is free again.
+#[derive(Debug)]
+pub struct Pace {
+    started: Instant,
+    received: u64,
+}
+
+/// The longest silence between two pieces of an upload.
+const MAX_SILENCE: Duration = Duration::from_secs(15);
+/// Before this, any pace: a connection may start slowly.
+const PACE_GRACE: Duration = Duration::from_secs(30);
+/// The slowest average pace past the grace period, in bytes a second.
+const MIN_BYTES_PER_SEC: u64 = 16 * 1024;
+
+impl Pace {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            received: 0,
+        }
+    }
+
+    /// The next item of `stream`, or a refusal when none comes within [`MAX_SILENCE`].
+    async fn next<S: Stream + Unpin>(&self, stream: &mut S) -> Result<Option<S::Item>, ApiError> {
+        tokio::time::timeout(MAX_SILENCE, stream.next())
+            .await
+            .map_err(|_| too_slow())
+    }
+
+    /// Counts bytes received; refuses an upload that has fallen below the slowest pace.
+    fn count(&mut self, bytes: usize) -> Result<(), ApiError> {
+        self.received += bytes as u64;
+        let elapsed = self.started.elapsed();
+        if elapsed > PACE_GRACE && self.received < MIN_BYTES_PER_SEC * elapsed.as_secs() {
+            return Err(too_slow());
+        }
+        Ok(())
+    }
+}
+
+fn too_slow() -> ApiError {
+    ApiError::TooSlow(format!(
+        "the upload is too slow: send at least {} KiB/s, with no pause over {} s",
+        MIN_BYTES_PER_SEC / 1024,
+        MAX_SILENCE.as_secs()
+    ))
 }
 
 /// An uploaded file, in a temporary file removed when this is dropped.
@@ -109,7 +160,8 @@ where
     let mut before_data = Some(before_data);
     let mut data = None;
     let mut text_fields = 0;
-    while let Some(field) = multipart.next().await {
+    let mut pace = Pace::new();
+    while let Some(field) = pace.next(&mut multipart).await? {
         let mut field = field.map_err(malformed_multipart)?;
         let name = field.name().unwrap_or_default().to_owned();
         if name == "data" {
@@ -119,7 +171,7 @@ where
             if let Some(judge) = before_data.take() {
                 judge(Params::from_pairs(pairs.iter().cloned())).await?;
             }
-            data = Some(stream_to_file(&mut field, max_bytes).await?);
+            data = Some(stream_to_file(&mut field, max_bytes, &mut pace).await?);
             continue;
         }
         text_fields += 1;
@@ -129,8 +181,10 @@ where
             )));
         }
         let mut value = Vec::new();
-        while let Some(chunk) = field.next().await {
-            value.extend_from_slice(&chunk.map_err(malformed_multipart)?);
+        while let Some(chunk) = pace.next(&mut field).await? {
+            let chunk = chunk.map_err(malformed_multipart)?;
+            pace.count(chunk.len())?;
+            value.extend_from_slice(&chunk);
             if value.len() > MAX_TEXT_FIELD {
                 return Err(ApiError::InvalidParameter(format!(
                     "`{name}` is longer than {MAX_TEXT_FIELD} bytes"
@@ -150,13 +204,15 @@ where
 async fn stream_to_file(
     field: &mut actix_multipart::Field,
     max_bytes: u64,
+    pace: &mut Pace,
 ) -> Result<Upload, ApiError> {
     let file = NamedTempFile::new().map_err(ApiError::internal)?;
     let mut writer = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
     let mut head = Vec::with_capacity(HEAD_BYTES);
     let mut size: u64 = 0;
-    while let Some(chunk) = field.next().await {
+    while let Some(chunk) = pace.next(field).await? {
         let chunk = chunk.map_err(malformed_multipart)?;
+        pace.count(chunk.len())?;
         size += chunk.len() as u64;
         if size > max_bytes {
             return Err(too_large(max_bytes));

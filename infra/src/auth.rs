@@ -123,6 +123,9 @@ impl PasswordChecks {
         let hashers = rayon::ThreadPoolBuilder::new()
             .num_threads(at_once)
             .thread_name(|i| format!("password-hash-{i}"))
+            // rayon aborts the process on a panic in a job by default: one request's check is
+            // lost instead (its sender dropped, the request answered with an internal error).
+            .panic_handler(|_| tracing::error!("a password check panicked"))
             .build()?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(at_once)),

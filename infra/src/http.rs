@@ -43,6 +43,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("the query string is longer than {MAX_QUERY_BYTES} bytes")]
     QueryTooLong,
+    /// An upload that stalls, or trickles in, holding resources meant for others.
+    #[error("{0}")]
+    TooSlow(String),
     /// Too many tries from one client or user: try again after `retry_after`.
     #[error("too many requests, please try again in {} s", whole_seconds(*retry_after))]
     RateLimited { retry_after: Duration },
@@ -67,6 +70,7 @@ impl ApiError {
             Self::Conflict(_) => 409,
             Self::TooLarge(_) => 413,
             Self::QueryTooLong => 414,
+            Self::TooSlow(_) => 408,
             Self::RateLimited { .. } => 429,
             Self::Internal(_) => 500,
             Self::Busy { .. } => 503,

@@ -437,12 +437,12 @@ fn default_uploads_at_once() -> usize {
     32
 }
 
-/// One per core (a cover is decoded on one thread), and no more than a quarter of the memory
-/// allows at the 2 GiB each run may take (command-api's `prlimit`): on a small machine a few
-/// crafted videos must not take all of it.
+/// One per core (a cover is decoded on one thread), and no more than half the memory allows
+/// at the 2 GiB each run may take (command-api's `prlimit`): on a small machine a few crafted
+/// videos must not take all of it.
 fn default_ffmpeg_max_concurrent() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let by_memory = total_memory_bytes().map_or(cores, |bytes| (bytes / (8 << 30)) as usize);
+    let by_memory = total_memory_bytes().map_or(cores, |bytes| (bytes / (4 << 30)) as usize);
     cores.min(by_memory).max(1)
 }
 

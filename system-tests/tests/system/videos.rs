@@ -509,3 +509,41 @@ async fn uploads_past_the_number_at_once_are_busy_before_they_are_read() {
     assert_eq!(published["status_code"], 0, "{published}");
     stack.published(author, &token, "cats").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_stalls_is_cut_off_and_frees_its_slot() {
+    let stack = TestStack::spawn_with(|settings| settings.media.uploads_at_once = 1).await;
+    let (_, token) = stack.registered("ann", "password").await;
+    let boundary = "douyin-test-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\n{token}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    );
+    let stalled = futures::stream::iter([
+        Ok::<_, std::io::Error>(head.into_bytes()),
+        Ok(sample_video()[..1024].to_vec()),
+    ])
+    .chain(futures::stream::pending());
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stack
+            .http
+            .post(format!("{}/douyin/publish/action/", stack.command_url))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(reqwest::Body::wrap_stream(stalled))
+            .send(),
+    )
+    .await
+    .expect("a silent upload is answered, not waited for")
+    .unwrap();
+    let reply: Value = reply.json().await.unwrap();
+    assert_eq!(reply["status_code"], 408, "{reply}");
+
+    // Its slot is free for the next one.
+    let published = stack.publish(&token, "cats", sample_video()).await;
+    assert_eq!(published["status_code"], 0, "{published}");
+}
