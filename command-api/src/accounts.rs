@@ -23,7 +23,7 @@ pub enum AccountsError {
     PasswordCheck(#[from] PasswordCheckError),
 }
 
-impl<T: std::error::Error> From<AggregateError<T>> for AccountsError {
+impl<T: std::error::Error + Send + Sync + 'static> From<AggregateError<T>> for AccountsError {
     fn from(error: AggregateError<T>) -> Self {
         Self::Store(WriteError::of_store(error))
     }

@@ -46,12 +46,15 @@ impl From<sqlx::Error> for WriteError {
 }
 
 impl WriteError {
-    /// A command's failure other than a refusal of the domain's.
-    pub fn of_store<E: std::error::Error>(error: AggregateError<E>) -> Self {
+    /// A command's failure other than a refusal of the domain's, its cause kept.
+    pub fn of_store<E>(error: AggregateError<E>) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         if event_store::aggregate_unavailable(&error) {
-            Self::Unavailable(anyhow::anyhow!(error.to_string()))
+            Self::Unavailable(error.into())
         } else {
-            Self::Store(anyhow::anyhow!(error.to_string()))
+            Self::Store(error.into())
         }
     }
 }
@@ -71,6 +74,7 @@ pub async fn execute<A>(
 where
     A: Aggregate,
     A::Command: Clone,
+    A::Error: Send + Sync + 'static,
 {
     for _ in 0..ATTEMPTS {
         match cqrs.execute(id, command.clone()).await {
