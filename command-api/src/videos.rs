@@ -63,15 +63,7 @@ impl Videos {
             videos: store.cqrs(()),
             store,
             media,
-            covers: Covers {
-                ffmpeg: settings.ffmpeg.clone(),
-                // No turns at all would refuse every publish.
-                turns: Semaphore::new(
-                    settings
-                        .ffmpeg_max_concurrent
-                        .clamp(1, Semaphore::MAX_PERMITS),
-                ),
-            },
+            covers: Covers::new(settings),
         }
     }
 
@@ -132,11 +124,38 @@ impl Videos {
 
 /// Takes covers with ffmpeg, at most as many at once as `turns` has permits.
 struct Covers {
-    ffmpeg: PathBuf,
+    /// `prlimit` and ffmpeg, found once at start-up; None when either is missing, and every
+    /// video gets the default cover.
+    programs: Option<(PathBuf, PathBuf)>,
     turns: Semaphore,
 }
 
 impl Covers {
+    fn new(settings: &MediaSettings) -> Self {
+        // The child's environment is empty, so nothing in it could search a PATH.
+        let prlimit = PRLIMIT_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| executable(path))
+            .or_else(|| on_path(OsStr::new("prlimit")));
+        let ffmpeg = program(&settings.ffmpeg);
+        if prlimit.is_none() {
+            tracing::warn!("no prlimit (util-linux) to run ffmpeg under limits: default covers");
+        }
+        if ffmpeg.is_none() {
+            tracing::warn!(ffmpeg = %settings.ffmpeg.display(), "cannot find ffmpeg: default covers");
+        }
+        Self {
+            programs: prlimit.zip(ffmpeg),
+            // No turns at all would refuse every publish.
+            turns: Semaphore::new(
+                settings
+                    .ffmpeg_max_concurrent
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            ),
+        }
+    }
+
     /// A JPEG cover from a representative frame near the start of the video; None when
     /// ffmpeg cannot make one (it is missing, the video cannot be decoded, or is of a kind
     /// ffmpeg is not told how to read), and the default cover is shown instead. Busy when no
@@ -153,26 +172,13 @@ impl Covers {
             );
             return Ok(None);
         };
-        // The child's environment is empty, so nothing in it could search a PATH.
-        let Some(prlimit) = PRLIMIT_PATHS
-            .iter()
-            .map(PathBuf::from)
-            .find(|path| executable(path))
-            .or_else(|| on_path(OsStr::new("prlimit")))
-        else {
-            tracing::warn!(
-                "no prlimit (util-linux) to run ffmpeg under limits; using the default cover"
-            );
-            return Ok(None);
-        };
-        let Some(ffmpeg) = program(&self.ffmpeg) else {
-            tracing::warn!(ffmpeg = %self.ffmpeg.display(), "cannot find ffmpeg; using the default cover");
+        let Some((prlimit, ffmpeg)) = &self.programs else {
             return Ok(None);
         };
         let Ok(cover) = tempfile::Builder::new().suffix(".jpg").tempfile() else {
             return Ok(None);
         };
-        let command = cover_command(&prlimit, &ffmpeg, demuxer, video, cover.path());
+        let command = cover_command(prlimit, ffmpeg, demuxer, video, cover.path());
 
         // The semaphore is never closed: the only error is waiting too long.
         let Ok(Ok(turn)) = tokio::time::timeout(TURN_TIMEOUT, self.turns.acquire()).await else {

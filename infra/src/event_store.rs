@@ -38,13 +38,9 @@ async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        // Classes 08 (connection), 53 (insufficient resources), 57 (operator intervention:
-        // query_canceled is what statement_timeout raises).
-        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
-            ["08", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }),
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| crate::sqlstate_is_unavailable(&code)),
         _ => false,
     }
 }

@@ -29,15 +29,11 @@ impl ReadError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Pool(_) => true,
-            // Classes 08 (connection), 53 (insufficient resources), 57 (operator
-            // intervention: query_canceled is what statement_timeout raises).
             Self::Postgres(error) => {
                 error.is_closed()
-                    || error.code().is_some_and(|state| {
-                        ["08", "53", "57"]
-                            .iter()
-                            .any(|class| state.code().starts_with(class))
-                    })
+                    || error
+                        .code()
+                        .is_some_and(|state| infra::sqlstate_is_unavailable(state.code()))
             }
             // Timeouts, refused and dropped connections are all I/O errors.
             Self::Redis(error) => error.is_io_error(),

@@ -2,7 +2,8 @@
 //! stack: N registrations sent at once, then N logins at once (for N = 64 and 256), each
 //! answered with success or "busy"; the command API's resident memory before, at the peak of
 //! and after each burst, read from /proc. Run with rate limits off (`RATE_LIMIT=off`): an
-//! attack comes from many addresses.
+//! attack comes from many addresses. Beside them, the ceiling: how many argon2 hashes (the
+//! service's parameters) this machine makes a second on all its cores, measured here.
 //!
 //!     sign-up-flood BASE_URL COMMAND_API_PID [BURSTS (64,256)]
 
@@ -34,6 +35,8 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let run = std::process::id();
 
+    let ceiling = hash_ceiling();
+    println!("ceiling: argon2id (default parameters) {ceiling:.0} hashes/s on all cores");
     println!("command API resident at start: {}", mib(resident_kib(pid)?));
     for &n in &bursts {
         let mut names: Vec<String> = (0..n).map(|i| format!("flood-{run}-{n}-{i}")).collect();
@@ -145,6 +148,27 @@ fn watch_peak(pid: u32) -> (watch::Sender<()>, tokio::task::JoinHandle<u64>) {
         }
     });
     (stop, peak)
+}
+
+/// argon2 hashes a second when every core hashes, as the service does at most.
+fn hash_ceiling() -> f64 {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    const HASHES: usize = 16;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                for _ in 0..HASHES {
+                    let salt = SaltString::generate(&mut OsRng);
+                    argon2::Argon2::default()
+                        .hash_password(b"flood-password", &salt)
+                        .expect("argon2 hashes any password");
+                }
+            });
+        }
+    });
+    (cores * HASHES) as f64 / start.elapsed().as_secs_f64()
 }
 
 fn resident_kib(pid: u32) -> anyhow::Result<u64> {

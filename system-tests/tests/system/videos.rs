@@ -425,34 +425,45 @@ async fn the_media_sweep_removes_only_old_objects_no_video_refers_to() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_token_sent_before_the_video_is_refused_before_the_upload() {
-    let stack = TestStack::spawn().await;
+/// A publish form with `fields` first, then the start of a video whose rest never comes, as
+/// on a slow phone line.
+fn stalled_publish(
+    stack: &TestStack,
+    fields: &[(&str, &str)],
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
     let boundary = "douyin-test-boundary";
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nnot-a-token\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\ncats\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
+    let mut head = String::new();
+    for (name, value) in fields {
+        head.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    head.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
          Content-Type: video/mp4\r\n\r\n"
-    );
-    // The start of a video whose rest never comes, as on a slow phone line.
+    ));
     let body = futures::stream::iter([
         Ok::<_, std::io::Error>(head.into_bytes()),
         Ok(sample_video()[..1024].to_vec()),
     ])
     .chain(futures::stream::pending());
+    stack
+        .http
+        .post(format!("{}/douyin/publish/action/", stack.command_url))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_sent_before_the_video_is_refused_before_the_upload() {
+    let stack = TestStack::spawn().await;
     let reply = tokio::time::timeout(
         std::time::Duration::from_secs(10),
-        stack
-            .http
-            .post(format!("{}/douyin/publish/action/", stack.command_url))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(reqwest::Body::wrap_stream(body))
-            .send(),
+        stalled_publish(&stack, &[("token", "not-a-token"), ("title", "cats")]),
     )
     .await
     .expect("the refusal comes while the upload is still under way")
@@ -468,28 +479,8 @@ async fn a_bad_token_sent_before_the_video_is_refused_before_the_upload() {
 async fn uploads_past_the_number_at_once_are_busy_before_they_are_read() {
     let stack = TestStack::spawn_with(|settings| settings.media.uploads_at_once = 1).await;
     let (author, token) = stack.registered("ann", "password").await;
-    let boundary = "douyin-test-boundary";
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
-         Content-Type: video/mp4\r\n\r\n"
-    );
     // An anonymous upload whose rest never comes holds the only slot.
-    let slow = futures::stream::iter([
-        Ok::<_, std::io::Error>(head.into_bytes()),
-        Ok(sample_video()[..1024].to_vec()),
-    ])
-    .chain(futures::stream::pending());
-    let holding = tokio::spawn(
-        stack
-            .http
-            .post(format!("{}/douyin/publish/action/", stack.command_url))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(reqwest::Body::wrap_stream(slow))
-            .send(),
-    );
+    let holding = tokio::spawn(stalled_publish(&stack, &[]));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     let busy = stack.publish(&token, "cats", sample_video()).await;
@@ -514,28 +505,9 @@ async fn uploads_past_the_number_at_once_are_busy_before_they_are_read() {
 async fn an_upload_that_stalls_is_cut_off_and_frees_its_slot() {
     let stack = TestStack::spawn_with(|settings| settings.media.uploads_at_once = 1).await;
     let (_, token) = stack.registered("ann", "password").await;
-    let boundary = "douyin-test-boundary";
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\n{token}\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\n\
-         Content-Type: video/mp4\r\n\r\n"
-    );
-    let stalled = futures::stream::iter([
-        Ok::<_, std::io::Error>(head.into_bytes()),
-        Ok(sample_video()[..1024].to_vec()),
-    ])
-    .chain(futures::stream::pending());
     let reply = tokio::time::timeout(
         std::time::Duration::from_secs(30),
-        stack
-            .http
-            .post(format!("{}/douyin/publish/action/", stack.command_url))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(reqwest::Body::wrap_stream(stalled))
-            .send(),
+        stalled_publish(&stack, &[("token", &token)]),
     )
     .await
     .expect("a silent upload is answered, not waited for")
