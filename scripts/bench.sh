@@ -1,67 +1,393 @@
 #!/usr/bin/env bash
-# Measurements against the stack as `make run` starts it (release build, through nginx), with
-# rate limits off (RATE_LIMIT=off): load comes from one address here, an attack from many.
-# Starts the stack unless one already answers on :8080, and stops what it started.
+# `make bench`: every hot path of the client API under load, each beside a ceiling measured
+# in the same run, printed as one table (docs/performance.md explains the columns and keeps
+# the results).
 #
-# - write-to-read: how soon a registration and a like show in the reads;
-# - sign-up-flood: 64 and 256 registrations, then logins, at once: how many succeed or are
-#   told "busy", and the command API's resident memory before, at the peak and after;
-# - a 300 MiB multipart body on a read route, straight to the query API and through nginx:
-#   how fast it is refused and what it costs the query API.
+# It runs a release stack of its own (ports 28080-28082, databases douyin_bench and
+# douyin_bench_read, Redis keys douyin-bench:*, topics douyin-bench.*, media in .run/bench)
+# over a data set at scale made once by `bench-data make` through the domain's commands and
+# kept between runs; `make run` never shows it. BENCH_SECONDS (10) is each load's length;
+# BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
+# BENCH_REMAKE=1 drops the set and makes it again; BENCH_REPLAY=0 skips the replay;
+# BENCH_PROFILE=1 also records flame graphs of the feed and like paths (perf and inferno)
+# into .run/bench/flamegraphs/.
+#
+# Load comes from wrk (Debian) on the same two cores, its CPU share reported; requests carry
+# no Accept-Encoding unless said. Writes run with RATE_LIMIT=off, then again with the limits
+# on (the limiter's cost: nearly every write past a user's budget is refused).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-PROXY_PORT=${PROXY_PORT:-8080}
-BASE=http://127.0.0.1:$PROXY_PORT
-TRIES=${TRIES:-100}
-export RATE_LIMIT=off
+cd "$ROOT"
 
-if ! port_open "$PROXY_PORT"; then
-    "$ROOT/scripts/stack.sh" up
-    trap '"$ROOT/scripts/stack.sh" down' EXIT
-else
-    log "a stack already answers on :$PROXY_PORT: measuring it as it is (its rate limits may be on)"
-fi
-(cd "$ROOT" && cargo build --release --quiet -p system-tests --bin write-to-read --bin sign-up-flood)
+SECONDS_EACH=${BENCH_SECONDS:-10}
+THREADS=2
+ensure_services --group-initial-rebalance-delay 0s
+ensure_nginx
+command -v wrk >/dev/null || apt_install wrk
+command -v pgbench >/dev/null || apt_install postgresql-client
+command -v redis-benchmark >/dev/null || apt_install redis-tools
+
+export RUN_DIR=$ROOT/.run/bench
+mkdir -p "$RUN_DIR"
+export PROFILE=release
+export PROXY_PORT=${BENCH_PROXY_PORT:-28080}
+export COMMAND_API_ADDR=127.0.0.1:${BENCH_COMMAND_PORT:-28081}
+export QUERY_API_ADDR=127.0.0.1:${BENCH_QUERY_PORT:-28082}
+CEILING_PORT=${BENCH_CEILING_PORT:-28090}
+STATIC_ANSWER_ADDR=127.0.0.1:${BENCH_STATIC_PORT:-28091}
+export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT
+export DATABASE_URL=$PG_SERVER/douyin_bench
+export READ_DATABASE_URL=$PG_SERVER/douyin_bench_read
+export REDIS_KEY_PREFIX=douyin-bench:
+export RATE_LIMIT_KEY_PREFIX=douyin-bench-limits:
+export KAFKA_TOPIC_PREFIX=douyin-bench.
+export PROJECTOR_GROUP=douyin-bench
+export MEDIA_DIR=$RUN_DIR/media
+export RUST_LOG=${BENCH_RUST_LOG:-warn}
+BASE=http://127.0.0.1:$PROXY_PORT
+RESULTS=$RUN_DIR/results.jsonl
+: >"$RESULTS"
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
-log "write to read"
-"$BIN/write-to-read" "$BASE" "$TRIES"
+case ${BENCH_SCALE:-full} in
+full) SCALE=() ;;
+small) SCALE=(--users 1000 --videos 5000 --likes 10000 --follows 5000 --comments 5000 --messages 5000 --heavy-users 2 --list-len 200) ;;
+*) die "BENCH_SCALE is full or small" ;;
+esac
 
-log "sign-ups and logins at once"
-"$BIN/sign-up-flood" "$BASE" "$(cat "$RUN_DIR/command-api.pid")" "${FLOOD_BURSTS:-64,256}"
-
-resident() { awk '/^VmRSS/ { printf "%.1f MiB", $2 / 1024 }' "/proc/$1/status"; }
-
-# Multipart fields of 64 KiB each, 300 MiB in all, declared up front as a client would.
-multipart_flood() { # url
-    python3 - "$1" <<'PY'
-import sys, time, http.client, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-boundary = "flood"
-field = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n").encode() + b"x" * 65536 + b"\r\n"
-fields = 300 * 1024 * 1024 // len(field)
-def body():
-    for _ in range(fields):
-        yield field
-    yield f"--{boundary}--\r\n".encode()
-connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-start = time.monotonic()
-try:
-    length = len(field) * fields + len(f"--{boundary}--\r\n")
-    connection.request("GET", url.path, body=body(),
-                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
-                                "Content-Length": str(length)})
-    reply = connection.getresponse()
-    answer = f"HTTP {reply.status} {reply.read()[:120]!r}"
-except (BrokenPipeError, ConnectionResetError) as error:
-    answer = f"connection closed by the server ({error.__class__.__name__})"
-print(f"    answered in {(time.monotonic() - start) * 1000:.0f} ms: {answer}")
-PY
+wipe_redis() {
+    redis-cli -p "$REDIS_PORT" --scan --pattern "$1*" | xargs -r -n 500 redis-cli -p "$REDIS_PORT" unlink >/dev/null
 }
-log "a 300 MiB multipart body on GET /douyin/feed/"
-query_pid=$(cat "$RUN_DIR/query-api.pid")
-for url in "http://${QUERY_API_ADDR:-127.0.0.1:8082}/douyin/feed/" "$BASE/douyin/feed/"; do
-    echo "  $url (query API resident before: $(resident "$query_pid"))"
-    multipart_flood "$url"
-    echo "    query API resident after: $(resident "$query_pid")"
+
+stack() { RATE_LIMIT=${RATE_LIMIT:-off} "$ROOT/scripts/stack.sh" "$@"; }
+cleanup() {
+    stop_pid_file "$RUN_DIR/static-answer.pid"
+    if [ -s "$RUN_DIR/ceiling-nginx/nginx.pid" ]; then
+        "$(command -v nginx || echo /usr/sbin/nginx)" -p "$RUN_DIR/ceiling-nginx" -c "$RUN_DIR/ceiling-nginx/nginx.conf" -s quit 2>/dev/null || true
+    fi
+    stack down
+}
+stop_pid_file() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null || true
+    rm -f "$1"
+}
+
+if [ "${BENCH_REMAKE:-0}" = 1 ]; then
+    stack down
+    log "dropping the bench data set"
+    for db in douyin_bench douyin_bench_read; do
+        psql_server -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    done
+    wipe_redis "$REDIS_KEY_PREFIX"
+    rm -rf "$MEDIA_DIR"
+    # The broker keeps the old set's events: new topics and group for the new set.
+    date +%s >"$RUN_DIR/generation"
+fi
+[ -s "$RUN_DIR/generation" ] || date +%s >"$RUN_DIR/generation"
+generation=$(cat "$RUN_DIR/generation")
+export KAFKA_TOPIC_PREFIX=douyin-bench-$generation.
+export PROJECTOR_GROUP=douyin-bench-$generation
+create_database douyin_bench
+create_database douyin_bench_read
+
+log "building the services and the bench tools (release)"
+cargo build --release --quiet --bins -p command-api -p query-api -p projector -p bench -p system-tests
+trap cleanup EXIT
+stack down
+stack up
+
+log "the data set (made once, then kept)"
+FIXTURES=$RUN_DIR/fixtures.json
+JWT_SECRET=$(cat "$RUN_DIR/jwt-secret") "$BIN/bench-data" make "${SCALE[@]}" \
+    --video system-tests/fixtures/clip.mp4 --cover query-api/assets/cover.jpg --fixtures "$FIXTURES"
+"$BIN/bench-data" wait
+
+# Inputs of the wrk scripts, from the fixtures.
+INPUTS=$RUN_DIR/inputs
+mkdir -p "$INPUTS"
+python3 - "$FIXTURES" "$INPUTS" <<'PY'
+import json, random, sys
+fixtures, out = json.load(open(sys.argv[1])), sys.argv[2]
+random.seed(7)
+writers = fixtures["writers"]
+# The last writer is the write-to-read probe's, left out of the loads.
+probe, writers = writers[-1], writers[:-1]
+heavy = fixtures["heavy"][0]
+first, last = fixtures["first_published_at"], fixtures["last_published_at"]
+def write(name, lines):
+    with open(f"{out}/{name}", "w") as f:
+        f.write("\n".join(lines) + "\n")
+write("writers", [f"{w['id']} {w['token']}" for w in writers])
+write("probe", [str(probe["id"]), probe["token"]])
+write("videos", [f"{fixtures['first_video']} {fixtures['last_video']}"])
+users = [w["id"] for w in fixtures["writers"]] + [h["id"] for h in fixtures["heavy"]]
+write("users", [f"{min(users)} {max(users)}"])
+tokens = [w["token"] for w in writers[:64]]
+write("feed-token", [f"/douyin/feed/?token={t}" for t in tokens])
+write("feed-anonymous", ["/douyin/feed/"])
+write("feed-deep-token", [f"/douyin/feed/?token={random.choice(tokens)}&latest_time={random.randint(first + 1000, last)}" for _ in range(2000)])
+write("feed-deep-anonymous", [f"/douyin/feed/?latest_time={random.randint(first + 1000, last)}" for _ in range(2000)])
+write("user-info", [f"/douyin/user/?user_id={random.choice(users)}&token={random.choice(tokens)}" for _ in range(2000)])
+h, t = heavy["id"], heavy["token"]
+write("list-favorite", [f"/douyin/favorite/list/?user_id={h}&token={tokens[0]}"])
+write("list-publish", [f"/douyin/publish/list/?user_id={h}&token={tokens[0]}"])
+write("list-comment", [f"/douyin/comment/list/?video_id={heavy['commented_video']}&token={tokens[0]}"])
+write("list-follow", [f"/douyin/relation/follow/list/?user_id={h}&token={tokens[0]}"])
+write("list-follower", [f"/douyin/relation/follower/list/?user_id={h}&token={tokens[0]}"])
+write("list-friend", [f"/douyin/relation/friend/list/?user_id={h}&token={t}"])
+write("chat", [f"/douyin/message/chat/?to_user_id={heavy['chat_with']}&token={t}&pre_msg_time=0"])
+write("chat-idle", [f"/douyin/message/chat/?to_user_id={heavy['id']}&token={w['token']}&pre_msg_time={last}" for w in writers])
+PY
+probe_id=$(sed -n 1p "$INPUTS/probe")
+probe_token=$(sed -n 2p "$INPUTS/probe")
+read -r first_video last_video <"$INPUTS/videos"
+
+# CPU seconds (user + system) of a process so far.
+cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
+resident_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+# Peak resident memory of the three services while the runs go on, sampled twice a second.
+watch_memory() {
+    local peaks=$RUN_DIR/memory-peaks
+    : >"$peaks"
+    (
+        declare -A peak
+        while true; do
+            for name in command-api query-api projector; do
+                pid=$(cat "$RUN_DIR/$name.pid" 2>/dev/null) || continue
+                now=$(resident_mib "$pid" 2>/dev/null) || continue
+                if [ "${now:-0}" -gt "${peak[$name]:-0}" ]; then
+                    peak[$name]=$now
+                    for n in command-api query-api projector; do echo "$n ${peak[$n]:-0}"; done >"$peaks.tmp"
+                    mv "$peaks.tmp" "$peaks"
+                fi
+            done
+            sleep 0.5
+        done
+    ) &
+    MEMORY_WATCH=$!
+}
+
+# wrk_run NAME CONNECTIONS CEILING SCRIPT [wrk arguments]: one load, its RESULT recorded.
+wrk_run() {
+    local name=$1 connections=$2 ceiling=$3 script=$4
+    shift 4
+    local out wrk_cpu
+    out=$( { TIMEFORMAT='WRKCPU %U %S %R'; time wrk -t"$THREADS" -c"$connections" -d"${RUN_SECONDS:-$SECONDS_EACH}s" --timeout 10s -s "bench/wrk/$script" "$@"; } 2>&1) ||
+        { echo "$out" >&2; die "wrk failed: $name"; }
+    local line
+    line=$(grep '^RESULT' <<<"$out") || { echo "$out" >&2; die "no result from wrk: $name"; }
+    wrk_cpu=$(awk '/^WRKCPU/ { printf "wrk %.0f%% of the cpus", 100 * ($2 + $3) / $4 / 2 }' <<<"$out")
+    python3 scripts/bench_table.py record "$RESULTS" "$name" "$connections" "$ceiling" "$line" "$wrk_cpu"
+    printf '  %-44s %s (%s)\n' "$name" "${line#RESULT }" "$wrk_cpu"
+}
+
+reads() {
+    WRK_PATHS=$INPUTS/$2 wrk_run "$1" "$3" "$4" paths.lua "${@:5}" "$BASE"
+}
+
+watch_memory
+
+log "ceilings"
+mkdir -p "$RUN_DIR/ceiling-nginx/root" "$RUN_DIR/ceiling-nginx/tmp"
+feed_page=$RUN_DIR/ceiling-nginx/root/feed.json
+curl -fsS "$BASE$(head -n1 "$INPUTS/feed-token")" -o "$feed_page"
+feed_bytes=$(stat -c %s "$feed_page")
+cp "system-tests/fixtures/clip.mp4" "$RUN_DIR/ceiling-nginx/root/clip.mp4"
+cat >"$RUN_DIR/ceiling-nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $RUN_DIR/ceiling-nginx/nginx.pid;
+error_log $RUN_DIR/ceiling-nginx/error.log crit;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $RUN_DIR/ceiling-nginx/tmp/body;
+    proxy_temp_path $RUN_DIR/ceiling-nginx/tmp/proxy;
+    fastcgi_temp_path $RUN_DIR/ceiling-nginx/tmp/fastcgi;
+    uwsgi_temp_path $RUN_DIR/ceiling-nginx/tmp/uwsgi;
+    scgi_temp_path $RUN_DIR/ceiling-nginx/tmp/scgi;
+    upstream static_answer { server $STATIC_ANSWER_ADDR; keepalive 32; keepalive_timeout 30s; }
+    server {
+        listen 127.0.0.1:$CEILING_PORT;
+        location = /douyin/feed/ { root $RUN_DIR/ceiling-nginx/root; try_files /feed.json =404; default_type application/json; }
+        location = /clip.mp4 { root $RUN_DIR/ceiling-nginx/root; }
+        location /proxied/ {
+            proxy_pass http://static_answer;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+"$BIN/static-answer" "$STATIC_ANSWER_ADDR" "$feed_page" >"$RUN_DIR/static-answer.log" 2>&1 &
+echo $! >"$RUN_DIR/static-answer.pid"
+"$(command -v nginx || echo /usr/sbin/nginx)" -p "$RUN_DIR/ceiling-nginx" -c "$RUN_DIR/ceiling-nginx/nginx.conf"
+wait_for_port "${STATIC_ANSWER_ADDR##*:}" "the static answer" 10
+wait_for_port "$CEILING_PORT" "the ceiling nginx" 10
+echo "/douyin/feed/" >"$INPUTS/ceiling-file"
+echo "/proxied/feed" >"$INPUTS/ceiling-proxied"
+ceiling_wrk() { # id what connections paths-file [wrk arguments]
+    local out line
+    out=$(WRK_PATHS=$INPUTS/$4 wrk -t"$THREADS" -c"$3" -d"${SECONDS_EACH}s" -s bench/wrk/paths.lua "${@:5}" "http://127.0.0.1:$CEILING_PORT" 2>&1)
+    line=$(grep '^RESULT' <<<"$out") || { echo "$out" >&2; die "no result from wrk: $2"; }
+    python3 scripts/bench_table.py ceiling "$RESULTS" "$1" "$2" "$line" "$3"
+    printf '  [%s] %-40s %s\n' "$1" "$2" "${line#RESULT }"
+}
+ceiling_wrk a "nginx sends the feed page ($feed_bytes B) as a file" 64 ceiling-file
+ceiling_wrk a1 "the same bytes through nginx from actix-web" 64 ceiling-proxied
+ceiling_wrk agz "the file, gzip asked for (gzip off: as sent)" 64 ceiling-file -H "Accept-Encoding: gzip"
+echo "/clip.mp4" >"$INPUTS/ceiling-range"
+ceiling_wrk r "nginx sends 1 MiB ranges of a video file" 8 ceiling-range -H "Range: bytes=0-1048575"
+
+psql_server -c "DROP DATABASE IF EXISTS bench_pgbench" >/dev/null
+create_database bench_pgbench
+psql "$PG_SERVER/bench_pgbench" -qc "CREATE TABLE rows (id bigserial PRIMARY KEY, value bigint NOT NULL)"
+echo 'INSERT INTO rows (value) VALUES (1);' >"$RUN_DIR/pgbench-insert.sql"
+pg=$(pgbench "$PG_SERVER/bench_pgbench" -n -c 64 -j 2 -T "$SECONDS_EACH" -f "$RUN_DIR/pgbench-insert.sql" 2>&1)
+pg_tps=$(awk '/^tps/ { print $3 }' <<<"$pg")
+pg_latency=$(awk '/^latency average/ { print $4 }' <<<"$pg")
+python3 scripts/bench_table.py ceiling "$RESULTS" b "pgbench: one single-row INSERT a transaction" "RESULT rps=$pg_tps p50_ms=$pg_latency" 64
+printf '  [b] %-40s %s tps, average %s ms\n' "pgbench single-row INSERTs" "$pg_tps" "$pg_latency"
+psql_server -c "DROP DATABASE IF EXISTS bench_pgbench" >/dev/null
+
+video_key=${REDIS_KEY_PREFIX}video:$first_video
+user_key=${REDIS_KEY_PREFIX}user:$probe_id
+redis_ops() { # label, command...
+    local out rps
+    out=$(redis-benchmark -p "$REDIS_PORT" -c 64 -n 200000 -q "$@" 2>&1 | tr '\r' '\n' | grep "requests per second" | tail -n1)
+    rps=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "requests") print $(i - 1) }' <<<"$out")
+    echo "${rps:-0}"
+}
+r_hgetall=$(redis_ops hgetall HGETALL "$video_key")
+r_smismember=$(redis_ops smismember SMISMEMBER "${REDIS_KEY_PREFIX}user:$probe_id:likes" $(seq "$first_video" $((first_video + 29))))
+r_zrange=$(redis_ops zrevrangebyscore ZREVRANGEBYSCORE "${REDIS_KEY_PREFIX}feed" +inf -inf LIMIT 0 30)
+r_pipeline=$(redis_ops hgetall-pipelined -P 32 HGETALL "$user_key")
+# A feed page asks for ~62 of these: the page rate Redis alone could serve.
+python3 scripts/bench_table.py ceiling "$RESULTS" c "redis: HGETALL $r_hgetall/s, SMISMEMBER(30) $r_smismember/s, ZREVRANGEBYSCORE $r_zrange/s, HGETALL pipelined by 32 $r_pipeline/s" "RESULT rps=$r_pipeline" 64
+printf '  [c] redis-benchmark: HGETALL %s/s, SMISMEMBER(30) %s/s, ZREVRANGEBYSCORE %s/s, pipelined HGETALL %s/s\n' \
+    "$r_hgetall" "$r_smismember" "$r_zrange" "$r_pipeline"
+
+trip=$("$BIN/broker-round-trip" --messages 300 | grep '^RESULT')
+python3 scripts/bench_table.py ceiling "$RESULTS" d "broker: produce then consume one message (rdkafka)" "$trip" 1
+printf '  [d] %-40s %s\n' "broker round trip" "${trip#RESULT }"
+
+profile() { # name pid: records $1's stacks for a few seconds while the load runs
+    [ "${BENCH_PROFILE:-0}" = 1 ] || return 0
+    mkdir -p "$RUN_DIR/flamegraphs"
+    (sleep 2 && perf record -F 499 -g -p "$2" -o "$RUN_DIR/flamegraphs/$1.perf" -- sleep 5 >/dev/null 2>&1) &
+}
+flamegraph() { # name
+    [ "${BENCH_PROFILE:-0}" = 1 ] || return 0
+    wait
+    ensure_inferno
+    perf script -i "$RUN_DIR/flamegraphs/$1.perf" 2>/dev/null | "$CARGO_BIN/inferno-collapse-perf" |
+        "$CARGO_BIN/inferno-flamegraph" --title "$1" >"$RUN_DIR/flamegraphs/$1.svg"
+    log "flame graph: $RUN_DIR/flamegraphs/$1.svg"
+}
+ensure_inferno() {
+    [ -x "$CARGO_BIN/inferno-flamegraph" ] || cargo install inferno --locked --quiet
+}
+
+log "reads (64 connections unless said)"
+profile feed "$(cat "$RUN_DIR/query-api.pid")"
+reads "feed, token, first page" feed-token 64 a
+flamegraph feed
+reads "feed, token, first page, gzip asked for" feed-token 64 agz -H "Accept-Encoding: gzip"
+reads "feed, no token, first page" feed-anonymous 64 a
+reads "feed, token, deep pages" feed-deep-token 64 a
+reads "feed, no token, deep pages" feed-deep-anonymous 64 a
+reads "user info" user-info 64 a
+for list in favorite publish comment follow follower friend; do
+    reads "$list list, 1,000 items" "list-$list" 8 -
 done
+reads "chat, 1,000 messages" chat 8 -
+echo "/media/bench/sample-0.mp4" >"$INPUTS/range"
+WRK_PATHS=$INPUTS/range wrk_run "video, 1 MiB ranges" 8 r paths.lua -H "Range: bytes=0-1048575" "$BASE"
+
+writes() { # label suffix
+    local kind
+    for kind in like comment follow message; do
+        [ "$kind" = like ] && profile "like$2" "$(cat "$RUN_DIR/command-api.pid")"
+        WRK_WRITE=$kind WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users WRK_THREADS=$THREADS \
+            wrk_run "$kind$1" 64 b writes.lua "$BASE"
+        [ "$kind" = like ] && flamegraph "like$2"
+    done
+}
+log "writes, rate limits off"
+writes "" ""
+
+log "write to read: one user likes and polls its favorite list while others like at a fixed rate"
+"$BIN/bench-data" wait --timeout 600 >/dev/null
+probe() { # label
+    local line
+    line=$("$BIN/like-to-list" --base "$BASE" --user-id "$probe_id" --token "$probe_token" \
+        --first-video "$first_video" --tries "${BENCH_PROBES:-200}" | grep '^RESULT')
+    python3 scripts/bench_table.py record "$RESULTS" "$1" 1 d "$line"
+    printf '  %-44s %s\n' "$1" "${line#RESULT }"
+}
+probe "write to read, at rest"
+for rate in 500 1000; do
+    # 64 connections, each pausing between requests so that all make about $rate a second.
+    WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
+        WRK_THREADS=$THREADS WRK_DELAY_MS=$((64 * 1000 / rate)) RUN_SECONDS=$((SECONDS_EACH * 3)) \
+        wrk_run "likes paced at $rate/s (background)" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
+    paced=$!
+    sleep 2
+    probe "write to read, likes at $rate/s"
+    wait "$paced" || true
+    tail -n1 "$RUN_DIR/paced.log"
+done
+
+log "1,000 idle users polling chat once a second, while likes run at 500/s"
+WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
+    WRK_THREADS=$THREADS WRK_DELAY_MS=128 RUN_SECONDS=$((SECONDS_EACH + 4)) wrk_run "likes paced at 500/s, beside chat polls" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
+paced=$!
+WRK_PATHS=$INPUTS/chat-idle WRK_DELAY_MS=1000 wrk_run "chat polled by 1,000 idle users" 1000 - paths.lua "$BASE"
+wait "$paced" || true
+tail -n1 "$RUN_DIR/paced.log"
+
+log "register and login"
+"$BIN/sign-up-flood" "$BASE" "$(cat "$RUN_DIR/command-api.pid")" "${FLOOD_BURSTS:-64,256}" | tee "$RUN_DIR/sign-up-flood.log"
+
+log "writes, rate limits on (the defaults)"
+RATE_LIMIT=on stack down
+RATE_LIMIT=on "$ROOT/scripts/stack.sh" up
+writes ", limits on" "-limited"
+stack down
+stack up
+
+if [ "${BENCH_REPLAY:-1}" = 1 ]; then
+    log "replay: every event through a projector of its own into new read models"
+    events=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM events")
+    replay_db=douyin_bench_replay
+    psql_server -c "DROP DATABASE IF EXISTS $replay_db WITH (FORCE)" >/dev/null
+    create_database "$replay_db"
+    wipe_redis douyin-bench-replay:
+    replay_group=douyin-bench-replay-$(date +%s)
+    started=$(date +%s.%N)
+    READ_DATABASE_URL=$PG_SERVER/$replay_db REDIS_KEY_PREFIX=douyin-bench-replay: PROJECTOR_GROUP=$replay_group \
+        "$BIN/projector" >"$RUN_DIR/replay.log" 2>&1 &
+    replayer=$!
+    PROJECTOR_GROUP=$replay_group "$BIN/bench-data" wait --timeout 3600
+    took=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    kill "$replayer"
+    wait "$replayer" || true
+    rate=$(awk -v e="$events" -v t="$took" 'BEGIN { printf "%.0f", e / t }')
+    python3 scripts/bench_table.py record "$RESULTS" "replay: $events events, events/s" 1 - "RESULT rps=$rate"
+    printf '  replayed %s events in %.0f s: %s events/s\n' "$events" "$took" "$rate"
+    psql_server -c "DROP DATABASE IF EXISTS $replay_db WITH (FORCE)" >/dev/null
+    wipe_redis douyin-bench-replay:
+fi
+
+kill "$MEMORY_WATCH" 2>/dev/null || true
+log "resident memory (MiB): peak during the runs, and now"
+for name in command-api query-api projector; do
+    pid=$(cat "$RUN_DIR/$name.pid")
+    printf '  %-12s peak %s (this stack: since its last start), now %s\n' "$name" \
+        "$(awk -v n="$name" '$1 == n { print $2 }' "$RUN_DIR/memory-peaks")" "$(resident_mib "$pid")"
+done
+
+log "results ($(nproc) cores, $(date -u +%F)); kept in $RESULTS"
+python3 scripts/bench_table.py print "$RESULTS" | tee "$RUN_DIR/results.md"

@@ -2,12 +2,12 @@
 
 use domain::comment::{Comment, CommentCommand, CommentError};
 use domain::text::CommentText;
-use domain::user::{User, UserName};
+use domain::user::UserName;
 use domain::{CommentId, UserId, VideoId};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, now_ms, video_author, WriteError};
+use crate::writes::{execute, now_ms, Facts, WriteError};
 
 /// A comment just posted, for the reply.
 #[derive(Debug)]
@@ -19,6 +19,7 @@ pub struct Posted {
 
 pub struct Comments {
     store: EventStore,
+    facts: Facts,
     comments: PostgresCqrs<Comment>,
 }
 
@@ -31,10 +32,11 @@ fn refusal(error: CommentError) -> WriteError {
 }
 
 impl Comments {
-    pub fn new(store: EventStore) -> Self {
+    pub fn new(store: &EventStore, facts: Facts) -> Self {
         Self {
             comments: store.cqrs(()),
-            store,
+            store: store.clone(),
+            facts,
         }
     }
 
@@ -44,13 +46,8 @@ impl Comments {
         video: VideoId,
         text: CommentText,
     ) -> Result<Posted, WriteError> {
-        let video_author_id = video_author(&self.store, video).await?;
-        let author: User = self
-            .store
-            .load(&user.to_string())
-            .await
-            .map_err(WriteError::of_store)?;
-        let author_name = author.name().cloned().ok_or(WriteError::NoSuchUser(user))?;
+        let video_author_id = self.facts.video_author(video).await?;
+        let author_name = self.facts.user_name(user).await?;
         let id = self.store.next_comment_id().await?;
         let at = now_ms();
         let command = CommentCommand::Post {

@@ -5,18 +5,18 @@ use domain::UserId;
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, existing_user, now_ms, WriteError, SNAPSHOT_EVERY};
+use crate::writes::{execute, now_ms, Facts, WriteError, SNAPSHOT_EVERY};
 
 pub struct Follows {
-    store: EventStore,
+    facts: Facts,
     follows: PostgresCqrs<Follow>,
 }
 
 impl Follows {
-    pub fn new(store: EventStore) -> Self {
+    pub fn new(store: &EventStore, facts: Facts) -> Self {
         Self {
             follows: store.snapshotting_cqrs(SNAPSHOT_EVERY, ()),
-            store,
+            facts,
         }
     }
 
@@ -38,7 +38,7 @@ impl Follows {
             FollowCommand::Unfollow { follower, followee }
         };
         if follower != followee {
-            existing_user(&self.store, followee).await?;
+            self.facts.existing_user(followee).await?;
         }
         execute(
             &self.follows,

@@ -5,25 +5,25 @@ use domain::{UserId, VideoId};
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, now_ms, video_author, WriteError, SNAPSHOT_EVERY};
+use crate::writes::{execute, now_ms, Facts, WriteError, SNAPSHOT_EVERY};
 
 pub struct Likes {
-    store: EventStore,
+    facts: Facts,
     likes: PostgresCqrs<Like>,
 }
 
 impl Likes {
-    pub fn new(store: EventStore) -> Self {
+    pub fn new(store: &EventStore, facts: Facts) -> Self {
         Self {
             likes: store.snapshotting_cqrs(SNAPSHOT_EVERY, ()),
-            store,
+            facts,
         }
     }
 
     /// Makes `user`'s like of `video` on (`liked`) or off; asking for what already is
     /// changes nothing.
     pub async fn set(&self, user: UserId, video: VideoId, liked: bool) -> Result<(), WriteError> {
-        let video_author_id = video_author(&self.store, video).await?;
+        let video_author_id = self.facts.video_author(video).await?;
         let command = if liked {
             LikeCommand::Like {
                 video_id: video,

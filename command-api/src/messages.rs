@@ -6,18 +6,20 @@ use domain::UserId;
 use infra::event_store::EventStore;
 use postgres_es::PostgresCqrs;
 
-use crate::writes::{execute, existing_user, now_ms, WriteError, SNAPSHOT_EVERY};
+use crate::writes::{execute, now_ms, Facts, WriteError, SNAPSHOT_EVERY};
 
 pub struct Messages {
     store: EventStore,
+    facts: Facts,
     conversations: PostgresCqrs<Conversation>,
 }
 
 impl Messages {
-    pub fn new(store: EventStore) -> Self {
+    pub fn new(store: &EventStore, facts: Facts) -> Self {
         Self {
             conversations: store.snapshotting_cqrs(SNAPSHOT_EVERY, ()),
-            store,
+            store: store.clone(),
+            facts,
         }
     }
 
@@ -28,7 +30,7 @@ impl Messages {
         content: MessageText,
     ) -> Result<(), WriteError> {
         if from != to {
-            existing_user(&self.store, to).await?;
+            self.facts.existing_user(to).await?;
         }
         let message_id = self.store.next_message_id().await?;
         let command = ConversationCommand::Send {

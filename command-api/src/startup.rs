@@ -20,6 +20,7 @@ use crate::routes;
 use crate::settings::Settings;
 use crate::upload::UploadSlots;
 use crate::videos::Videos;
+use crate::writes::Facts;
 use infra::cards::Cards;
 use infra::media::MediaStore;
 use infra::rate_limit::RateLimits;
@@ -30,15 +31,26 @@ pub struct Application {
     port: u16,
     server: Server,
     relay: Option<(JoinHandle<()>, CancellationToken)>,
+    doorbell: (JoinHandle<()>, CancellationToken),
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = EventStore::connect(&settings.event_store).await?;
         let tokens = Tokens::new(&settings.auth)?;
+        let doorbell = {
+            let stop = CancellationToken::new();
+            let bell = store.doorbell().clone();
+            let task = bell.tell_other_relays(store.connect_options().clone(), stop.clone());
+            (tokio::spawn(task), stop)
+        };
         let relay = if settings.relay.outbox_relay {
             let stop = CancellationToken::new();
-            let relay = Relay::new(store.pool().clone(), &settings.kafka)?;
+            let relay = Relay::new(
+                store.pool().clone(),
+                store.doorbell().clone(),
+                &settings.kafka,
+            )?;
             Some((tokio::spawn(relay.run(stop.clone())), stop))
         } else {
             None
@@ -57,10 +69,11 @@ impl Application {
         ));
         let media = MediaStore::connect(&settings.media)?;
         let videos = web::Data::new(Videos::new(store.clone(), media, &settings.media));
-        let likes = web::Data::new(Likes::new(store.clone()));
-        let comments = web::Data::new(Comments::new(store.clone()));
-        let follows = web::Data::new(Follows::new(store.clone()));
-        let messages = web::Data::new(Messages::new(store.clone()));
+        let facts = Facts::new(store.clone());
+        let likes = web::Data::new(Likes::new(&store, facts.clone()));
+        let comments = web::Data::new(Comments::new(&store, facts.clone()));
+        let follows = web::Data::new(Follows::new(&store, facts.clone()));
+        let messages = web::Data::new(Messages::new(&store, facts));
         let tokens = web::Data::new(tokens);
         let media_settings = web::Data::new(settings.media.clone());
         let uploads = web::Data::new(UploadSlots::new(settings.media.uploads_at_once));
@@ -98,6 +111,7 @@ impl Application {
             port,
             server,
             relay,
+            doorbell,
         })
     }
 
@@ -112,6 +126,9 @@ impl Application {
             stop.cancel();
             relay.await?;
         }
+        let (doorbell, stop) = self.doorbell;
+        stop.cancel();
+        doorbell.await?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! the errors of the write side.
 
 use cqrs_es::{Aggregate, AggregateError};
-use domain::user::User;
+use domain::user::{User, UserName};
 use domain::video::Video;
 use domain::{UserId, VideoId};
 use infra::event_store::{self, EventStore};
@@ -87,25 +87,65 @@ where
     Err(WriteError::Busy)
 }
 
-/// The author of video `id`, from its aggregate: the read models may lag behind.
-pub async fn video_author(store: &EventStore, id: VideoId) -> Result<UserId, WriteError> {
-    let video: Video = store
-        .load(&id.to_string())
-        .await
-        .map_err(WriteError::of_store)?;
-    video.author().ok_or(WriteError::NoSuchVideo(id))
+/// How many videos' authors, and users' names, [`Facts`] keeps: about 10 MiB at most.
+const FACTS_KEPT: u64 = 100_000;
+
+/// What the event store says of videos and users, for the existence checks of writes. Only
+/// what can never change once true is kept in memory: a video is published once and never
+/// changes hands, and a user registers once under a name kept for ever (no event of either
+/// aggregate undoes or alters its first). So a kept answer is as authoritative as a fresh
+/// read, and a like, comment, follow or message on a known video or user costs no read of
+/// its history. A video or user not found is read again every time: it may exist a moment
+/// later.
+#[derive(Clone)]
+pub struct Facts {
+    store: EventStore,
+    authors: moka::sync::Cache<VideoId, UserId>,
+    names: moka::sync::Cache<UserId, UserName>,
 }
 
-/// Fails unless user `id` is registered, from its aggregate.
-pub async fn existing_user(store: &EventStore, id: UserId) -> Result<(), WriteError> {
-    let user: User = store
-        .load(&id.to_string())
-        .await
-        .map_err(WriteError::of_store)?;
-    if user.is_registered() {
-        Ok(())
-    } else {
-        Err(WriteError::NoSuchUser(id))
+impl Facts {
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            authors: moka::sync::Cache::new(FACTS_KEPT),
+            names: moka::sync::Cache::new(FACTS_KEPT),
+        }
+    }
+
+    /// The author of video `id`.
+    pub async fn video_author(&self, id: VideoId) -> Result<UserId, WriteError> {
+        if let Some(author) = self.authors.get(&id) {
+            return Ok(author);
+        }
+        let video: Video = self
+            .store
+            .load(&id.to_string())
+            .await
+            .map_err(WriteError::of_store)?;
+        let author = video.author().ok_or(WriteError::NoSuchVideo(id))?;
+        self.authors.insert(id, author);
+        Ok(author)
+    }
+
+    /// The name of user `id`; fails unless the user is registered.
+    pub async fn user_name(&self, id: UserId) -> Result<UserName, WriteError> {
+        if let Some(name) = self.names.get(&id) {
+            return Ok(name);
+        }
+        let user: User = self
+            .store
+            .load(&id.to_string())
+            .await
+            .map_err(WriteError::of_store)?;
+        let name = user.name().cloned().ok_or(WriteError::NoSuchUser(id))?;
+        self.names.insert(id, name.clone());
+        Ok(name)
+    }
+
+    /// Fails unless user `id` is registered.
+    pub async fn existing_user(&self, id: UserId) -> Result<(), WriteError> {
+        self.user_name(id).await.map(drop)
     }
 }
 

@@ -11,6 +11,7 @@ use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
+use crate::outbox::Doorbell;
 use crate::settings::{expose, EventStoreSettings};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/event_store");
@@ -59,6 +60,8 @@ pub fn aggregate_unavailable<E: std::error::Error>(error: &AggregateError<E>) ->
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
+    options: PgConnectOptions,
+    doorbell: Doorbell,
 }
 
 impl EventStore {
@@ -69,19 +72,40 @@ impl EventStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database_pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.options([("statement_timeout", STATEMENT_TIMEOUT.as_millis())]))
+            .connect_with(
+                options
+                    .clone()
+                    .options([("statement_timeout", STATEMENT_TIMEOUT.as_millis())]),
+            )
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            options,
+            doorbell: Doorbell::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
+    /// Rung by every command executor made here once its events are committed: see
+    /// [`Doorbell::tell_other_relays`] for the relays of other processes.
+    pub fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
+    }
+
+    /// How to open a connection of one's own to the event store (without the pool's
+    /// statement timeout).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
     /// A command executor for aggregate `A`. Read models are not fed from here (a dispatch
-    /// after commit is lost if the process dies), but from the outbox through Kafka.
+    /// after commit is lost if the process dies), but from the outbox through Kafka; the only
+    /// query rings the relays' doorbell.
     pub fn cqrs<A: Aggregate>(&self, services: A::Services) -> PostgresCqrs<A> {
-        postgres_es::postgres_cqrs(self.pool.clone(), vec![], services)
+        postgres_es::postgres_cqrs(self.pool.clone(), vec![self.doorbell.on_commit()], services)
     }
 
     /// A command executor for aggregates whose histories grow long (a conversation): it
@@ -92,7 +116,12 @@ impl EventStore {
         every: usize,
         services: A::Services,
     ) -> PostgresCqrs<A> {
-        postgres_es::postgres_snapshot_cqrs(self.pool.clone(), vec![], every, services)
+        postgres_es::postgres_snapshot_cqrs(
+            self.pool.clone(),
+            vec![self.doorbell.on_commit()],
+            every,
+            services,
+        )
     }
 
     /// The current state of one aggregate, straight from its events.

@@ -7,13 +7,16 @@
 //! the repeat by its sequence.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cqrs_es::{Aggregate, EventEnvelope, Query};
 use futures::future::try_join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -24,8 +27,9 @@ use crate::settings::KafkaSettings;
 /// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
 pub const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 const BATCH_SIZE: i64 = 500;
-/// A notification can be missed (while reconnecting, or while another relay held the lock):
-/// look at the queue at least this often anyway.
+/// A wake-up can be missed (a command API that died between its commit and its doorbell, a
+/// notification connection being re-made, another relay holding the lock): look at the queue
+/// at least this often anyway.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +40,117 @@ pub enum RelayError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
+/// Rung after every command that committed events. It wakes this process's relay at once, and
+/// the relays of other command APIs through `NOTIFY outbox`, sent on a connection of its own
+/// after the command's commit: a notification inside the write's transaction would make every
+/// committing writer wait for the one before (see the migration that took it out of the
+/// trigger). Rings that come while a notification is being sent fold into one more.
+#[derive(Clone, Default)]
+pub struct Doorbell(Arc<Bells>);
+
+#[derive(Default)]
+struct Bells {
+    relay: Notify,
+    other_relays: Notify,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        self.0.relay.notify_one();
+        self.0.other_relays.notify_one();
+    }
+
+    async fn rung(&self) {
+        self.0.relay.notified().await;
+    }
+
+    /// A cqrs-es query that rings the doorbell once a command's events are committed.
+    pub fn on_commit<A: Aggregate>(&self) -> Box<dyn Query<A>> {
+        Box::new(RingOnCommit(self.clone()))
+    }
+
+    /// Tells the relays of other processes about rings until `shutdown`, over a connection
+    /// of its own. Its one-statement transactions commit without waiting for their WAL
+    /// flush: a notification lost in a crash costs a relay at most one poll interval.
+    pub async fn tell_other_relays(self, options: PgConnectOptions, shutdown: CancellationToken) {
+        let options = options.options([("synchronous_commit", "off")]);
+        let mut connection: Option<PgConnection> = None;
+        let mut backoff = Backoff::default();
+        loop {
+            tokio::select! {
+                _ = self.0.other_relays.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            let told = async {
+                if connection.is_none() {
+                    connection = Some(options.connect().await?);
+                }
+                let connection = connection.as_mut().expect("connected above");
+                sqlx::query("SELECT pg_notify('outbox', '')")
+                    .execute(connection)
+                    .await
+                    .map(drop)
+            };
+            match told.await {
+                Ok(()) => backoff.reset(),
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff.next(), "could not notify other relays");
+                    connection = None;
+                    // The ring is kept for the next attempt.
+                    self.0.other_relays.notify_one();
+                    if !backoff.wait(&shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(connection) = connection {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+struct RingOnCommit(Doorbell);
+
+#[async_trait::async_trait]
+impl<A: Aggregate> Query<A> for RingOnCommit {
+    async fn dispatch(&self, _aggregate_id: &str, _events: &[EventEnvelope<A>]) {
+        self.0.ring();
+    }
+}
+
 pub struct Relay {
     pool: PgPool,
+    doorbell: Doorbell,
+    poll_interval: Duration,
     producer: FutureProducer,
     kafka: KafkaSettings,
     topics: Topics,
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, kafka: &KafkaSettings) -> Result<Self, RelayError> {
+    /// A relay woken by `doorbell` (this process's commands) and by other processes'
+    /// notifications.
+    pub fn new(
+        pool: PgPool,
+        doorbell: Doorbell,
+        kafka: &KafkaSettings,
+    ) -> Result<Self, RelayError> {
         Ok(Self {
             pool,
+            doorbell,
+            poll_interval: POLL_INTERVAL,
             producer: crate::kafka::producer(kafka)?,
             kafka: kafka.clone(),
             topics: Topics::new(kafka),
         })
+    }
+
+    /// Looks at the queue this often when nothing wakes it (tests make it long, so that only
+    /// a wake-up publishes).
+    pub fn polling_every(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
     }
 
     /// Publishes one batch of queued events and removes them from the queue. Returns how many
@@ -143,7 +243,8 @@ impl Relay {
         Ok(rows.len())
     }
 
-    /// Publishes until `shutdown`, woken by the outbox trigger's notifications. Commands are
+    /// Publishes until `shutdown`, woken by the doorbell and by other command APIs'
+    /// notifications, and polling meanwhile. Commands are
     /// accepted while the broker is away: their events wait in the outbox.
     pub async fn run(self, shutdown: CancellationToken) {
         let topics: Vec<String> = domain::published::AGGREGATE_TYPES
@@ -182,13 +283,14 @@ impl Relay {
                         listener = None;
                     }
                 }
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = self.doorbell.rung() => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.cancelled() => {}
             }
         }
     }
 
-    /// A connection that hears the outbox trigger; without one the relay polls.
+    /// A connection that hears other command APIs' doorbells; without one the relay polls.
     async fn listen(&self) -> Option<PgListener> {
         let listener = async {
             let mut listener = PgListener::connect_with(&self.pool).await?;

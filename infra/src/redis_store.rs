@@ -5,11 +5,13 @@
 //! and the record that the event is applied go in one Lua script, so a redelivered event
 //! changes nothing and no counter is ever bumped twice.
 
+use std::num::NonZeroUsize;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::caching::CacheConfig;
+use redis::{IntoConnectionInfo, ProtocolVersion, Script};
 
 use crate::settings::{expose, RedisSettings};
 
@@ -30,6 +32,34 @@ pub async fn connect(settings: &RedisSettings) -> anyhow::Result<ConnectionManag
         .set_response_timeout(Some(REQUEST_TIMEOUT))
         .set_number_of_retries(0);
     connect_with(settings, config).await
+}
+
+/// How many replies the query API keeps (see [`connect_cached`]): a feed page reads ~62 keys,
+/// a card is a few hundred bytes, so this is some tens of MiB at most.
+const CACHED_REPLIES: usize = 65_536;
+
+/// A connection for the query API's reads, with server-assisted client-side caching: the
+/// replies of read commands (cards, the feed, membership flags) are kept in this process,
+/// and Redis tells it (RESP3 `CLIENT TRACKING`, on the same connection, so before any later
+/// reply) as soon as a key it read changes; the next read of that key goes to Redis again. A
+/// reconnection starts a new cache epoch, so nothing kept from before a lost connection is
+/// served. A feed page that hits the cache costs no round trip at all.
+pub async fn connect_cached(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
+    let info = expose(&settings.redis_url).into_connection_info()?;
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(resp3))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REQUEST_TIMEOUT))
+        .set_response_timeout(Some(REQUEST_TIMEOUT))
+        .set_number_of_retries(0)
+        .set_cache_config(
+            CacheConfig::new()
+                .set_size(NonZeroUsize::new(CACHED_REPLIES).expect("the cache holds something")),
+        );
+    Ok(ConnectionManager::new_with_config(client, config).await?)
 }
 
 /// A connection for the projector: its batches may take longer than a request's reply, and it

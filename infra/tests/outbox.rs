@@ -16,7 +16,12 @@ async fn setup() -> (TestSettings, PgPool, Relay, String) {
     ensure_topics(&settings.kafka, std::slice::from_ref(&topic))
         .await
         .unwrap();
-    let relay = Relay::new(store.pool().clone(), &settings.kafka).unwrap();
+    let relay = Relay::new(
+        store.pool().clone(),
+        store.doorbell().clone(),
+        &settings.kafka,
+    )
+    .unwrap();
     (settings, store.pool().clone(), relay, topic)
 }
 
@@ -171,4 +176,55 @@ async fn an_event_that_cannot_be_published_holds_back_its_aggregate_only_until_r
         .filter(|id| id.contains("broken"))
         .collect();
     assert_eq!(broken, ["user/broken/1", "user/broken/2"]);
+}
+
+/// Several command APIs share one event store, and one relay publishes at a time: a command
+/// committed by one API wakes the relay of another (a notification sent after the commit),
+/// not only that API's own. The relay here never polls, so only a wake-up publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_committed_by_another_command_api_wakes_the_relay() {
+    use domain::user::{User, UserCommand, UserName};
+
+    let settings = TestSettings::new().await;
+    let writer = EventStore::connect(&settings.event_store).await.unwrap();
+    let publisher = EventStore::connect(&settings.event_store).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(
+        writer
+            .doorbell()
+            .clone()
+            .tell_other_relays(writer.connect_options().clone(), stop.clone()),
+    );
+    let relay = Relay::new(
+        publisher.pool().clone(),
+        publisher.doorbell().clone(),
+        &settings.kafka,
+    )
+    .unwrap()
+    .polling_every(Duration::from_secs(3600));
+    tokio::spawn(relay.run(stop.clone()));
+
+    let users = writer.cqrs::<User>(());
+    let command = UserCommand::Register {
+        name: UserName::parse("woken").unwrap(),
+    };
+    users.execute("1", command).await.unwrap();
+    let queued = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(writer.pool())
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while queued().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other command API's commit never woke the relay"
+        );
+        // The relay may not have been listening yet when the command rang: ring again, as
+        // the writer's next command would.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writer.doorbell().ring();
+    }
+    stop.cancel();
 }

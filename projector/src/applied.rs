@@ -1,26 +1,139 @@
-//! At-most-once application of events to the Postgres read models.
+//! At-most-once application of events to the Postgres read models, a batch at a time.
+
+use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
+use futures::future::try_join_all;
 use infra::envelope::PublishedEvent;
+use tokio_postgres::types::ToSql;
 
-/// Records, in the transaction that applies `event`, that it is applied. Returns false when it
-/// (or a later event of its aggregate) was applied before: Kafka delivered it again, and the
-/// caller must change nothing. The upsert locks the aggregate's row, so two projectors handed
-/// the same partition during a rebalance cannot both apply an event.
-pub async fn mark_applied(
-    tx: &Transaction<'_>,
-    event: &PublishedEvent,
-) -> Result<bool, tokio_postgres::Error> {
-    let applied = tx
-        .query_opt(
-            "INSERT INTO applied_sequences (aggregate_type, aggregate_id, sequence)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                SET sequence = EXCLUDED.sequence
-              WHERE applied_sequences.sequence < EXCLUDED.sequence
-             RETURNING 1",
-            &[&event.aggregate_type, &event.aggregate_id, &event.sequence],
+use crate::projections::Param;
+
+type Aggregate = (String, String);
+
+/// The last applied event of each aggregate of a batch, read under a row lock held to the end
+/// of the transaction that applies the batch: two projectors handed the same partition during
+/// a rebalance cannot both apply an event. Which events to apply is then decided in memory.
+pub struct AppliedSequences {
+    last: HashMap<Aggregate, i64>,
+    advanced: HashMap<Aggregate, i64>,
+}
+
+impl AppliedSequences {
+    /// Locks the record of every aggregate of `events` (making a record at 0 for an aggregate
+    /// never seen) and reads it, in one statement. Records are locked in key order, so two
+    /// transactions locking overlapping sets do not deadlock.
+    pub async fn lock<'e>(
+        tx: &Transaction<'_>,
+        events: impl Iterator<Item = &'e PublishedEvent>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        let mut aggregates: Vec<(&str, &str)> = events
+            .map(|event| (event.aggregate_type.as_str(), event.aggregate_id.as_str()))
+            .collect();
+        aggregates.sort_unstable();
+        aggregates.dedup();
+        let mut last = HashMap::with_capacity(aggregates.len());
+        if aggregates.is_empty() {
+            return Ok(Self {
+                last,
+                advanced: HashMap::new(),
+            });
+        }
+        let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
+        // The no-op update of an existing record is what locks it, and returns it as the
+        // latest committed transaction left it.
+        let rows = tx
+            .query(
+                "INSERT INTO applied_sequences (aggregate_type, aggregate_id, sequence)
+                 SELECT aggregate_type, aggregate_id, 0
+                   FROM unnest($1::text[], $2::text[]) AS batch (aggregate_type, aggregate_id)
+                  ORDER BY aggregate_type, aggregate_id
+                 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                    SET sequence = applied_sequences.sequence
+                 RETURNING aggregate_type, aggregate_id, sequence",
+                &[&types, &ids],
+            )
+            .await?;
+        for row in rows {
+            last.insert((row.get(0), row.get(1)), row.get(2));
+        }
+        Ok(Self {
+            last,
+            advanced: HashMap::new(),
+        })
+    }
+
+    /// Whether `event` is to be applied: false when it (or a later event of its aggregate)
+    /// was applied before, and Kafka delivered it again. Counts it applied when true.
+    pub fn advance(&mut self, event: &PublishedEvent) -> bool {
+        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        let last = self.last.entry(key.clone()).or_insert(0);
+        if *last >= event.sequence {
+            return false;
+        }
+        *last = event.sequence;
+        self.advanced.insert(key, event.sequence);
+        true
+    }
+
+    /// Records the sequences advanced, in the batch's transaction.
+    pub async fn store(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        if self.advanced.is_empty() {
+            return Ok(());
+        }
+        let mut types = Vec::with_capacity(self.advanced.len());
+        let mut ids = Vec::with_capacity(self.advanced.len());
+        let mut sequences = Vec::with_capacity(self.advanced.len());
+        for ((aggregate_type, aggregate_id), sequence) in self.advanced {
+            types.push(aggregate_type);
+            ids.push(aggregate_id);
+            sequences.push(sequence);
+        }
+        tx.execute(
+            "UPDATE applied_sequences applied SET sequence = batch.sequence
+               FROM unnest($1::text[], $2::text[], $3::bigint[])
+                    AS batch (aggregate_type, aggregate_id, sequence)
+              WHERE applied.aggregate_type = batch.aggregate_type
+                AND applied.aggregate_id = batch.aggregate_id",
+            &[&types, &ids, &sequences],
         )
         .await?;
-    Ok(applied.is_some())
+        Ok(())
+    }
+}
+
+/// Runs `statements` in order, sent one after another without waiting for each reply (the
+/// client pipelines the requests of futures polled together, in the order first polled), so
+/// a batch of a hundred statements costs about one round trip, not a hundred. Each distinct
+/// statement is prepared once per connection.
+pub async fn execute_pipelined(
+    tx: &Transaction<'_>,
+    statements: &[&(&'static str, Vec<Param>)],
+) -> Result<(), tokio_postgres::Error> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let mut prepared = HashMap::new();
+    for (sql, _) in statements {
+        if !prepared.contains_key(sql) {
+            prepared.insert(*sql, tx.prepare_cached(sql).await?);
+        }
+    }
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+        .iter()
+        .map(|(_, params)| {
+            params
+                .iter()
+                .map(|param| param.as_ref() as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
+    try_join_all(
+        statements
+            .iter()
+            .zip(&params)
+            .map(|((sql, _), params)| tx.execute(&prepared[sql], params)),
+    )
+    .await?;
+    Ok(())
 }

@@ -88,6 +88,20 @@ impl Reads {
         viewer: Option<UserId>,
         before: i64,
     ) -> Result<Vec<VideoCard>, ReadError> {
+        // The newest page is the same for every viewer until a video is published, while
+        // `before` is each client's clock: asked for with fixed arguments, it is served from
+        // the client-side cache. It is the answer when all of it is older than `before`.
+        let newest: Vec<(i64, f64)> = redis::cmd("ZREVRANGE")
+            .arg(&self.feed_key)
+            .arg(0)
+            .arg(FEED_PAGE - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.cards.redis())
+            .await?;
+        if newest.iter().all(|(_, at)| (*at as i64) < before) {
+            let ids: Vec<i64> = newest.into_iter().map(|(id, _)| id).collect();
+            return Ok(self.cards.videos(viewer, &ids).await?);
+        }
         let ids: Vec<i64> = redis::cmd("ZREVRANGEBYSCORE")
             .arg(&self.feed_key)
             .arg(format!("({before}"))

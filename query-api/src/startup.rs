@@ -23,7 +23,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let read_store = infra::read_store::connect(&settings.read_store).await?;
-        let redis = redis_store::connect(&settings.redis).await?;
+        let redis = redis_store::connect_cached(&settings.redis).await?;
         let tokens = web::Data::new(Tokens::new(&settings.auth)?);
         let keys = Keys::new(&settings.redis);
         let cards = Cards::new(redis, keys.clone(), settings.public.clone());

@@ -21,7 +21,7 @@ use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
 use plan::execute_all;
-pub use plan::{Item, Plan};
+pub use plan::{Item, Param, Plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -7,7 +7,7 @@ use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
 use super::{Outcome, ProjectionError};
-use crate::applied::mark_applied;
+use crate::applied::{execute_pipelined, AppliedSequences};
 use crate::dead_letters::{self, HeldBack, Received};
 use infra::envelope::PublishedEvent;
 
@@ -67,6 +67,11 @@ pub struct Executed {
 /// events' Redis changes in one round trip. Both stores keep their own record of applied
 /// events, so after a crash between the two, the redelivered events complete what is missing
 /// and nothing else; and so does carrying the batch out again.
+///
+/// The Postgres side takes a constant number of round trips whatever the batch's size: the
+/// batch's aggregates are locked and their applied sequences read in one statement, which
+/// events to apply is decided in memory, and their statements are sent pipelined, with the
+/// new applied sequences last.
 pub async fn execute_all(
     items: &[Item<'_>],
     pool: &deadpool_postgres::Pool,
@@ -92,43 +97,47 @@ pub async fn execute_all(
         } else {
             dead_letters::held_back(&tx, &received).await?
         };
+        // First what is dead-lettered (rare) and which events are left to apply.
+        let mut to_apply = vec![];
         for (i, item) in items.iter().enumerate() {
-            let outcome = &mut outcomes[i];
             match item {
                 Item::Event {
-                    event,
-                    plan,
-                    received,
+                    event, received, ..
                 } => {
                     if let Some(received) = received {
                         if held_back.holds(received) {
                             dead_letters::insert(&tx, received, dead_letters::HELD_BACK).await?;
-                            *outcome = Outcome::HeldBack;
+                            outcomes[i] = Outcome::HeldBack;
                             continue;
                         }
                     }
-                    *outcome = Outcome::AlreadyApplied;
-                    if mark_applied(&tx, event).await? {
-                        for (statement, params) in &plan.statements {
-                            let params: Vec<&(dyn ToSql + Sync)> = params
-                                .iter()
-                                .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-                                .collect();
-                            tx.execute(*statement, &params).await?;
-                        }
-                        *outcome = Outcome::Applied;
-                    }
-                    events.push(i);
+                    to_apply.push((i, *event));
                 }
                 Item::Unreadable { received, reason } => {
                     // Its own reason even when held back: it is what a redrive will meet.
                     dead_letters::insert(&tx, received, reason).await?;
                     held_back.start_at(received);
-                    *outcome = Outcome::DeadLettered;
+                    outcomes[i] = Outcome::DeadLettered;
                 }
                 Item::Ignored => {}
             }
         }
+        let mut applied =
+            AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event)| *event)).await?;
+        let mut statements = vec![];
+        for (i, event) in to_apply {
+            outcomes[i] = Outcome::AlreadyApplied;
+            if applied.advance(event) {
+                let Item::Event { plan, .. } = &items[i] else {
+                    unreachable!("only events are applied")
+                };
+                statements.extend(plan.statements.iter());
+                outcomes[i] = Outcome::Applied;
+            }
+            events.push(i);
+        }
+        execute_pipelined(&tx, &statements).await?;
+        applied.store(&tx).await?;
         tx.commit().await?;
     }
 

@@ -1,0 +1,66 @@
+-- Writes as the client sends them (POST with the parameters in the query), every request a
+-- change: $WRK_WRITE is like, follow, comment or message; $WRK_TOKENS lists "user_id token"
+-- lines of the writers, $WRK_VIDEOS "first last" video ids, $WRK_USERS "first last" user ids.
+-- Likes and follows are toggled: each thread takes its own writers, and goes through a
+-- writer's targets on, then the same targets off, so a toggle meets the state the previous
+-- one left (thousands of requests later).
+dofile("bench/wrk/report.lua")
+
+local kind = os.getenv("WRK_WRITE")
+local writers = {}
+local first_video, last_video = io.open(os.getenv("WRK_VIDEOS")):read("*n", "*n")
+local first_user, last_user = io.open(os.getenv("WRK_USERS")):read("*n", "*n")
+local threads_total = tonumber(os.getenv("WRK_THREADS") or "2")
+local TARGETS = 500
+local k = 0
+local mine = {}
+
+function init(args)
+    local all = {}
+    for line in io.lines(os.getenv("WRK_TOKENS")) do
+        local id, token = line:match("(%d+) (%S+)")
+        if id then table.insert(all, { id = tonumber(id), token = token }) end
+    end
+    for index, writer in ipairs(all) do
+        if index % threads_total == thread_index then table.insert(mine, writer) end
+    end
+end
+
+function request()
+    local writer = mine[(k % #mine) + 1]
+    local slot = math.floor(k / #mine)
+    k = k + 1
+    local on = (math.floor(slot / TARGETS) % 2 == 0) and 1 or 2
+    local target = slot % TARGETS
+    local path
+    if kind == "like" then
+        local video = first_video + (writer.id * 7 + target * 13) % (last_video - first_video + 1)
+        path = string.format("/douyin/favorite/action/?token=%s&video_id=%d&action_type=%d",
+            writer.token, video, on)
+    elseif kind == "follow" then
+        local user = first_user + (writer.id * 7 + target * 13) % (last_user - first_user + 1)
+        if user == writer.id then user = first_user + (user + 1 - first_user) % (last_user - first_user + 1) end
+        path = string.format("/douyin/relation/action/?token=%s&to_user_id=%d&action_type=%d",
+            writer.token, user, on)
+    elseif kind == "comment" then
+        local video = first_video + (writer.id * 7 + k * 13) % (last_video - first_video + 1)
+        path = string.format("/douyin/comment/action/?token=%s&video_id=%d&action_type=1&comment_text=bench%%20comment%%20%d",
+            writer.token, video, k)
+    elseif kind == "message" then
+        local user = first_user + (writer.id * 7 + k * 13) % (last_user - first_user + 1)
+        if user == writer.id then user = first_user + (user + 1 - first_user) % (last_user - first_user + 1) end
+        path = string.format("/douyin/message/action/?token=%s&to_user_id=%d&action_type=1&content=bench%%20message%%20%d",
+            writer.token, user, k)
+    else
+        error("WRK_WRITE must be like, follow, comment or message")
+    end
+    return wrk.format("POST", path, nil, "")
+end
+
+function response(status, headers, body) count_answer(status, body) end
+
+-- Paced runs: each connection waits this long before each request.
+local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if pause then
+    function delay() return pause end
+end
