@@ -8,7 +8,8 @@
 # over a data set at scale made once by `bench-data make` through the domain's commands and
 # kept between runs; `make run` never shows it. BENCH_SECONDS (10) is each load's length;
 # BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
-# BENCH_REMAKE=1 drops the set and makes it again; BENCH_REPLAY=0 skips the replay;
+# BENCH_REMAKE=1 drops the set and makes it again; BENCH_ONLY runs some parts only (of
+# "ceilings reads writes lag chat accounts limits replay");
 # BENCH_PROFILE=1 also records flame graphs of the feed and like paths (perf and inferno)
 # into .run/bench/flamegraphs/.
 #
@@ -20,6 +21,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 SECONDS_EACH=${BENCH_SECONDS:-10}
+# The parts to run, in this order (BENCH_ONLY picks some).
+PARTS=${BENCH_ONLY:-ceilings reads writes lag chat accounts limits replay}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 THREADS=2
 ensure_services --group-initial-rebalance-delay 0s
 ensure_nginx
@@ -36,7 +40,7 @@ export QUERY_API_ADDR=127.0.0.1:${BENCH_QUERY_PORT:-28082}
 CEILING_PORT=${BENCH_CEILING_PORT:-28090}
 STATIC_ANSWER_ADDR=127.0.0.1:${BENCH_STATIC_PORT:-28091}
 export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT
-export DATABASE_URL=$PG_SERVER/douyin_bench
+export DATABASE_URL=$PG_SERVER/douyin_bench?sslmode=disable
 export READ_DATABASE_URL=$PG_SERVER/douyin_bench_read
 export REDIS_KEY_PREFIX=douyin-bench:
 export RATE_LIMIT_KEY_PREFIX=douyin-bench-limits:
@@ -99,9 +103,16 @@ stack down
 stack up
 
 log "the data set (made once, then kept)"
+# The video every video of the set shares: 10 s of 720p, as a phone would upload.
+SAMPLE=$RUN_DIR/sample.mp4
+if [ ! -s "$SAMPLE" ]; then
+    ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 -t 10 -pix_fmt yuv420p \
+        -c:v libx264 -preset veryfast -movflags +faststart "$SAMPLE.tmp.mp4"
+    mv "$SAMPLE.tmp.mp4" "$SAMPLE"
+fi
 FIXTURES=$RUN_DIR/fixtures.json
 JWT_SECRET=$(cat "$RUN_DIR/jwt-secret") "$BIN/bench-data" make "${SCALE[@]}" \
-    --video system-tests/fixtures/clip.mp4 --cover query-api/assets/cover.jpg --fixtures "$FIXTURES"
+    --video "$SAMPLE" --cover query-api/assets/cover.jpg --fixtures "$FIXTURES"
 "$BIN/bench-data" wait
 
 # Inputs of the wrk scripts, from the fixtures.
@@ -190,12 +201,13 @@ reads() {
 
 watch_memory
 
+if part ceilings; then
 log "ceilings"
 mkdir -p "$RUN_DIR/ceiling-nginx/root" "$RUN_DIR/ceiling-nginx/tmp"
 feed_page=$RUN_DIR/ceiling-nginx/root/feed.json
 curl -fsS "$BASE$(head -n1 "$INPUTS/feed-token")" -o "$feed_page"
 feed_bytes=$(stat -c %s "$feed_page")
-cp "system-tests/fixtures/clip.mp4" "$RUN_DIR/ceiling-nginx/root/clip.mp4"
+cp "$SAMPLE" "$RUN_DIR/ceiling-nginx/root/clip.mp4"
 cat >"$RUN_DIR/ceiling-nginx/nginx.conf" <<CONF
 worker_processes auto;
 pid $RUN_DIR/ceiling-nginx/nginx.pid;
@@ -239,13 +251,13 @@ ceiling_wrk a "nginx sends the feed page ($feed_bytes B) as a file" 64 ceiling-f
 ceiling_wrk a1 "the same bytes through nginx from actix-web" 64 ceiling-proxied
 ceiling_wrk agz "the file, gzip asked for (gzip off: as sent)" 64 ceiling-file -H "Accept-Encoding: gzip"
 echo "/clip.mp4" >"$INPUTS/ceiling-range"
-ceiling_wrk r "nginx sends 1 MiB ranges of a video file" 8 ceiling-range -H "Range: bytes=0-1048575"
+ceiling_wrk r "nginx sends 1 MiB ranges of the video ($(stat -c %s "$SAMPLE") B)" 8 ceiling-range -H "Range: bytes=0-1048575"
 
 psql_server -c "DROP DATABASE IF EXISTS bench_pgbench" >/dev/null
 create_database bench_pgbench
 psql "$PG_SERVER/bench_pgbench" -qc "CREATE TABLE rows (id bigserial PRIMARY KEY, value bigint NOT NULL)"
 echo 'INSERT INTO rows (value) VALUES (1);' >"$RUN_DIR/pgbench-insert.sql"
-pg=$(pgbench "$PG_SERVER/bench_pgbench" -n -c 64 -j 2 -T "$SECONDS_EACH" -f "$RUN_DIR/pgbench-insert.sql" 2>&1)
+pg=$(pgbench "$PG_SERVER/bench_pgbench?sslmode=disable" -n -c 64 -j 2 -T "$SECONDS_EACH" -f "$RUN_DIR/pgbench-insert.sql" 2>&1)
 pg_tps=$(awk '/^tps/ { print $3 }' <<<"$pg")
 pg_latency=$(awk '/^latency average/ { print $4 }' <<<"$pg")
 python3 scripts/bench_table.py ceiling "$RESULTS" b "pgbench: one single-row INSERT a transaction" "RESULT rps=$pg_tps p50_ms=$pg_latency" 64
@@ -254,16 +266,16 @@ psql_server -c "DROP DATABASE IF EXISTS bench_pgbench" >/dev/null
 
 video_key=${REDIS_KEY_PREFIX}video:$first_video
 user_key=${REDIS_KEY_PREFIX}user:$probe_id
-redis_ops() { # label, command...
+redis_ops() { # command...
     local out rps
     out=$(redis-benchmark -p "$REDIS_PORT" -c 64 -n 200000 -q "$@" 2>&1 | tr '\r' '\n' | grep "requests per second" | tail -n1)
     rps=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "requests") print $(i - 1) }' <<<"$out")
     echo "${rps:-0}"
 }
-r_hgetall=$(redis_ops hgetall HGETALL "$video_key")
-r_smismember=$(redis_ops smismember SMISMEMBER "${REDIS_KEY_PREFIX}user:$probe_id:likes" $(seq "$first_video" $((first_video + 29))))
-r_zrange=$(redis_ops zrevrangebyscore ZREVRANGEBYSCORE "${REDIS_KEY_PREFIX}feed" +inf -inf LIMIT 0 30)
-r_pipeline=$(redis_ops hgetall-pipelined -P 32 HGETALL "$user_key")
+r_hgetall=$(redis_ops HGETALL "$video_key")
+r_smismember=$(redis_ops SMISMEMBER "${REDIS_KEY_PREFIX}user:$probe_id:likes" $(seq "$first_video" $((first_video + 29))))
+r_zrange=$(redis_ops ZREVRANGEBYSCORE "${REDIS_KEY_PREFIX}feed" +inf -inf LIMIT 0 30)
+r_pipeline=$(redis_ops -P 32 HGETALL "$user_key")
 # A feed page asks for ~62 of these: the page rate Redis alone could serve.
 python3 scripts/bench_table.py ceiling "$RESULTS" c "redis: HGETALL $r_hgetall/s, SMISMEMBER(30) $r_smismember/s, ZREVRANGEBYSCORE $r_zrange/s, HGETALL pipelined by 32 $r_pipeline/s" "RESULT rps=$r_pipeline" 64
 printf '  [c] redis-benchmark: HGETALL %s/s, SMISMEMBER(30) %s/s, ZREVRANGEBYSCORE %s/s, pipelined HGETALL %s/s\n' \
@@ -273,14 +285,16 @@ trip=$("$BIN/broker-round-trip" --messages 300 | grep '^RESULT')
 python3 scripts/bench_table.py ceiling "$RESULTS" d "broker: produce then consume one message (rdkafka)" "$trip" 1
 printf '  [d] %-40s %s\n' "broker round trip" "${trip#RESULT }"
 
+fi
 profile() { # name pid: records $1's stacks for a few seconds while the load runs
     [ "${BENCH_PROFILE:-0}" = 1 ] || return 0
     mkdir -p "$RUN_DIR/flamegraphs"
-    (sleep 2 && perf record -F 499 -g -p "$2" -o "$RUN_DIR/flamegraphs/$1.perf" -- sleep 5 >/dev/null 2>&1) &
+    (sleep 2 && perf record -F 299 --call-graph dwarf,16384 -p "$2" -o "$RUN_DIR/flamegraphs/$1.perf" -- sleep 5 >/dev/null 2>&1) &
+    PERF=$!
 }
 flamegraph() { # name
     [ "${BENCH_PROFILE:-0}" = 1 ] || return 0
-    wait
+    wait "$PERF"
     ensure_inferno
     perf script -i "$RUN_DIR/flamegraphs/$1.perf" 2>/dev/null | "$CARGO_BIN/inferno-collapse-perf" |
         "$CARGO_BIN/inferno-flamegraph" --title "$1" >"$RUN_DIR/flamegraphs/$1.svg"
@@ -290,6 +304,7 @@ ensure_inferno() {
     [ -x "$CARGO_BIN/inferno-flamegraph" ] || cargo install inferno --locked --quiet
 }
 
+if part reads; then
 log "reads (64 connections unless said)"
 profile feed "$(cat "$RUN_DIR/query-api.pid")"
 reads "feed, token, first page" feed-token 64 a
@@ -303,21 +318,25 @@ for list in favorite publish comment follow follower friend; do
     reads "$list list, 1,000 items" "list-$list" 8 -
 done
 reads "chat, 1,000 messages" chat 8 -
-echo "/media/bench/sample-0.mp4" >"$INPUTS/range"
+echo "/media/videos/$first_video.mp4" >"$INPUTS/range"
 WRK_PATHS=$INPUTS/range wrk_run "video, 1 MiB ranges" 8 r paths.lua -H "Range: bytes=0-1048575" "$BASE"
 
+fi
 writes() { # label suffix
     local kind
     for kind in like comment follow message; do
-        [ "$kind" = like ] && profile "like$2" "$(cat "$RUN_DIR/command-api.pid")"
+        if [ "$kind" = like ]; then profile "like$2" "$(cat "$RUN_DIR/command-api.pid")"; fi
         WRK_WRITE=$kind WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users WRK_THREADS=$THREADS \
             wrk_run "$kind$1" 64 b writes.lua "$BASE"
-        [ "$kind" = like ] && flamegraph "like$2"
+        if [ "$kind" = like ]; then flamegraph "like$2"; fi
     done
 }
+if part writes; then
 log "writes, rate limits off"
 writes "" ""
+fi
 
+if part lag; then
 log "write to read: one user likes and polls its favorite list while others like at a fixed rate"
 "$BIN/bench-data" wait --timeout 600 >/dev/null
 probe() { # label
@@ -339,7 +358,9 @@ for rate in 500 1000; do
     wait "$paced" || true
     tail -n1 "$RUN_DIR/paced.log"
 done
+fi
 
+if part chat; then
 log "1,000 idle users polling chat once a second, while likes run at 500/s"
 WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
     WRK_THREADS=$THREADS WRK_DELAY_MS=128 RUN_SECONDS=$((SECONDS_EACH + 4)) wrk_run "likes paced at 500/s, beside chat polls" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
@@ -347,18 +368,23 @@ paced=$!
 WRK_PATHS=$INPUTS/chat-idle WRK_DELAY_MS=1000 wrk_run "chat polled by 1,000 idle users" 1000 - paths.lua "$BASE"
 wait "$paced" || true
 tail -n1 "$RUN_DIR/paced.log"
+fi
 
+if part accounts; then
 log "register and login"
 "$BIN/sign-up-flood" "$BASE" "$(cat "$RUN_DIR/command-api.pid")" "${FLOOD_BURSTS:-64,256}" | tee "$RUN_DIR/sign-up-flood.log"
+fi
 
+if part limits; then
 log "writes, rate limits on (the defaults)"
 RATE_LIMIT=on stack down
 RATE_LIMIT=on "$ROOT/scripts/stack.sh" up
 writes ", limits on" "-limited"
 stack down
 stack up
+fi
 
-if [ "${BENCH_REPLAY:-1}" = 1 ]; then
+if part replay; then
     log "replay: every event through a projector of its own into new read models"
     events=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM events")
     replay_db=douyin_bench_replay

@@ -20,6 +20,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/event_st
 /// or gone is met with a quick refusal, not a queue that grows for ever.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How long Postgres lets one statement of the pool run before it cancels it: the pool's
 /// statements are short (an aggregate's events, an id, one outbox batch).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,6 +75,18 @@ impl EventStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.database_pool_size)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection it hands out by default: a round trip more for each
+            // of a command's three statements. Only a connection idle for a while is pinged
+            // (one that Postgres may have closed meanwhile); under load none is.
+            .test_before_acquire(false)
+            .before_acquire(|connection, metadata| {
+                Box::pin(async move {
+                    if metadata.idle_for >= PING_WHEN_IDLE_FOR {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(
                 options
                     .clone()

@@ -284,11 +284,18 @@ struct Maker {
 impl Maker {
     async fn new(store: &EventStore, args: &MakeArgs) -> anyhow::Result<Self> {
         let media = MediaStore::connect(&from_env::<MediaSettings>()?)?;
+        // Stored under the keys the first videos of the set would have had (the query API
+        // serves only keys of the server's own shape); every video shares one of them.
+        let next_video: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM video_ids",
+        )
+        .fetch_one(store.pool())
+        .await?;
         let mut sample_keys = vec![];
         let mut cover_keys = vec![];
-        for i in 0..SAMPLE_KEYS {
-            let video = format!("bench/sample-{i}.mp4");
-            let cover = format!("bench/sample-{i}.jpg");
+        for i in 0..SAMPLE_KEYS as i64 {
+            let video = format!("videos/{}.mp4", next_video + i);
+            let cover = format!("covers/{}.jpg", next_video + i);
             media.put_file(&video, &args.video).await?;
             media.put_file(&cover, &args.cover).await?;
             sample_keys.push(video);
@@ -701,7 +708,8 @@ async fn wait(group: &str, timeout: Duration) -> anyhow::Result<()> {
             .fetch_one(store.pool())
             .await?;
         let mut behind = 0i64;
-        for aggregate_type in domain::published::AGGREGATE_TYPES {
+        // The topics the projector reads (not `account`'s, which no read model follows).
+        for aggregate_type in projector::projections::Projections::aggregate_types() {
             let topic = topics.for_aggregate(aggregate_type);
             let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
             let mut list = TopicPartitionList::new();

@@ -18,6 +18,9 @@ struct Args {
     brokers: String,
     #[arg(long, default_value_t = 500)]
     messages: usize,
+    /// Overrides the consumer's `fetch.wait.max.ms` (to see what it costs).
+    #[arg(long)]
+    fetch_wait_ms: Option<u32>,
 }
 
 #[tokio::main]
@@ -34,8 +37,11 @@ async fn main() -> anyhow::Result<()> {
     infra::kafka::ensure_topics(&kafka, std::slice::from_ref(&topic)).await?;
     let producer: FutureProducer = infra::kafka::producer(&kafka)?;
     // The projector's own consumer settings.
-    let consumer: StreamConsumer =
-        infra::kafka::consumer_config(&kafka, &format!("bench-round-trip-{run}")).create()?;
+    let mut config = infra::kafka::consumer_config(&kafka, &format!("bench-round-trip-{run}"));
+    if let Some(wait) = args.fetch_wait_ms {
+        config.set("fetch.wait.max.ms", wait.to_string());
+    }
+    let consumer: StreamConsumer = config.create()?;
     consumer.subscribe(&[&topic])?;
     let mut trips = Vec::with_capacity(args.messages);
     // The first trip includes joining the group: not measured.
