@@ -27,6 +27,10 @@ use crate::settings::KafkaSettings;
 /// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
 pub const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 const BATCH_SIZE: i64 = 500;
+/// The relay vacuums the outbox itself once it has deleted this many rows: autovacuum may be
+/// off, or late, and every dead row slows the scan of the queue (see the migration
+/// `outbox_vacuumed_often`).
+const VACUUM_AFTER: usize = 20_000;
 /// A wake-up can be missed (a command API that died between its commit and its doorbell, a
 /// notification connection being re-made, another relay holding the lock): look at the queue
 /// at least this often anyway.
@@ -123,6 +127,7 @@ pub struct Relay {
     pool: PgPool,
     doorbell: Doorbell,
     poll_interval: Duration,
+    deleted_since_vacuum: std::sync::atomic::AtomicUsize,
     producer: FutureProducer,
     kafka: KafkaSettings,
     topics: Topics,
@@ -140,6 +145,7 @@ impl Relay {
             pool,
             doorbell,
             poll_interval: POLL_INTERVAL,
+            deleted_since_vacuum: Default::default(),
             producer: crate::kafka::producer(kafka)?,
             kafka: kafka.clone(),
             topics: Topics::new(kafka),
@@ -306,7 +312,29 @@ impl Relay {
     }
 
     async fn drain(&self) -> Result<(), RelayError> {
-        while self.publish_batch().await? as i64 == BATCH_SIZE {}
-        Ok(())
+        loop {
+            let taken = self.publish_batch().await?;
+            self.vacuum_when_due(taken).await;
+            if (taken as i64) < BATCH_SIZE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Vacuums the outbox once enough rows were deleted since the last time. A vacuum that
+    /// fails (it is cancelled past the pool's statement timeout, say) is tried again later.
+    async fn vacuum_when_due(&self, deleted: usize) {
+        use std::sync::atomic::Ordering;
+        let since = self
+            .deleted_since_vacuum
+            .fetch_add(deleted, Ordering::Relaxed)
+            + deleted;
+        if since < VACUUM_AFTER {
+            return;
+        }
+        match sqlx::query("VACUUM outbox").execute(&self.pool).await {
+            Ok(_) => self.deleted_since_vacuum.store(0, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "could not vacuum the outbox"),
+        }
     }
 }
