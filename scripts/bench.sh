@@ -40,7 +40,7 @@ export QUERY_API_ADDR=127.0.0.1:${BENCH_QUERY_PORT:-28082}
 CEILING_PORT=${BENCH_CEILING_PORT:-28090}
 STATIC_ANSWER_ADDR=127.0.0.1:${BENCH_STATIC_PORT:-28091}
 export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT
-export DATABASE_URL=$PG_SERVER/douyin_bench?sslmode=disable
+export DATABASE_URL=$PG_SERVER/douyin_bench$PG_OPTIONS
 export READ_DATABASE_URL=$PG_SERVER/douyin_bench_read
 export REDIS_KEY_PREFIX=douyin-bench:
 export RATE_LIMIT_KEY_PREFIX=douyin-bench-limits:
@@ -111,7 +111,7 @@ if [ ! -s "$SAMPLE" ]; then
     mv "$SAMPLE.tmp.mp4" "$SAMPLE"
 fi
 FIXTURES=$RUN_DIR/fixtures.json
-JWT_SECRET=$(cat "$RUN_DIR/jwt-secret") "$BIN/bench-data" make "${SCALE[@]}" \
+JWT_SECRET=${JWT_SECRET:-$(cat "$RUN_DIR/jwt-secret")} "$BIN/bench-data" make "${SCALE[@]}" \
     --video "$SAMPLE" --cover query-api/assets/cover.jpg --fixtures "$FIXTURES"
 "$BIN/bench-data" wait
 # What autovacuum would have done after a million and a half inserts (it may be off, as on
@@ -262,7 +262,7 @@ psql_server -c "DROP DATABASE IF EXISTS bench_pgbench" >/dev/null
 create_database bench_pgbench
 psql "$PG_SERVER/bench_pgbench" -qc "CREATE TABLE rows (id bigserial PRIMARY KEY, value bigint NOT NULL)"
 echo 'INSERT INTO rows (value) VALUES (1);' >"$RUN_DIR/pgbench-insert.sql"
-pg=$(pgbench "$PG_SERVER/bench_pgbench?sslmode=disable" -n -c 64 -j 2 -T "$SECONDS_EACH" -f "$RUN_DIR/pgbench-insert.sql" 2>&1)
+pg=$(pgbench "$PG_SERVER/bench_pgbench$PG_OPTIONS" -n -c 64 -j 2 -T "$SECONDS_EACH" -f "$RUN_DIR/pgbench-insert.sql" 2>&1)
 pg_tps=$(awk '/^tps/ { print $3 }' <<<"$pg")
 pg_latency=$(awk '/^latency average/ { print $4 }' <<<"$pg")
 python3 scripts/bench_table.py ceiling "$RESULTS" b "pgbench: one single-row INSERT a transaction" "RESULT rps=$pg_tps p50_ms=$pg_latency" 64

@@ -64,7 +64,7 @@ export PROXY_PORT=${FUZZ_PROXY_PORT:-18080}
 export COMMAND_API_ADDR=127.0.0.1:${FUZZ_COMMAND_PORT:-18081}
 export QUERY_API_ADDR=127.0.0.1:${FUZZ_QUERY_PORT:-18082}
 export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT
-export DATABASE_URL=$PG_SERVER/douyin_fuzz?sslmode=disable
+export DATABASE_URL=$PG_SERVER/douyin_fuzz$PG_OPTIONS
 export READ_DATABASE_URL=$PG_SERVER/douyin_fuzz_read
 export REDIS_KEY_PREFIX=douyin-fuzz:
 # Topics and a group of this run's own: the broker keeps older runs' events, which must not

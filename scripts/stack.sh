@@ -15,8 +15,7 @@ PROFILE=${PROFILE:-release}
 PROXY_PORT=${PROXY_PORT:-8080}
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
 export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8082}
-# The event store on loopback without TLS (sqlx would negotiate it, for nothing but CPU).
-export DATABASE_URL=${DATABASE_URL:-$PG_SERVER/douyin?sslmode=disable}
+export DATABASE_URL=${DATABASE_URL:-$PG_SERVER/douyin$PG_OPTIONS}
 export READ_DATABASE_URL=${READ_DATABASE_URL:-$PG_SERVER/douyin_read}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
 export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}

@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
 use serde::Serialize;
 
-use crate::redis_store::Keys;
+use crate::redis_store::{cached, Keys};
 use crate::settings::PublicSettings;
 
 /// Paths of the images shown until a user or video has its own.
@@ -139,7 +139,7 @@ impl Cards {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hgetall(self.keys.user(*id));
+            pipe.hgetall(self.keys.user(*id)).set_cache_config(cached());
         }
         if let Some(viewer) = viewer {
             pipe.smismember(self.keys.following(viewer.get()), ids);
@@ -177,7 +177,8 @@ impl Cards {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hgetall(self.keys.video(*id));
+            pipe.hgetall(self.keys.video(*id))
+                .set_cache_config(cached());
         }
         if let Some(viewer) = viewer {
             pipe.smismember(self.keys.likes(viewer.get()), ids);

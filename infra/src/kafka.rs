@@ -34,7 +34,7 @@ impl Topics {
     }
 }
 
-fn client_config(settings: &KafkaSettings) -> ClientConfig {
+pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.kafka_brokers);
     config

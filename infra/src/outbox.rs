@@ -31,6 +31,8 @@ const BATCH_SIZE: i64 = 500;
 /// off, or late, and every dead row slows the scan of the queue (see the migration
 /// `outbox_vacuumed_often`).
 const VACUUM_AFTER: usize = 20_000;
+/// How long telling other relays (connecting, then notifying) may take.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A wake-up can be missed (a command API that died between its commit and its doorbell, a
 /// notification connection being re-made, another relay holding the lock): look at the queue
 /// at least this often anyway.
@@ -95,7 +97,11 @@ impl Doorbell {
                     .await
                     .map(drop)
             };
-            match told.await {
+            // A connection that went silent (half-open) is given up, not waited on for ever.
+            let told = tokio::time::timeout(NOTIFY_TIMEOUT, told)
+                .await
+                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut));
+            match told {
                 Ok(()) => backoff.reset(),
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff.next(), "could not notify other relays");
@@ -321,8 +327,10 @@ impl Relay {
         }
     }
 
-    /// Vacuums the outbox once enough rows were deleted since the last time. A vacuum that
-    /// fails (it is cancelled past the pool's statement timeout, say) is tried again later.
+    /// Vacuums the outbox once enough rows were deleted since the last time. It waits for no
+    /// lock: it skips the table while another vacuum (autovacuum) holds it, and never tries
+    /// to shorten it (the exclusive lock that takes would wait for committing writers). One
+    /// that fails is tried again after as many deletions more, not at every batch.
     async fn vacuum_when_due(&self, deleted: usize) {
         use std::sync::atomic::Ordering;
         let since = self
@@ -332,9 +340,12 @@ impl Relay {
         if since < VACUUM_AFTER {
             return;
         }
-        match sqlx::query("VACUUM outbox").execute(&self.pool).await {
-            Ok(_) => self.deleted_since_vacuum.store(0, Ordering::Relaxed),
-            Err(error) => tracing::warn!(%error, "could not vacuum the outbox"),
+        self.deleted_since_vacuum.store(0, Ordering::Relaxed);
+        if let Err(error) = sqlx::query("VACUUM (TRUNCATE false, SKIP_LOCKED) outbox")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(%error, "could not vacuum the outbox");
         }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::caching::CacheConfig;
-use redis::{IntoConnectionInfo, ProtocolVersion, Script};
+use redis::caching::{CacheConfig, CacheMode};
+use redis::{CommandCacheConfig, IntoConnectionInfo, ProtocolVersion, Script};
 
 use crate::settings::{expose, RedisSettings};
 
@@ -34,16 +34,24 @@ pub async fn connect(settings: &RedisSettings) -> anyhow::Result<ConnectionManag
     connect_with(settings, config).await
 }
 
-/// How many replies the query API keeps (see [`connect_cached`]): a feed page reads ~62 keys,
-/// a card is a few hundred bytes, so this is some tens of MiB at most.
-const CACHED_REPLIES: usize = 65_536;
+/// How many keys the query API keeps replies of (see [`connect_cached`]): cards of a few
+/// hundred bytes, and the feed's newest page, so some tens of MiB at most.
+const CACHED_KEYS: usize = 65_536;
 
-/// A connection for the query API's reads, with server-assisted client-side caching: the
-/// replies of read commands (cards, the feed, membership flags) are kept in this process,
-/// and Redis tells it (RESP3 `CLIENT TRACKING`, on the same connection, so before any later
-/// reply) as soon as a key it read changes; the next read of that key goes to Redis again. A
-/// reconnection starts a new cache epoch, so nothing kept from before a lost connection is
-/// served. A feed page that hits the cache costs no round trip at all.
+/// How long a kept reply is served at most. Redis's invalidation normally removes a reply as
+/// soon as its key changes; but redis-rs stores a reply after its connection has read what
+/// followed it, so a change made just after the read can be missed, and Redis sends one
+/// invalidation a key per read: this bounds how long such a reply may be served.
+const CACHED_FOR: Duration = Duration::from_secs(1);
+
+/// A connection for the query API's reads, with server-assisted client-side caching of the
+/// commands marked [`cached`]: their replies are kept in this process, and Redis tells it
+/// (RESP3 `CLIENT TRACKING`) as soon as a key it read changes; the next read of that key goes
+/// to Redis again. A reconnection starts a new cache epoch, so nothing kept from before a
+/// lost connection is served. Only commands with fixed arguments are marked (a card's
+/// `HGETALL`, the feed's newest page): the cache keeps one reply a command a key, and
+/// commands whose arguments come from clients (a feed cursor, a page's ids) would grow it
+/// without bound.
 pub async fn connect_cached(settings: &RedisSettings) -> anyhow::Result<ConnectionManager> {
     let info = expose(&settings.redis_url).into_connection_info()?;
     let resp3 = info
@@ -57,9 +65,17 @@ pub async fn connect_cached(settings: &RedisSettings) -> anyhow::Result<Connecti
         .set_number_of_retries(0)
         .set_cache_config(
             CacheConfig::new()
-                .set_size(NonZeroUsize::new(CACHED_REPLIES).expect("the cache holds something")),
+                .set_mode(CacheMode::OptIn)
+                .set_size(NonZeroUsize::new(CACHED_KEYS).expect("the cache holds something"))
+                .set_default_client_ttl(CACHED_FOR),
         );
     Ok(ConnectionManager::new_with_config(client, config).await?)
+}
+
+/// Marks a command's reply as kept by a [`connect_cached`] connection (other connections
+/// ignore the mark).
+pub fn cached() -> CommandCacheConfig {
+    CommandCacheConfig::new()
 }
 
 /// A connection for the projector: its batches may take longer than a request's reply, and it

@@ -96,6 +96,7 @@ impl Reads {
             .arg(0)
             .arg(FEED_PAGE - 1)
             .arg("WITHSCORES")
+            .set_cache_config(infra::redis_store::cached())
             .query_async(&mut self.cards.redis())
             .await?;
         if newest.iter().all(|(_, at)| (*at as i64) < before) {

@@ -559,7 +559,10 @@ impl Maker {
         let at = chrono::Utc::now().timestamp_millis() - count as i64;
         // Conversations grow by one event a message: each is decided on its state so far.
         let mut conversations: HashMap<String, (Conversation, usize)> = HashMap::new();
-        let mut batch = Batch::<Conversation>::default();
+        let mut batch = Batch::<Conversation> {
+            in_order: true,
+            ..Default::default()
+        };
         for (index, id) in ids.iter().enumerate() {
             let (from, to) = match heavy.get(index / self.scale.list_len) {
                 Some(user) if index % 2 == 0 => (*user, chats[index / self.scale.list_len]),
@@ -602,6 +605,9 @@ impl Maker {
         if !store {
             return if all { self.finish().await } else { Ok(()) };
         }
+        if batch.in_order {
+            self.finish().await?;
+        }
         while self.chunks.len() >= CHUNKS_AT_ONCE {
             self.join_one().await?;
         }
@@ -643,6 +649,10 @@ impl Maker {
 /// Events decided and not yet stored, of one aggregate type.
 struct Batch<A: Aggregate> {
     events: Vec<SerializedEvent>,
+    /// Whether an aggregate's events may span chunks (a conversation's): such chunks are
+    /// stored one after another, as commands would, so that an aggregate's event n+1 is
+    /// never committed before n (the outbox publishes in commit order).
+    in_order: bool,
     _aggregate: std::marker::PhantomData<A>,
 }
 
@@ -650,6 +660,7 @@ impl<A: Aggregate> Default for Batch<A> {
     fn default() -> Self {
         Self {
             events: Vec::with_capacity(CHUNK),
+            in_order: false,
             _aggregate: std::marker::PhantomData,
         }
     }

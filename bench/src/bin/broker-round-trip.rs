@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -62,6 +64,10 @@ async fn main() -> anyhow::Result<()> {
             trips.push(started.elapsed());
         }
     }
+    drop(consumer);
+    // The topic was this run's alone.
+    let admin: AdminClient<DefaultClientContext> = infra::kafka::client_config(&kafka).create()?;
+    admin.delete_topics(&[&topic], &AdminOptions::new()).await?;
     trips.sort();
     let at = |q: f64| trips[((trips.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
     println!(
