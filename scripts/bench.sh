@@ -4,7 +4,8 @@
 # the results).
 #
 # It runs a release stack of its own (ports 28080-28082, databases douyin_bench and
-# douyin_bench_read, Redis keys douyin-bench:*, topics douyin-bench.*, media in .run/bench)
+# douyin_bench_read, Redis keys douyin-bench:*, topics douyin-bench-<generation>.*, media in
+# .run/bench)
 # over a data set at scale made once by `bench-data make` through the domain's commands and
 # kept between runs; `make run` never shows it. BENCH_SECONDS (10) is each load's length;
 # BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
@@ -30,6 +31,7 @@ ensure_nginx
 command -v wrk >/dev/null || apt_install wrk
 command -v pgbench >/dev/null || apt_install postgresql-client
 command -v redis-benchmark >/dev/null || apt_install redis-tools
+if [ "${BENCH_PROFILE:-0}" = 1 ]; then command -v perf >/dev/null || apt_install linux-perf; fi
 
 export RUN_DIR=$ROOT/.run/bench
 mkdir -p "$RUN_DIR"
