@@ -134,18 +134,37 @@ impl Cards {
         viewer: Option<UserId>,
         ids: &[i64],
     ) -> Result<HashMap<i64, UserCard>, RedisError> {
-        if ids.is_empty() {
-            return Ok(HashMap::new());
+        Ok(self.users_and_likes(viewer, ids, &[]).await?.0)
+    }
+
+    /// The cards of [`Self::users`] and, in the same round trip, whether `viewer` likes each
+    /// of the videos `liked` (all false without a viewer).
+    async fn users_and_likes(
+        &self,
+        viewer: Option<UserId>,
+        ids: &[i64],
+        liked: &[i64],
+    ) -> Result<(HashMap<i64, UserCard>, Vec<bool>), RedisError> {
+        if ids.is_empty() && liked.is_empty() {
+            return Ok((HashMap::new(), vec![]));
         }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.hgetall(self.keys.user(*id)).set_cache_config(cached());
         }
-        if let Some(viewer) = viewer {
+        // The flags are the viewer's own and change with its every like and follow: read
+        // each time, never kept.
+        let viewer_follows = viewer.filter(|_| !ids.is_empty());
+        let viewer_likes = viewer.filter(|_| !liked.is_empty());
+        if let Some(viewer) = viewer_follows {
             pipe.smismember(self.keys.following(viewer.get()), ids);
         }
+        if let Some(viewer) = viewer_likes {
+            pipe.smismember(self.keys.likes(viewer.get()), liked);
+        }
         let mut replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
-        let follows = flags(&mut replies, viewer.is_some(), ids.len())?;
+        let likes = flags(&mut replies, viewer_likes.is_some(), liked.len())?;
+        let follows = flags(&mut replies, viewer_follows.is_some(), ids.len())?;
         let mut cards = HashMap::with_capacity(ids.len());
         for ((id, reply), is_follow) in ids.iter().zip(replies).zip(follows) {
             let hash = Hash::read(&reply)?;
@@ -153,7 +172,7 @@ impl Cards {
                 cards.insert(*id, card);
             }
         }
-        Ok(cards)
+        Ok((cards, likes))
     }
 
     /// The card of one user; None when not registered.
@@ -166,7 +185,8 @@ impl Cards {
     }
 
     /// Cards of the videos `ids`, in the order given, skipping any not (yet) in the read
-    /// model, each with its author's card.
+    /// model, each with its author's card. The video hashes first (usually from the cache),
+    /// then in one round trip the authors' hashes and the viewer's like and follow flags.
     pub async fn videos(
         &self,
         viewer: Option<UserId>,
@@ -180,26 +200,24 @@ impl Cards {
             pipe.hgetall(self.keys.video(*id))
                 .set_cache_config(cached());
         }
-        if let Some(viewer) = viewer {
-            pipe.smismember(self.keys.likes(viewer.get()), ids);
-        }
-        let mut replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
-        let likes = flags(&mut replies, viewer.is_some(), ids.len())?;
+        let replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
         let mut videos = Vec::with_capacity(ids.len());
-        for ((id, reply), is_favorite) in ids.iter().zip(&replies).zip(likes) {
+        for (id, reply) in ids.iter().zip(&replies) {
             let hash = Hash::read(reply)?;
             let Some(author) = hash.get("author_id").and_then(|id| id.parse().ok()) else {
                 continue;
             };
-            videos.push((*id, author, hash, is_favorite));
+            videos.push((*id, author, hash));
         }
-        let mut authors: Vec<i64> = videos.iter().map(|(_, author, _, _)| *author).collect();
+        let mut authors: Vec<i64> = videos.iter().map(|(_, author, _)| *author).collect();
         authors.sort_unstable();
         authors.dedup();
-        let authors = self.users(viewer, &authors).await?;
+        let found: Vec<i64> = videos.iter().map(|(id, _, _)| *id).collect();
+        let (authors, likes) = self.users_and_likes(viewer, &authors, &found).await?;
         Ok(videos
             .into_iter()
-            .filter_map(|(id, author, hash, is_favorite)| {
+            .zip(likes)
+            .filter_map(|((id, author, hash), is_favorite)| {
                 let author = authors.get(&author)?.clone();
                 Some(self.video_card(id, author, &hash, is_favorite))
             })
