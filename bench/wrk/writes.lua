@@ -26,6 +26,18 @@ function init(args)
     end
 end
 
+-- The n-th video, or user other than the writer, a writer aims at: spread over the set,
+-- different for each writer.
+local function video_for(writer, n)
+    return first_video + (writer.id * 7 + n * 13) % (last_video - first_video + 1)
+end
+local function user_for(writer, n)
+    local users = last_user - first_user + 1
+    local user = first_user + (writer.id * 7 + n * 13) % users
+    if user == writer.id then user = first_user + (user + 1 - first_user) % users end
+    return user
+end
+
 function request()
     local writer = mine[(k % #mine) + 1]
     local slot = math.floor(k / #mine)
@@ -34,23 +46,17 @@ function request()
     local target = slot % TARGETS
     local path
     if kind == "like" then
-        local video = first_video + (writer.id * 7 + target * 13) % (last_video - first_video + 1)
         path = string.format("/douyin/favorite/action/?token=%s&video_id=%d&action_type=%d",
-            writer.token, video, on)
+            writer.token, video_for(writer, target), on)
     elseif kind == "follow" then
-        local user = first_user + (writer.id * 7 + target * 13) % (last_user - first_user + 1)
-        if user == writer.id then user = first_user + (user + 1 - first_user) % (last_user - first_user + 1) end
         path = string.format("/douyin/relation/action/?token=%s&to_user_id=%d&action_type=%d",
-            writer.token, user, on)
+            writer.token, user_for(writer, target), on)
     elseif kind == "comment" then
-        local video = first_video + (writer.id * 7 + k * 13) % (last_video - first_video + 1)
         path = string.format("/douyin/comment/action/?token=%s&video_id=%d&action_type=1&comment_text=bench%%20comment%%20%d",
-            writer.token, video, k)
+            writer.token, video_for(writer, k), k)
     elseif kind == "message" then
-        local user = first_user + (writer.id * 7 + k * 13) % (last_user - first_user + 1)
-        if user == writer.id then user = first_user + (user + 1 - first_user) % (last_user - first_user + 1) end
         path = string.format("/douyin/message/action/?token=%s&to_user_id=%d&action_type=1&content=bench%%20message%%20%d",
-            writer.token, user, k)
+            writer.token, user_for(writer, k), k)
     else
         error("WRK_WRITE must be like, follow, comment or message")
     end

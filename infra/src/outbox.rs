@@ -133,7 +133,7 @@ pub struct Relay {
     pool: PgPool,
     doorbell: Doorbell,
     poll_interval: Duration,
-    deleted_since_vacuum: std::sync::atomic::AtomicUsize,
+    deleted_since_vacuum: usize,
     producer: FutureProducer,
     kafka: KafkaSettings,
     topics: Topics,
@@ -151,7 +151,7 @@ impl Relay {
             pool,
             doorbell,
             poll_interval: POLL_INTERVAL,
-            deleted_since_vacuum: Default::default(),
+            deleted_since_vacuum: 0,
             producer: crate::kafka::producer(kafka)?,
             kafka: kafka.clone(),
             topics: Topics::new(kafka),
@@ -258,7 +258,7 @@ impl Relay {
     /// Publishes until `shutdown`, woken by the doorbell and by other command APIs'
     /// notifications, and polling meanwhile. Commands are
     /// accepted while the broker is away: their events wait in the outbox.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let topics: Vec<String> = domain::published::AGGREGATE_TYPES
             .iter()
             .map(|aggregate_type| self.topics.for_aggregate(aggregate_type))
@@ -317,7 +317,7 @@ impl Relay {
             .ok()
     }
 
-    async fn drain(&self) -> Result<(), RelayError> {
+    async fn drain(&mut self) -> Result<(), RelayError> {
         loop {
             let taken = self.publish_batch().await?;
             self.vacuum_when_due(taken).await;
@@ -331,16 +331,12 @@ impl Relay {
     /// lock: it skips the table while another vacuum (autovacuum) holds it, and never tries
     /// to shorten it (the exclusive lock that takes would wait for committing writers). One
     /// that fails is tried again after as many deletions more, not at every batch.
-    async fn vacuum_when_due(&self, deleted: usize) {
-        use std::sync::atomic::Ordering;
-        let since = self
-            .deleted_since_vacuum
-            .fetch_add(deleted, Ordering::Relaxed)
-            + deleted;
-        if since < VACUUM_AFTER {
+    async fn vacuum_when_due(&mut self, deleted: usize) {
+        self.deleted_since_vacuum += deleted;
+        if self.deleted_since_vacuum < VACUUM_AFTER {
             return;
         }
-        self.deleted_since_vacuum.store(0, Ordering::Relaxed);
+        self.deleted_since_vacuum = 0;
         if let Err(error) = sqlx::query("VACUUM (TRUNCATE false, SKIP_LOCKED) outbox")
             .execute(&self.pool)
             .await

@@ -15,8 +15,8 @@ type Aggregate = (String, String);
 /// of the transaction that applies the batch: two projectors handed the same partition during
 /// a rebalance cannot both apply an event. Which events to apply is then decided in memory.
 pub struct AppliedSequences {
-    last: HashMap<Aggregate, i64>,
-    advanced: HashMap<Aggregate, i64>,
+    /// Per aggregate: its last applied sequence, and whether this batch moved it.
+    last: HashMap<Aggregate, (i64, bool)>,
 }
 
 impl AppliedSequences {
@@ -34,10 +34,7 @@ impl AppliedSequences {
         aggregates.dedup();
         let mut last = HashMap::with_capacity(aggregates.len());
         if aggregates.is_empty() {
-            return Ok(Self {
-                last,
-                advanced: HashMap::new(),
-            });
+            return Ok(Self { last });
         }
         let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
         // The no-op update of an existing record is what locks it, and returns it as the
@@ -55,39 +52,38 @@ impl AppliedSequences {
             )
             .await?;
         for row in rows {
-            last.insert((row.get(0), row.get(1)), row.get(2));
+            last.insert((row.get(0), row.get(1)), (row.get(2), false));
         }
-        Ok(Self {
-            last,
-            advanced: HashMap::new(),
-        })
+        Ok(Self { last })
     }
 
     /// Whether `event` is to be applied: false when it (or a later event of its aggregate)
     /// was applied before, and Kafka delivered it again. Counts it applied when true.
     pub fn advance(&mut self, event: &PublishedEvent) -> bool {
         let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
-        let last = self.last.entry(key.clone()).or_insert(0);
+        let (last, advanced) = self.last.entry(key).or_insert((0, false));
         if *last >= event.sequence {
             return false;
         }
         *last = event.sequence;
-        self.advanced.insert(key, event.sequence);
+        *advanced = true;
         true
     }
 
     /// Records the sequences advanced, in the batch's transaction.
     pub async fn store(self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
-        if self.advanced.is_empty() {
-            return Ok(());
+        let mut types = vec![];
+        let mut ids = vec![];
+        let mut sequences = vec![];
+        for ((aggregate_type, aggregate_id), (sequence, advanced)) in self.last {
+            if advanced {
+                types.push(aggregate_type);
+                ids.push(aggregate_id);
+                sequences.push(sequence);
+            }
         }
-        let mut types = Vec::with_capacity(self.advanced.len());
-        let mut ids = Vec::with_capacity(self.advanced.len());
-        let mut sequences = Vec::with_capacity(self.advanced.len());
-        for ((aggregate_type, aggregate_id), sequence) in self.advanced {
-            types.push(aggregate_type);
-            ids.push(aggregate_id);
-            sequences.push(sequence);
+        if types.is_empty() {
+            return Ok(());
         }
         tx.execute(
             "UPDATE applied_sequences applied SET sequence = batch.sequence

@@ -102,7 +102,9 @@ pub async fn execute_all(
         for (i, item) in items.iter().enumerate() {
             match item {
                 Item::Event {
-                    event, received, ..
+                    event,
+                    plan,
+                    received,
                 } => {
                     if let Some(received) = received {
                         if held_back.holds(received) {
@@ -111,7 +113,7 @@ pub async fn execute_all(
                             continue;
                         }
                     }
-                    to_apply.push((i, *event));
+                    to_apply.push((i, *event, *plan));
                 }
                 Item::Unreadable { received, reason } => {
                     // Its own reason even when held back: it is what a redrive will meet.
@@ -123,14 +125,11 @@ pub async fn execute_all(
             }
         }
         let mut applied =
-            AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event)| *event)).await?;
+            AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event, _)| *event)).await?;
         let mut statements = vec![];
-        for (i, event) in to_apply {
+        for (i, event, plan) in to_apply {
             outcomes[i] = Outcome::AlreadyApplied;
             if applied.advance(event) {
-                let Item::Event { plan, .. } = &items[i] else {
-                    unreachable!("only events are applied")
-                };
                 statements.extend(plan.statements.iter());
                 outcomes[i] = Outcome::Applied;
             }
