@@ -17,6 +17,12 @@ seed:
 test:
 	scripts/test.sh
 
+# Checks that every read model (Postgres and Redis) and the topics agree with the events, by
+# a fold of its own; prints each difference and fails if any remain. Safe while `make run` runs;
+# VERIFY_ARGS="--skip-topics" skips reading the topics from the beginning.
+verify:
+	scripts/stack.sh verify $(VERIFY_ARGS)
+
 # Measurements against the release stack: write-to-read lag of registrations and likes.
 bench:
 	scripts/bench.sh
@@ -38,4 +44,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down seed test bench faults fuzz fmt lint
+.PHONY: run up down seed test verify bench faults fuzz fmt lint

@@ -5,6 +5,8 @@
 #   scripts/stack.sh up      start it in the background, return once :8080 answers
 #   scripts/stack.sh run     start it and stay in the foreground; Ctrl-C stops it all
 #   scripts/stack.sh down    stop what `up` started (Postgres and Redis are left running)
+#   scripts/stack.sh verify  check the read models and topics against the events (--help)
+#   scripts/stack.sh projector waiting|redrive|rebuild-redis   the projector's operator commands
 #
 # PROFILE=release|dev picks the cargo profile (release by default). Every variable the
 # services read (README) can be set in the environment to override the defaults here.
@@ -155,9 +157,20 @@ run() {
     wait
 }
 
+# An operator's command against this stack's stores, with the services' settings: the verify
+# tool, or one of the projector's commands (`projector waiting`, `projector redrive`).
+operate() { # binary, its arguments...
+    local binary=$1
+    shift
+    (cd "$ROOT" && cargo build --profile "$PROFILE" --bin "$binary" --quiet)
+    "$(target_dir)/$binary" "$@"
+}
+
 case "${1:-}" in
 up) up ;;
 down) down ;;
 run) run ;;
-*) die "usage: $0 up|run|down" ;;
+verify) shift; operate verify "$@" ;;
+projector) shift; operate projector "$@" ;;
+*) die "usage: $0 up|run|down|verify [--help]|projector [--help]" ;;
 esac

@@ -47,7 +47,7 @@ impl Application {
         let relay = if settings.relay.outbox_relay {
             let stop = CancellationToken::new();
             let relay = Relay::new(
-                store.pool().clone(),
+                store.relay_pool(),
                 store.doorbell().clone(),
                 &settings.kafka,
             )?;

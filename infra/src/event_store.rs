@@ -20,6 +20,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/event_st
 /// or gone is met with a quick refusal, not a queue that grows for ever.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The relay's connections: one publishing, one listening for other command APIs' commits.
+const RELAY_CONNECTIONS: u32 = 2;
+
 /// A pooled connection idle this long is pinged before it is handed out.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
@@ -102,6 +105,20 @@ impl EventStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A pool of its own for the outbox relay, so that requests filling the command pool
+    /// never keep the relay from publishing (nor the relay, holding a connection while the
+    /// broker acknowledges a batch, take one from a request). Connects on first use.
+    pub fn relay_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(RELAY_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(
+                self.options
+                    .clone()
+                    .options([("statement_timeout", STATEMENT_TIMEOUT.as_millis())]),
+            )
     }
 
     /// Rung by every command executor made here once its events are committed: see

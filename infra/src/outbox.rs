@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, EventEnvelope, Query};
 use futures::future::try_join_all;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 use tokio::sync::Notify;
@@ -276,6 +276,10 @@ impl Relay {
             };
             if let Err(error) = published.await {
                 tracing::error!(%error, retry_in = ?backoff.next(), "relay could not publish");
+                // The broker may have lost its topics (restarted without its storage): look
+                // again before the next attempt rather than fail on them for ever.
+                topics_exist = false;
+                self.recover_producer();
                 backoff.wait(&shutdown).await;
                 continue;
             }
@@ -299,6 +303,24 @@ impl Relay {
                 _ = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.cancelled() => {}
             }
+        }
+    }
+
+    /// Makes a new producer if this one has met a fatal error (an idempotent producer does,
+    /// when the broker loses the state of its sequence numbers, for one): it would refuse
+    /// every message from then on. What it had not delivered is still in the outbox.
+    fn recover_producer(&mut self) {
+        let Some((code, reason)) = self.producer.client().fatal_error() else {
+            return;
+        };
+        tracing::error!(
+            ?code,
+            reason,
+            "the producer failed for good: making a new one"
+        );
+        match crate::kafka::producer(&self.kafka) {
+            Ok(producer) => self.producer = producer,
+            Err(error) => tracing::error!(%error, "could not make a new producer yet"),
         }
     }
 

@@ -52,6 +52,18 @@ pub struct RedisSettings {
     pub redis_key_prefix: String,
 }
 
+/// `PROJECTOR_GROUP`: the projectors' Kafka consumer group (projectors in one group share the
+/// partitions); `verify` reads its committed offsets to know how far the read models have got.
+#[derive(Clone, Debug, Deserialize)]
+pub struct GroupSettings {
+    #[serde(default = "default_projector_group")]
+    pub projector_group: String,
+}
+
+fn default_projector_group() -> String {
+    "douyin-projector".to_owned()
+}
+
 /// `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_PARTITIONS`, `KAFKA_REPLICATION_FACTOR`:
 /// where events are published.
 #[derive(Clone, Debug, Deserialize)]

@@ -1,4 +1,5 @@
-//! At-most-once application of events to the Postgres read models, a batch at a time.
+//! In-order, at-most-once application of events to the Postgres read models, a batch at a
+//! time.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,18 @@ use tokio_postgres::types::ToSql;
 
 use crate::projections::Param;
 
-type Aggregate = (String, String);
+pub type Aggregate = (String, String);
+
+/// Where an event stands in its aggregate's history, against what was applied before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// It, or a later event of its aggregate, was applied before: Kafka delivered it again.
+    Repeat,
+    /// The event right after the last applied one: to apply now.
+    Next,
+    /// An earlier event of its aggregate has not been applied: it waits for it.
+    Early,
+}
 
 /// The last applied event of each aggregate of a batch, read under a row lock held to the end
 /// of the transaction that applies the batch: two projectors handed the same partition during
@@ -17,12 +29,15 @@ type Aggregate = (String, String);
 pub struct AppliedSequences {
     /// Per aggregate: its last applied sequence, and whether this batch moved it.
     last: HashMap<Aggregate, (i64, bool)>,
+    /// The aggregates with events in `waiting_events` (see [`crate::waiting`]).
+    with_waiting: Vec<Aggregate>,
 }
 
 impl AppliedSequences {
     /// Locks the record of every aggregate of `events` (making a record at 0 for an aggregate
-    /// never seen) and reads it, in one statement. Records are locked in key order, so two
-    /// transactions locking overlapping sets do not deadlock.
+    /// never seen) and reads it, with whether the aggregate has waiting events, in one
+    /// statement. Records are locked in key order, so two transactions locking overlapping
+    /// sets do not deadlock.
     pub async fn lock<'e>(
         tx: &Transaction<'_>,
         events: impl Iterator<Item = &'e PublishedEvent>,
@@ -33,41 +48,71 @@ impl AppliedSequences {
         aggregates.sort_unstable();
         aggregates.dedup();
         let mut last = HashMap::with_capacity(aggregates.len());
+        let mut with_waiting = vec![];
         if aggregates.is_empty() {
-            return Ok(Self { last });
+            return Ok(Self { last, with_waiting });
         }
         let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
         // The no-op update of an existing record is what locks it, and returns it as the
-        // latest committed transaction left it.
+        // latest committed transaction left it. Waiting events are looked up by primary key
+        // prefix: nearly always none, at the cost of an index probe.
         let rows = tx
             .query(
-                "INSERT INTO applied_sequences (aggregate_type, aggregate_id, sequence)
+                "INSERT INTO applied_sequences AS applied (aggregate_type, aggregate_id, sequence)
                  SELECT aggregate_type, aggregate_id, 0
                    FROM unnest($1::text[], $2::text[]) AS batch (aggregate_type, aggregate_id)
                   ORDER BY aggregate_type, aggregate_id
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                    SET sequence = applied_sequences.sequence
-                 RETURNING aggregate_type, aggregate_id, sequence",
+                    SET sequence = applied.sequence
+                 RETURNING aggregate_type, aggregate_id, sequence,
+                           EXISTS (SELECT FROM waiting_events waiting
+                                    WHERE waiting.aggregate_type = applied.aggregate_type
+                                      AND waiting.aggregate_id = applied.aggregate_id)",
                 &[&types, &ids],
             )
             .await?;
         for row in rows {
-            last.insert((row.get(0), row.get(1)), (row.get(2), false));
+            let aggregate: Aggregate = (row.get(0), row.get(1));
+            if row.get::<_, bool>(3) {
+                with_waiting.push(aggregate.clone());
+            }
+            last.insert(aggregate, (row.get(2), false));
         }
-        Ok(Self { last })
+        Ok(Self { last, with_waiting })
     }
 
-    /// Whether `event` is to be applied: false when it (or a later event of its aggregate)
-    /// was applied before, and Kafka delivered it again. Counts it applied when true.
-    pub fn advance(&mut self, event: &PublishedEvent) -> bool {
+    /// The aggregates of the batch that have events waiting for an earlier one.
+    pub fn with_waiting(&self) -> &[Aggregate] {
+        &self.with_waiting
+    }
+
+    /// Where `event` stands against what its aggregate has applied.
+    pub fn order(&self, event: &PublishedEvent) -> Order {
+        let last = self
+            .last
+            .get(&(event.aggregate_type.clone(), event.aggregate_id.clone()))
+            .map_or(0, |(last, _)| *last);
+        if event.sequence <= last {
+            Order::Repeat
+        } else if event.sequence == last + 1 {
+            Order::Next
+        } else {
+            Order::Early
+        }
+    }
+
+    /// Counts `event` applied: its aggregate's last applied sequence moves to it.
+    pub fn advance(&mut self, event: &PublishedEvent) {
         let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
         let (last, advanced) = self.last.entry(key).or_insert((0, false));
-        if *last >= event.sequence {
-            return false;
-        }
+        debug_assert_eq!(*last + 1, event.sequence, "events are applied in order");
         *last = event.sequence;
         *advanced = true;
-        true
+    }
+
+    /// The last applied sequence of `aggregate`.
+    pub fn last(&self, aggregate: &Aggregate) -> i64 {
+        self.last.get(aggregate).map_or(0, |(last, _)| *last)
     }
 
     /// Records the sequences advanced, in the batch's transaction.

@@ -9,7 +9,6 @@ use std::future::Future;
 
 use futures::FutureExt;
 use infra::backoff::Backoff;
-use infra::envelope::PublishedEvent;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -19,7 +18,7 @@ use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letters::Received;
-use crate::projections::{Item, Plan, Projections};
+use crate::projections::{Item, Projections};
 
 /// Commits the offsets of the messages handled so far when partitions are revoked. Revokes
 /// run in the task that polls, between batches or while one is being collected: a batch may
@@ -61,15 +60,24 @@ pub struct EventLoop<'a> {
 
 impl EventLoop<'_> {
     pub async fn run(&self, stop: &CancellationToken) {
+        // librdkafka reconnects by itself; an error it reports (the broker away, a topic
+        // gone) comes back at once on the next call: wait between them, not spin.
+        let mut backoff = Backoff::default();
         loop {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
                 _ = stop.cancelled() => break,
             };
             let mut batch = match received {
-                Ok(message) => vec![message],
+                Ok(message) => {
+                    backoff.reset();
+                    vec![message]
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "could not receive from the broker");
+                    tracing::warn!(%error, retry_in = ?backoff.next(), "could not receive from the broker");
+                    if !backoff.wait(stop).await {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -99,50 +107,18 @@ impl EventLoop<'_> {
     /// behind it), retrying while a read store fails. Returns false when stopped first: the
     /// batch's offsets must not be stored.
     async fn handle(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> bool {
-        let received: Vec<Received> = batch
+        let items: Vec<Item> = batch
             .iter()
-            .map(|message| Received {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().map(<[u8]>::to_vec),
-            })
-            .collect();
-        let read: Vec<Result<(PublishedEvent, Option<Plan>), String>> = received
-            .iter()
-            .map(|received| {
-                let event =
-                    PublishedEvent::from_json(received.payload.as_deref().unwrap_or_default())
-                        .map_err(|error| error.to_string())?;
-                let plan = self
-                    .projections
-                    .plan(&event)
-                    .map_err(|error| error.to_string())?;
-                Ok((event, plan))
-            })
-            .collect();
-        let items: Vec<Item<'_>> = received
-            .iter()
-            .zip(&read)
-            .map(|(received, read)| match read {
-                Ok((event, Some(plan))) => Item::Event {
-                    event,
-                    plan,
-                    received: Some(received),
-                },
-                Ok((_, None)) => Item::Ignored,
-                Err(reason) => Item::Unreadable { received, reason },
-            })
+            .map(|message| self.projections.read(Received::from(message)))
             .collect();
         let Some(outcomes) = retry(stop, || self.projections.execute(&items)).await else {
             return false;
         };
-        for (received, outcome) in received.iter().zip(outcomes) {
+        for (message, outcome) in batch.iter().zip(outcomes) {
             tracing::debug!(
-                topic = received.topic,
-                partition = received.partition,
-                offset = received.offset,
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
                 ?outcome,
                 "message handled"
             );

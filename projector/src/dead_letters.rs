@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::Message;
 
 pub const HELD_BACK: &str = "an earlier event of its aggregate is dead-lettered";
 
@@ -25,6 +27,18 @@ pub struct Received {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+}
+
+impl From<&BorrowedMessage<'_>> for Received {
+    fn from(message: &BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+        }
+    }
 }
 
 /// A message's aggregate as the broker knows it: its topic and key.

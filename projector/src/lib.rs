@@ -10,3 +10,4 @@ pub mod rebuild;
 pub mod redrive;
 pub mod settings;
 pub mod startup;
+pub mod waiting;

@@ -1,3 +1,6 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use projector::settings::Settings;
 use projector::startup::Projector;
 use tokio_util::sync::CancellationToken;
@@ -7,20 +10,37 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `projector` consumes the topics until stopped. Operators' commands, safe while projectors
-/// run: `projector rebuild-redis` rebuilds the Redis read models from the Postgres ones;
-/// `projector redrive` applies the dead-lettered events it can now read.
+/// Consumes the event topics and builds the read models, until SIGINT or SIGTERM. Settings
+/// come from the environment (README). The commands are for operators, and safe while
+/// projectors run.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rebuilds the Redis read models from the Postgres ones.
+    RebuildRedis,
+    /// Applies the dead-lettered events this build can read; exits with 1 if some are left.
+    Redrive,
+    /// Lists the aggregates held back because an event came before an earlier one of theirs
+    /// (docs/events.md says how to close such a gap); exits with 1 if there are any.
+    Waiting,
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
     infra::telemetry::init();
     let settings = Settings::from_env()?;
-    match std::env::args().nth(1).as_deref() {
+    match cli.command {
         None => {}
-        Some("rebuild-redis") => return rebuild_redis(&settings).await,
-        Some("redrive") => return redrive(settings).await,
-        Some(other) => {
-            anyhow::bail!("unknown command {other:?}: the commands are rebuild-redis and redrive")
-        }
+        Some(Command::RebuildRedis) => return rebuild_redis(&settings).await,
+        Some(Command::Redrive) => return redrive(settings).await,
+        Some(Command::Waiting) => return waiting(&settings).await,
     }
     let projector = Projector::build(settings).await?;
     let stop = CancellationToken::new();
@@ -32,30 +52,49 @@ async fn main() -> anyhow::Result<()> {
             stop.cancel();
         }
     });
-    projector.run(stop).await
+    projector.run(stop).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn rebuild_redis(settings: &Settings) -> anyhow::Result<()> {
+async fn rebuild_redis(settings: &Settings) -> anyhow::Result<ExitCode> {
     let pool = infra::read_store::connect_for_batches(&settings.read_store).await?;
     let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
     let keys = infra::redis_store::Keys::new(&settings.redis);
     let rebuilt = projector::rebuild::rebuild_redis(&pool, &redis, &keys).await?;
     tracing::info!(?rebuilt, "Redis read models rebuilt from Postgres");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn redrive(settings: Settings) -> anyhow::Result<()> {
+async fn redrive(settings: Settings) -> anyhow::Result<ExitCode> {
     let projector = Projector::build(settings).await?;
     let redriven =
         projector::redrive::redrive(projector.read_store(), projector.projections()).await?;
     tracing::info!(?redriven, "dead letters redriven");
     if redriven.left > 0 {
-        anyhow::bail!(
+        tracing::error!(
             "{} dead letters are still unreadable or held back",
             redriven.left
         );
+        return Ok(ExitCode::FAILURE);
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn waiting(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let pool = infra::read_store::connect(&settings.read_store).await?;
+    let gaps = projector::waiting::gaps(&pool).await?;
+    for gap in &gaps {
+        println!(
+            "{}/{}: applied through {}, waiting since {}: {:?}",
+            gap.aggregate_type, gap.aggregate_id, gap.last_applied, gap.since, gap.waiting
+        );
+    }
+    println!("{} aggregate(s) held back by a gap", gaps.len());
+    Ok(if gaps.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn shutdown_signal() {

@@ -65,7 +65,7 @@ pub async fn redrive(
                 .await?
                 .get(0);
             let applied = match PublishedEvent::from_json(payload.as_deref().unwrap_or_default()) {
-                Ok(event) => projections.apply(&event).await,
+                Ok(event) => projections.apply(event).await,
                 Err(error) => Err(ProjectionError::Unreadable(error)),
             };
             match applied {

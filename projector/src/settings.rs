@@ -1,5 +1,5 @@
+pub use infra::settings::GroupSettings;
 use infra::settings::{from_env, KafkaSettings, ReadStoreSettings, RedisSettings};
-use serde::Deserialize;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -7,17 +7,6 @@ pub struct Settings {
     pub read_store: ReadStoreSettings,
     pub redis: RedisSettings,
     pub group: GroupSettings,
-}
-
-/// `PROJECTOR_GROUP`: the Kafka consumer group; projectors in one group share the partitions.
-#[derive(Clone, Debug, Deserialize)]
-pub struct GroupSettings {
-    #[serde(default = "default_group")]
-    pub projector_group: String,
-}
-
-fn default_group() -> String {
-    "douyin-projector".to_owned()
 }
 
 impl Settings {

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use infra::envelope::PublishedEvent;
 use infra::testing::TestSettings;
-use projector::projections::{Item, Outcome, ProjectionError, Projections};
+use projector::projections::{Item, Outcome, ProjectionError, Projections, Source};
 use serde_json::json;
 
 fn registered(user_id: i64, sequence: i64, name: &str) -> PublishedEvent {
@@ -53,9 +53,12 @@ async fn names(pool: &deadpool_postgres::Pool) -> Vec<String> {
 async fn an_event_delivered_twice_is_applied_once() {
     let (projections, pool) = projections().await;
     let event = registered(1, 1, "ann");
-    assert_eq!(projections.apply(&event).await.unwrap(), Outcome::Applied);
     assert_eq!(
-        projections.apply(&event).await.unwrap(),
+        projections.apply(event.clone()).await.unwrap(),
+        Outcome::Applied
+    );
+    assert_eq!(
+        projections.apply(event.clone()).await.unwrap(),
         Outcome::AlreadyApplied
     );
     assert_eq!(names(&pool).await, ["ann"]);
@@ -66,7 +69,10 @@ async fn events_of_other_aggregates_are_not_mistaken_for_repeats() {
     let (projections, pool) = projections().await;
     for id in 1..=3 {
         let event = registered(id, 1, &format!("user{id}"));
-        assert_eq!(projections.apply(&event).await.unwrap(), Outcome::Applied);
+        assert_eq!(
+            projections.apply(event.clone()).await.unwrap(),
+            Outcome::Applied
+        );
     }
     assert_eq!(names(&pool).await, ["user1", "user2", "user3"]);
 }
@@ -77,14 +83,17 @@ async fn an_event_no_projection_understands_is_reported_unreadable() {
     let mut event = registered(1, 1, "ann");
     event.event_type = "UserTeleported".to_owned();
     assert!(matches!(
-        projections.apply(&event).await,
+        projections.apply(event.clone()).await,
         Err(ProjectionError::Unreadable(_))
     ));
     let ignored = PublishedEvent {
         aggregate_type: "account".to_owned(),
         ..registered(1, 1, "ann")
     };
-    assert_eq!(projections.apply(&ignored).await.unwrap(), Outcome::Ignored);
+    assert_eq!(
+        projections.apply(ignored.clone()).await.unwrap(),
+        Outcome::Ignored
+    );
     assert!(names(&pool).await.is_empty());
 }
 
@@ -143,12 +152,9 @@ async fn like_rows(pool: &deadpool_postgres::Pool) -> i64 {
 #[tokio::test]
 async fn a_like_delivered_twice_counts_once_everywhere() {
     let (settings, projections, pool) = stores().await;
+    assert_eq!(projections.apply(liked(1)).await.unwrap(), Outcome::Applied);
     assert_eq!(
-        projections.apply(&liked(1)).await.unwrap(),
-        Outcome::Applied
-    );
-    assert_eq!(
-        projections.apply(&liked(1)).await.unwrap(),
+        projections.apply(liked(1)).await.unwrap(),
         Outcome::AlreadyApplied
     );
     assert_eq!(counters(&settings).await, (1, 1, 1));
@@ -158,7 +164,7 @@ async fn a_like_delivered_twice_counts_once_everywhere() {
 #[tokio::test]
 async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
     let (settings, projections, pool) = stores().await;
-    projections.apply(&liked(1)).await.unwrap();
+    projections.apply(liked(1)).await.unwrap();
 
     // As if the projector died after the Postgres commit, before the Redis script ran.
     let keys = infra::redis_store::Keys::new(&settings.redis);
@@ -172,10 +178,7 @@ async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
         .await
         .unwrap();
 
-    assert_eq!(
-        projections.apply(&liked(1)).await.unwrap(),
-        Outcome::Applied
-    );
+    assert_eq!(projections.apply(liked(1)).await.unwrap(), Outcome::Applied);
     assert_eq!(counters(&settings).await, (1, 1, 1));
     assert_eq!(like_rows(&pool).await, 1, "Postgres is not changed twice");
 }
@@ -183,7 +186,7 @@ async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
 #[tokio::test]
 async fn a_redis_that_lost_its_data_is_rebuilt_before_the_next_event_is_applied() {
     let (settings, projections, _pool) = stores().await;
-    projections.apply(&registered(1, 1, "ann")).await.unwrap();
+    projections.apply(registered(1, 1, "ann")).await.unwrap();
 
     // Redis restarts without its data.
     infra::testing::wipe_redis(&settings.redis).await;
@@ -191,7 +194,7 @@ async fn a_redis_that_lost_its_data_is_rebuilt_before_the_next_event_is_applied(
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
 
     assert_eq!(
-        projections.apply(&registered(2, 1, "bob")).await.unwrap(),
+        projections.apply(registered(2, 1, "bob")).await.unwrap(),
         Outcome::Applied
     );
     let (ann, bob): (Option<String>, Option<String>) = redis::pipe()
@@ -202,7 +205,7 @@ async fn a_redis_that_lost_its_data_is_rebuilt_before_the_next_event_is_applied(
         .unwrap();
     assert_eq!((ann.as_deref(), bob.as_deref()), (Some("ann"), Some("bob")));
     assert_eq!(
-        projections.apply(&registered(1, 1, "ann")).await.unwrap(),
+        projections.apply(registered(1, 1, "ann")).await.unwrap(),
         Outcome::AlreadyApplied,
         "the rebuilt Redis knows what was applied before"
     );
@@ -282,18 +285,9 @@ async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once()
         )
     };
     let events = [liked(1), unliked(2), liked(3), liked(3)];
-    let plans: Vec<_> = events
-        .iter()
-        .map(|event| projections.plan(event).unwrap().unwrap())
-        .collect();
     let items: Vec<_> = events
-        .iter()
-        .zip(&plans)
-        .map(|(event, plan)| Item::Event {
-            event,
-            plan,
-            received: None,
-        })
+        .into_iter()
+        .map(|event| redriven(&projections, event))
         .collect();
 
     let outcomes = projections.execute(&items).await.unwrap();
@@ -309,6 +303,15 @@ async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once()
     );
     assert_eq!(counters(&settings).await, (1, 1, 1));
     assert_eq!(like_rows(&pool).await, 1);
+}
+
+/// An event as `projector redrive` hands it over: not held back by dead letters.
+fn redriven(projections: &Projections, event: PublishedEvent) -> Item {
+    Item::Event {
+        plan: projections.plan(&event).unwrap().unwrap(),
+        event,
+        source: Source::Redrive,
+    }
 }
 
 fn received(event: &PublishedEvent, offset: i64) -> projector::dead_letters::Received {
@@ -333,32 +336,10 @@ async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_
         liked(3),
         registered(5, 1, "eve"),
     ];
-    let messages: Vec<_> = batch
-        .iter()
-        .enumerate()
-        .map(|(offset, event)| received(event, offset as i64))
-        .collect();
-    let plans: Vec<_> = batch.iter().map(|event| projections.plan(event)).collect();
-    let reasons: Vec<String> = plans
-        .iter()
-        .map(|plan| match plan {
-            Err(error) => error.to_string(),
-            Ok(_) => String::new(),
-        })
-        .collect();
     let items: Vec<Item> = batch
         .iter()
-        .zip(&plans)
-        .zip(&messages)
-        .zip(&reasons)
-        .map(|(((event, plan), received), reason)| match plan {
-            Ok(plan) => Item::Event {
-                event,
-                plan: plan.as_ref().unwrap(),
-                received: Some(received),
-            },
-            Err(_) => Item::Unreadable { received, reason },
-        })
+        .enumerate()
+        .map(|(offset, event)| projections.read(received(event, offset as i64)))
         .collect();
 
     let outcomes = projections.execute(&items).await.unwrap();
@@ -417,4 +398,169 @@ async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_
         .unwrap()
         .get(0);
     assert_eq!(kept, 2);
+}
+
+fn unliked(sequence: i64) -> PublishedEvent {
+    event(
+        "like",
+        "7:2",
+        sequence,
+        "VideoUnliked",
+        json!({"video_id": 7, "user_id": 2, "video_author_id": 1}),
+    )
+}
+
+async fn waiting_rows(pool: &deadpool_postgres::Pool) -> i64 {
+    let client = pool.get().await.unwrap();
+    client
+        .query_one("SELECT count(*) FROM waiting_events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn an_event_that_comes_before_an_earlier_one_waits_for_it_then_both_apply_in_order() {
+    let (settings, projections, pool) = stores().await;
+    assert_eq!(projections.apply(liked(1)).await.unwrap(), Outcome::Applied);
+
+    // Events 3 and 4 come before 2: applying them on top of 1 would count a second like.
+    assert_eq!(projections.apply(liked(3)).await.unwrap(), Outcome::Waiting);
+    assert_eq!(
+        projections.apply(unliked(4)).await.unwrap(),
+        Outcome::Waiting
+    );
+    assert_eq!(
+        projections.apply(liked(3)).await.unwrap(),
+        Outcome::Waiting,
+        "a repeat of a waiting event waits once"
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1), "held back");
+    let gaps = projector::waiting::gaps(&pool).await.unwrap();
+    assert_eq!(gaps.len(), 1);
+    assert_eq!(
+        (
+            gaps[0].aggregate_id.as_str(),
+            gaps[0].last_applied,
+            &gaps[0].waiting[..]
+        ),
+        ("7:2", 1, &[3, 4][..]),
+        "operators see the gap"
+    );
+
+    assert_eq!(
+        projections.apply(unliked(2)).await.unwrap(),
+        Outcome::Applied
+    );
+
+    assert_eq!(
+        counters(&settings).await,
+        (0, 0, 0),
+        "liked, unliked, liked, unliked"
+    );
+    assert_eq!(like_rows(&pool).await, 0);
+    assert_eq!(waiting_rows(&pool).await, 0);
+    assert!(projector::waiting::gaps(&pool).await.unwrap().is_empty());
+    assert_eq!(
+        projections.apply(liked(3)).await.unwrap(),
+        Outcome::AlreadyApplied
+    );
+}
+
+#[tokio::test]
+async fn events_reordered_within_a_batch_apply_in_sequence_order_even_when_delivered_again() {
+    let (settings, projections, pool) = stores().await;
+    let items = || {
+        [liked(1), liked(3), unliked(2)]
+            .into_iter()
+            .map(|event| redriven(&projections, event))
+            .collect::<Vec<_>>()
+    };
+
+    let outcomes = projections.execute(&items()).await.unwrap();
+
+    assert_eq!(
+        outcomes,
+        [Outcome::Applied, Outcome::Waiting, Outcome::Applied]
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+    assert_eq!(like_rows(&pool).await, 1);
+    assert_eq!(waiting_rows(&pool).await, 0, "released in the same batch");
+
+    // The projector died after the Postgres commit, before the Redis round trip: the batch
+    // comes again, in the order it came. Redis must take 1, 2, 3 in that order.
+    wipe_like_in_redis(&settings).await;
+    let again = projections.execute(&items()).await.unwrap();
+    assert_eq!(
+        again,
+        [Outcome::Applied, Outcome::Applied, Outcome::Applied],
+        "each event reached Redis (applied there now, found applied in Postgres)"
+    );
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+}
+
+/// As if the like's Redis changes were never made.
+async fn wipe_like_in_redis(settings: &TestSettings) {
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let _: () = redis::pipe()
+        .hdel(keys.applied(), "like/7:2")
+        .del(keys.video(7))
+        .del(keys.user(2))
+        .del(keys.user(1))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_released_event_whose_redis_change_was_lost_reaches_redis_with_its_releasers_repeat() {
+    let (settings, projections, pool) = stores().await;
+    projections.apply(liked(1)).await.unwrap();
+    // Event 2 is missing for a while (lost by the broker, then published again).
+    assert_eq!(projections.apply(liked(3)).await.unwrap(), Outcome::Waiting);
+    projections.apply(unliked(2)).await.unwrap();
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+
+    // As if the projector had died between the two stores' commits while releasing 3: Postgres
+    // has 2 and 3, the row of 3 is still there, marked released, and Redis has neither.
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO waiting_events (aggregate_type, aggregate_id, sequence, event, released_at)
+             VALUES ('like', '7:2', 3, $1, now())",
+            &[&String::from_utf8(liked(3).to_json()).unwrap()],
+        )
+        .await
+        .unwrap();
+    wipe_like_in_redis(&settings).await;
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.applied())
+        .arg("like/7:2")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .hset(keys.video(7), "favorite_count", 1)
+        .hset(keys.user(2), "favorite_count", 1)
+        .hset(keys.user(1), "total_favorited", 1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Event 2 comes again (its offset was never committed).
+    assert_eq!(
+        projections.apply(unliked(2)).await.unwrap(),
+        Outcome::Applied
+    );
+
+    assert_eq!(
+        counters(&settings).await,
+        (1, 1, 1),
+        "2 and 3 reached Redis"
+    );
+    assert_eq!(waiting_rows(&pool).await, 0);
 }

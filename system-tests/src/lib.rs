@@ -22,6 +22,8 @@ pub struct TestStack {
     pub http: reqwest::Client,
     pub event_store: PgPool,
     pub read_store: PgPool,
+    /// The projector's consumer group.
+    pub projector_group: String,
     stop_projector: CancellationToken,
 }
 
@@ -55,12 +57,13 @@ impl TestStack {
         let command_url = format!("http://127.0.0.1:{}", command.port());
         tokio::spawn(command.run_until_stopped());
 
+        let projector_group = unique("projector-");
         let projector = projector::startup::Projector::build(projector::settings::Settings {
             kafka: settings.kafka.clone(),
             read_store: settings.read_store.clone(),
             redis: settings.redis.clone(),
             group: projector::settings::GroupSettings {
-                projector_group: unique("projector-"),
+                projector_group: projector_group.clone(),
             },
         })
         .await
@@ -98,6 +101,7 @@ impl TestStack {
             http: reqwest::Client::new(),
             event_store,
             read_store,
+            projector_group,
             stop_projector,
         }
     }

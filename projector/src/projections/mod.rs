@@ -21,7 +21,9 @@ use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
 use plan::execute_all;
-pub use plan::{Item, Param, Plan};
+pub use plan::{Item, Param, Plan, Source};
+
+use crate::dead_letters::Received;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -34,6 +36,8 @@ pub enum Outcome {
     DeadLettered,
     /// Kept in `dead_letters` behind an earlier dead letter of its aggregate.
     HeldBack,
+    /// Kept in `waiting_events` until the event before it in its aggregate comes.
+    Waiting,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,35 +88,45 @@ impl Projections {
 
     /// What `event` changes in the read models; None for aggregates no read model follows.
     pub fn plan(&self, event: &PublishedEvent) -> Result<Option<Plan>, EnvelopeError> {
-        let keys = &self.keys;
-        Ok(Some(match event.aggregate_type.as_str() {
-            User::TYPE => users::plan(event, keys)?,
-            Video::TYPE => videos::plan(event, keys)?,
-            Like::TYPE => likes::plan(event, keys)?,
-            Comment::TYPE => comments::plan(event, keys)?,
-            Follow::TYPE => follows::plan(event, keys)?,
-            Conversation::TYPE => conversations::plan(event)?,
-            _ => return Ok(None),
-        }))
+        plan_event(event, &self.keys)
+    }
+
+    /// A message from the broker, read and planned (without IO).
+    pub fn read(&self, received: Received) -> Item {
+        let planned = PublishedEvent::from_json(received.payload.as_deref().unwrap_or_default())
+            .and_then(|event| Ok((self.plan(&event)?, event)));
+        match planned {
+            Ok((Some(plan), event)) => Item::Event {
+                event,
+                plan,
+                source: Source::Broker(received),
+            },
+            Ok((None, _)) => Item::Ignored,
+            Err(error) => Item::Unreadable {
+                received,
+                reason: error.to_string(),
+            },
+        }
     }
 
     /// Applies `event` to every read model, first rebuilding the Redis ones from Postgres if
     /// they are not whole (Redis lost its data, or an operator rebuilt them meanwhile).
-    pub async fn apply(&self, event: &PublishedEvent) -> Result<Outcome, ProjectionError> {
-        let Some(plan) = self.plan(event)? else {
+    /// It is not held back behind dead letters: what redrives them uses it.
+    pub async fn apply(&self, event: PublishedEvent) -> Result<Outcome, ProjectionError> {
+        let Some(plan) = self.plan(&event)? else {
             return Ok(Outcome::Ignored);
         };
         let item = Item::Event {
             event,
-            plan: &plan,
-            received: None,
+            plan,
+            source: Source::Redrive,
         };
         Ok(self.execute(&[item]).await?[0])
     }
 
     /// Carries out a batch, in order: one read-store commit and one Redis round trip for it
     /// all (see [`plan::execute_all`]).
-    pub async fn execute(&self, items: &[Item<'_>]) -> Result<Vec<Outcome>, ProjectionError> {
+    pub async fn execute(&self, items: &[Item]) -> Result<Vec<Outcome>, ProjectionError> {
         // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
         // it applied everywhere: it was applied all the same.
         let mut outcomes: Vec<Outcome> = vec![];
@@ -141,4 +155,18 @@ impl Projections {
             .map(|_| ())
             .map_err(|error| ProjectionError::Store(format!("{error:#}")))
     }
+}
+
+/// What `event` changes in the read models whose Redis keys `keys` names; None for
+/// aggregates no read model follows.
+pub fn plan_event(event: &PublishedEvent, keys: &Keys) -> Result<Option<Plan>, EnvelopeError> {
+    Ok(Some(match event.aggregate_type.as_str() {
+        User::TYPE => users::plan(event, keys)?,
+        Video::TYPE => videos::plan(event, keys)?,
+        Like::TYPE => likes::plan(event, keys)?,
+        Comment::TYPE => comments::plan(event, keys)?,
+        Follow::TYPE => follows::plan(event, keys)?,
+        Conversation::TYPE => conversations::plan(event)?,
+        _ => return Ok(None),
+    }))
 }

@@ -7,8 +7,9 @@ use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
 use super::{Outcome, ProjectionError};
-use crate::applied::{execute_pipelined, AppliedSequences};
+use crate::applied::{execute_pipelined, AppliedSequences, Order};
 use crate::dead_letters::{self, HeldBack, Received};
+use crate::waiting::{self, Waiting};
 use infra::envelope::PublishedEvent;
 
 pub type Param = Box<dyn ToSql + Sync + Send>;
@@ -36,21 +37,25 @@ impl Plan {
 }
 
 /// One message of a batch, as read (without IO).
-pub enum Item<'a> {
-    /// An event to apply. Messages from the broker (`received`) are held back behind a dead
-    /// letter of their aggregate; events an operator redrives (no `received`) are not.
+pub enum Item {
+    /// An event to apply, and what it changes.
     Event {
-        event: &'a PublishedEvent,
-        plan: &'a Plan,
-        received: Option<&'a Received>,
+        event: PublishedEvent,
+        plan: Plan,
+        source: Source,
     },
     /// A message no read model follows.
     Ignored,
     /// A message that cannot be read: dead-lettered, with its aggregate held back after it.
-    Unreadable {
-        received: &'a Received,
-        reason: &'a str,
-    },
+    Unreadable { received: Received, reason: String },
+}
+
+/// Where an event to apply comes from.
+pub enum Source {
+    /// The broker: held back behind a dead letter of its aggregate.
+    Broker(Received),
+    /// A dead letter an operator redrives: it is what the hold is waiting for.
+    Redrive,
 }
 
 /// What carrying out a batch did.
@@ -62,116 +67,171 @@ pub struct Executed {
     pub redis_ready: bool,
 }
 
+/// One event's Redis change, in the order the batch makes them.
+struct RedisChange<'a> {
+    aggregate: String,
+    sequence: i64,
+    change: &'a Change,
+    /// The batch item it is, if any (not for waiting events applied by the batch).
+    item: Option<usize>,
+}
+
 /// Carries out a batch, in order: in one read-store transaction, the dead letters, and the
 /// SQL of each event with the record that it is applied (one commit for them all); then the
 /// events' Redis changes in one round trip. Both stores keep their own record of applied
 /// events, so after a crash between the two, the redelivered events complete what is missing
 /// and nothing else; and so does carrying the batch out again.
 ///
+/// An aggregate's events are applied in sequence order only: one that comes before its
+/// predecessor waits (see [`crate::waiting`]) and is applied right after it.
+///
 /// The Postgres side takes a constant number of round trips whatever the batch's size: the
 /// batch's aggregates are locked and their applied sequences read in one statement, which
 /// events to apply is decided in memory, and their statements are sent pipelined, with the
 /// new applied sequences last.
 pub async fn execute_all(
-    items: &[Item<'_>],
+    items: &[Item],
     pool: &deadpool_postgres::Pool,
     redis: &ConnectionManager,
     keys: &Keys,
 ) -> Result<Executed, ProjectionError> {
     let mut outcomes = vec![Outcome::Ignored; items.len()];
-    // Indices of the events applied (or found applied) in Postgres: their Redis changes next.
-    let mut events = vec![];
-    {
-        let mut client = pool.get().await?;
-        let tx = client.transaction().await?;
-        let received: Vec<&Received> = items
-            .iter()
-            .filter_map(|item| match item {
-                Item::Event { received, .. } => *received,
-                Item::Unreadable { received, .. } => Some(*received),
-                Item::Ignored => None,
-            })
-            .collect();
-        let mut held_back = if received.is_empty() {
-            HeldBack::default()
-        } else {
-            dead_letters::held_back(&tx, &received).await?
-        };
-        // First what is dead-lettered (rare) and which events are left to apply.
-        let mut to_apply = vec![];
-        for (i, item) in items.iter().enumerate() {
-            match item {
-                Item::Event {
-                    event,
-                    plan,
-                    received,
-                } => {
-                    if let Some(received) = received {
-                        if held_back.holds(received) {
-                            dead_letters::insert(&tx, received, dead_letters::HELD_BACK).await?;
-                            outcomes[i] = Outcome::HeldBack;
-                            continue;
-                        }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let received: Vec<&Received> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Event {
+                source: Source::Broker(received),
+                ..
+            }
+            | Item::Unreadable { received, .. } => Some(received),
+            Item::Event {
+                source: Source::Redrive,
+                ..
+            }
+            | Item::Ignored => None,
+        })
+        .collect();
+    let mut held_back = if received.is_empty() {
+        HeldBack::default()
+    } else {
+        dead_letters::held_back(&tx, &received).await?
+    };
+    // First what is dead-lettered (rare) and which events are left to apply.
+    let mut to_apply = vec![];
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Item::Event {
+                event,
+                plan,
+                source,
+            } => {
+                if let Source::Broker(received) = source {
+                    if held_back.holds(received) {
+                        dead_letters::insert(&tx, received, dead_letters::HELD_BACK).await?;
+                        outcomes[i] = Outcome::HeldBack;
+                        continue;
                     }
-                    to_apply.push((i, *event, *plan));
                 }
-                Item::Unreadable { received, reason } => {
-                    // Its own reason even when held back: it is what a redrive will meet.
-                    dead_letters::insert(&tx, received, reason).await?;
-                    held_back.start_at(received);
-                    outcomes[i] = Outcome::DeadLettered;
-                }
-                Item::Ignored => {}
+                to_apply.push((i, event, plan));
             }
-        }
-        let mut applied =
-            AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event, _)| *event)).await?;
-        let mut statements = vec![];
-        for (i, event, plan) in to_apply {
-            outcomes[i] = Outcome::AlreadyApplied;
-            if applied.advance(event) {
-                statements.extend(plan.statements.iter());
-                outcomes[i] = Outcome::Applied;
+            Item::Unreadable { received, reason } => {
+                // Its own reason even when held back: it is what a redrive will meet.
+                dead_letters::insert(&tx, received, reason).await?;
+                held_back.start_at(received);
+                outcomes[i] = Outcome::DeadLettered;
             }
-            events.push(i);
+            Item::Ignored => {}
         }
-        execute_pipelined(&tx, &statements).await?;
-        applied.store(&tx).await?;
-        tx.commit().await?;
     }
 
-    let mut changes = vec![];
-    let mut changed = vec![];
-    for i in events {
-        if let Item::Event { event, plan, .. } = &items[i] {
-            if !plan.redis.is_empty() {
-                let aggregate = format!("{}/{}", event.aggregate_type, event.aggregate_id);
-                changes.push((aggregate, event.sequence, &plan.redis));
-                changed.push(i);
+    let mut applied =
+        AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event, _)| *event)).await?;
+    let stored = waiting::load(&tx, applied.with_waiting(), keys).await?;
+    let mut waiting = Waiting::new(&stored);
+    let mut statements = vec![];
+    let mut redis_changes: Vec<RedisChange<'_>> = waiting
+        .released_before()
+        .iter()
+        .map(|(event, plan)| RedisChange::of(event, plan, None))
+        .collect();
+    for (i, event, plan) in to_apply {
+        match applied.order(event) {
+            Order::Repeat => outcomes[i] = Outcome::AlreadyApplied,
+            Order::Early => {
+                waiting.keep(event, plan);
+                outcomes[i] = Outcome::Waiting;
+                continue;
+            }
+            Order::Next => {
+                applied.advance(event);
+                statements.extend(plan.statements.iter());
+                outcomes[i] = Outcome::Applied;
+                // And what was waiting for it.
+                let aggregate = (event.aggregate_type.clone(), event.aggregate_id.clone());
+                while let Some((event, plan)) =
+                    waiting.take_next(&aggregate, applied.last(&aggregate))
+                {
+                    applied.advance(event);
+                    statements.extend(plan.statements.iter());
+                    redis_changes.push(RedisChange::of(event, plan, None));
+                }
             }
         }
+        // Applied now, or before (its Redis change may be what a crash left out).
+        redis_changes.push(RedisChange::of(event, plan, Some(i)));
     }
+    execute_pipelined(&tx, &statements).await?;
+    applied.store(&tx).await?;
+    waiting.store(&tx).await?;
+    tx.commit().await?;
+    drop(client);
+
+    // An aggregate's changes in sequence order: the Redis record of applied events would
+    // take an earlier one coming after a later one for a repeat. (A batch delivered again
+    // holds an event and the waiting ones it released in the order they came, not applied.)
+    redis_changes.retain(|change| !change.change.is_empty());
+    redis_changes.sort_by(|a, b| (&a.aggregate, a.sequence).cmp(&(&b.aggregate, b.sequence)));
     let mut redis_ready = true;
-    if !changes.is_empty() {
-        let changes: Vec<_> = changes
+    if !redis_changes.is_empty() {
+        let changes: Vec<_> = redis_changes
             .iter()
-            .map(|(aggregate, sequence, change)| (aggregate.as_str(), *sequence, *change))
+            .map(|change| (change.aggregate.as_str(), change.sequence, change.change))
             .collect();
         let applied = apply_all_once(&mut redis.clone(), keys, &changes)
             .await
             .map_err(|error| ProjectionError::Store(error.to_string()))?;
-        for (i, applied) in changed.into_iter().zip(applied) {
+        for (change, applied) in redis_changes.iter().zip(applied) {
             match applied {
-                ApplyOnce::Applied => outcomes[i] = Outcome::Applied,
+                ApplyOnce::Applied => {
+                    if let Some(i) = change.item {
+                        outcomes[i] = Outcome::Applied;
+                    }
+                }
                 ApplyOnce::AppliedBefore => {}
                 ApplyOnce::NotReady => redis_ready = false,
             }
         }
     }
+    if redis_ready {
+        waiting.done().remove(pool).await?;
+    }
     Ok(Executed {
         outcomes,
         redis_ready,
     })
+}
+
+impl<'a> RedisChange<'a> {
+    fn of(event: &PublishedEvent, plan: &'a Plan, item: Option<usize>) -> Self {
+        Self {
+            aggregate: format!("{}/{}", event.aggregate_type, event.aggregate_id),
+            sequence: event.sequence,
+            change: &plan.redis,
+            item,
+        }
+    }
 }
 
 /// Boxes a statement parameter.

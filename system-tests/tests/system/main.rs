@@ -7,4 +7,5 @@ mod hostile;
 mod interactions;
 mod openapi;
 mod rebuild;
+mod verify;
 mod videos;

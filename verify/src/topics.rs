@@ -1,0 +1,148 @@
+//! What the topics hold, and how far the projector has read them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use infra::kafka::{client_config, Topics};
+use infra::settings::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An offset per partition: `(topic, partition)` to the offset of the next message.
+pub type Positions = BTreeMap<(String, i32), i64>;
+
+/// The topics of every published aggregate type.
+pub fn names(settings: &KafkaSettings) -> Vec<String> {
+    let topics = Topics::new(settings);
+    domain::published::AGGREGATE_TYPES
+        .iter()
+        .map(|aggregate_type| topics.for_aggregate(aggregate_type))
+        .collect()
+}
+
+/// The topics the projector reads: every published aggregate type but `account`, whose events
+/// (sign-ups, with what logins check) feed no read model.
+pub fn projected(settings: &KafkaSettings) -> Vec<String> {
+    let topics = Topics::new(settings);
+    domain::published::AGGREGATE_TYPES
+        .iter()
+        .filter(|aggregate_type| **aggregate_type != "account")
+        .map(|aggregate_type| topics.for_aggregate(aggregate_type))
+        .collect()
+}
+
+fn consumer(settings: &KafkaSettings, group: &str) -> KafkaResult<BaseConsumer> {
+    client_config(settings)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+/// Where each partition of `topics` ends now (topics not made yet have none).
+pub fn ends(settings: &KafkaSettings, topics: &[String]) -> KafkaResult<Positions> {
+    let consumer = consumer(settings, "douyin-verify")?;
+    let mut ends = Positions::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, high) = consumer.fetch_watermarks(topic, partition.id(), TIMEOUT)?;
+            ends.insert((topic.clone(), partition.id()), high);
+        }
+    }
+    Ok(ends)
+}
+
+/// What consumer group `group` has committed for each partition of `ends` (0 for nothing).
+/// Asked without joining the group: the projectors' assignments are not disturbed.
+pub fn committed(
+    settings: &KafkaSettings,
+    group: &str,
+    ends: &Positions,
+) -> KafkaResult<Positions> {
+    let consumer = consumer(settings, group)?;
+    let mut partitions = TopicPartitionList::new();
+    for (topic, partition) in ends.keys() {
+        partitions.add_partition(topic, *partition);
+    }
+    let committed = consumer.committed_offsets(partitions, TIMEOUT)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|element| {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => 0,
+            };
+            ((element.topic().to_owned(), element.partition()), offset)
+        })
+        .collect())
+}
+
+/// An aggregate: its type and id.
+pub type Aggregate = (String, String);
+
+/// The last sequence of each aggregate among the messages before `ends`, read from the
+/// beginning of every partition. Blocking: run it off the async threads.
+pub fn last_sequences(
+    settings: &KafkaSettings,
+    ends: &Positions,
+) -> anyhow::Result<HashMap<Aggregate, i64>> {
+    let consumer = consumer(settings, "douyin-verify")?;
+    let mut partitions = TopicPartitionList::new();
+    let mut left: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for ((topic, partition), end) in ends {
+        if *end > 0 {
+            partitions.add_partition_offset(topic, *partition, Offset::Beginning)?;
+            left.insert((topic.clone(), *partition), *end);
+        }
+    }
+    consumer.assign(&partitions)?;
+    let mut last: HashMap<Aggregate, i64> = HashMap::new();
+    while !left.is_empty() {
+        let Some(message) = consumer.poll(TIMEOUT) else {
+            anyhow::bail!(
+                "the broker sent nothing for {TIMEOUT:?} with {} partitions left to read",
+                left.len()
+            );
+        };
+        let message = message?;
+        let place = (message.topic().to_owned(), message.partition());
+        let Some(&end) = left.get(&place) else {
+            continue;
+        };
+        if message.offset() >= end {
+            left.remove(&place);
+            continue;
+        }
+        if message.offset() + 1 >= end {
+            left.remove(&place);
+        }
+        // Only the fields that place an event in its aggregate's history.
+        #[derive(serde::Deserialize)]
+        struct Placed {
+            aggregate_type: String,
+            aggregate_id: String,
+            sequence: i64,
+        }
+        match serde_json::from_slice::<Placed>(message.payload().unwrap_or_default()) {
+            Ok(placed) => {
+                let sequence = last
+                    .entry((placed.aggregate_type, placed.aggregate_id))
+                    .or_default();
+                *sequence = (*sequence).max(placed.sequence);
+            }
+            Err(error) => tracing::warn!(
+                topic = place.0,
+                partition = place.1,
+                offset = message.offset(),
+                %error,
+                "a message that is not an event"
+            ),
+        }
+    }
+    Ok(last)
+}
