@@ -1,6 +1,7 @@
 //! An event the projector cannot read (a version from a newer build, say) holds back its own
 //! aggregate and nothing else; once readable, `projector redrive` applies it and the events
-//! held behind it, in order.
+//! held behind it, in order. An event that comes before an earlier one of its aggregate waits
+//! for it.
 
 use std::time::Duration;
 
@@ -159,4 +160,53 @@ async fn an_unreadable_event_holds_back_its_aggregate_until_redriven() {
             feed["video_list"][0]["favorite_count"] == 0
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_comes_before_an_earlier_one_waits_for_it_then_both_apply_in_order() {
+    let stack = TestStack::spawn().await;
+    let (ann, ann_token) = stack.registered("ann", "password1").await;
+    let (bob, bob_token) = stack.registered("bob", "password1").await;
+    let video = stack.published(ann, &ann_token, "cats").await;
+    let video_id = video["id"].as_i64().unwrap();
+    let pool = infra::read_store::connect(&stack.settings.read_store)
+        .await
+        .unwrap();
+
+    // Bob likes, then unlikes; the broker hands over the unlike's successor (a like) first, as
+    // after a partition change or a lost message published again.
+    send(&stack, &like_event(video_id, bob, ann, 1, true)).await;
+    send(&stack, &like_event(video_id, bob, ann, 3, true)).await;
+    let gaps = loop {
+        let gaps = projector::waiting::gaps(&pool).await.unwrap();
+        if !gaps.is_empty() {
+            break gaps;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((gaps[0].last_applied, &gaps[0].waiting[..]), (1, &[3][..]));
+    let card = video_card(&stack, &bob_token).await;
+    assert_eq!(
+        card["favorite_count"], 1,
+        "the like after the gap waits: {card}"
+    );
+
+    // Another like of another user meanwhile is not held back.
+    let (carl, carl_token) = stack.registered("carl", "password1").await;
+    send(&stack, &like_event(video_id, carl, ann, 1, true)).await;
+    stack
+        .eventually("/douyin/feed/", &[("token", &carl_token)], |feed| {
+            feed["video_list"][0]["favorite_count"] == 2
+        })
+        .await;
+
+    // The missing unlike comes: the unlike and the waiting like apply, in that order.
+    send(&stack, &like_event(video_id, bob, ann, 2, false)).await;
+    stack
+        .eventually("/douyin/feed/", &[("token", &bob_token)], |feed| {
+            let card = &feed["video_list"][0];
+            card["favorite_count"] == 2 && card["is_favorite"] == true
+        })
+        .await;
+    assert!(projector::waiting::gaps(&pool).await.unwrap().is_empty());
 }
