@@ -148,6 +148,14 @@ impl Keys {
         format!("{}applied", self.prefix)
     }
 
+    /// Hash: `<topic>/<partition>` to the offset of the last message whose changes (if any)
+    /// the models above hold. A batch is applied only on top of everything before it: a
+    /// record behind a batch's first message means Redis lost data (restored from an older
+    /// snapshot), and the models are not whole any more.
+    pub fn offsets(&self) -> String {
+        format!("{}offsets", self.prefix)
+    }
+
     /// String: present while the models above are whole, i.e. they hold every event that
     /// `applied` says they do. A Redis that restarted without its data, or a rebuild under
     /// way, has none, and no event is applied to it until it has been rebuilt.
@@ -178,6 +186,35 @@ while i <= #ARGV do
   i = i + 2 + count
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
+/// Before a batch's changes: unless, for every partition of the batch, Redis holds everything
+/// before the batch's first message (its offset record is at least that message's offset
+/// minus one), the models are not whole: Redis lost data. `ready` is then removed, so the
+/// batch's changes are not made (they would count from the wrong base) and the models are
+/// rebuilt. Arguments: (`topic/partition`, the offset that must be held) pairs. A partition
+/// Redis has no record of holds nothing (-1). Returns 0 when Redis holds them, 1 when it
+/// found it did not, 2 when the models were not whole already.
+const HOLDS_BEFORE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
+for i = 1, #ARGV, 2 do
+  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if held < tonumber(ARGV[i + 1]) then
+    redis.call('DEL', KEYS[2])
+    return 1
+  end
+end
+return 0
+";
+
+/// After a batch's changes: records each partition's last offset (never moving back).
+const HELD_THROUGH: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+for i = 1, #ARGV, 2 do
+  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if held < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
 return 1
 ";
 
@@ -243,15 +280,29 @@ impl Change {
 }
 
 static APPLY_ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
+static HOLDS_BEFORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HOLDS_BEFORE));
+static HELD_THROUGH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HELD_THROUGH));
+
+/// Per partition of a batch: its name in [`Keys::offsets`] (`topic/partition`), and the
+/// offsets of the batch's first and last messages there.
+pub type PartitionSpan = (String, i64, i64);
 
 /// Runs the changes of several events, `(aggregate, sequence, change)` in order, in one round
 /// trip: each atomically, and only if event `sequence` of its aggregate was not applied before
-/// and the read models are whole.
+/// and the read models are whole. With the messages they came in, `span`: first checked to
+/// follow what Redis holds (see [`HOLDS_BEFORE`]), then recorded.
 pub async fn apply_all_once(
     redis: &mut ConnectionManager,
     keys: &Keys,
+    span: &[PartitionSpan],
     changes: &[(&str, i64, &Change)],
-) -> Result<Vec<ApplyOnce>, redis::RedisError> {
+) -> Result<AppliedOnce, redis::RedisError> {
+    if span.is_empty() && changes.is_empty() {
+        return Ok(AppliedOnce {
+            outcomes: vec![],
+            whole: true,
+        });
+    }
     let script = &*APPLY_ONCE_SCRIPT;
     let invocations: Vec<_> = changes
         .iter()
@@ -264,20 +315,71 @@ pub async fn apply_all_once(
             invocation
         })
         .collect();
+    let mut holds_before = HOLDS_BEFORE_SCRIPT.key(keys.offsets());
+    holds_before.key(keys.ready());
+    let mut held_through = HELD_THROUGH_SCRIPT.key(keys.offsets());
+    held_through.key(keys.ready());
+    for (partition, first, last) in span {
+        holds_before.arg(partition).arg(first - 1);
+        held_through.arg(partition).arg(last);
+    }
     let mut pipe = redis::pipe();
-    // A pipeline does not load a script the server lacks (after a restart, say): load it
+    // A pipeline does not load a script the server lacks (after a restart, say): load them
     // first, every time; it is cheap.
     pipe.load_script(script).ignore();
+    if !span.is_empty() {
+        pipe.load_script(&HOLDS_BEFORE_SCRIPT).ignore();
+        pipe.load_script(&HELD_THROUGH_SCRIPT).ignore();
+        pipe.invoke_script(&holds_before);
+    }
     for invocation in &invocations {
         pipe.invoke_script(invocation);
     }
-    let outcomes: Vec<i64> = pipe.query_async(redis).await?;
-    Ok(outcomes
+    if !span.is_empty() {
+        pipe.invoke_script(&held_through).ignore();
+    }
+    let mut replies: Vec<i64> = pipe.query_async(redis).await?;
+    let held_before = if span.is_empty() {
+        true
+    } else {
+        replies.remove(0) == 0
+    };
+    let outcomes: Vec<ApplyOnce> = replies
         .into_iter()
         .map(|outcome| match outcome {
             1 => ApplyOnce::Applied,
             0 => ApplyOnce::AppliedBefore,
             _ => ApplyOnce::NotReady,
         })
-        .collect())
+        .collect();
+    Ok(AppliedOnce {
+        whole: held_before && !outcomes.contains(&ApplyOnce::NotReady),
+        outcomes,
+    })
+}
+
+/// What [`apply_all_once`] did.
+#[derive(Debug)]
+pub struct AppliedOnce {
+    /// Per change.
+    pub outcomes: Vec<ApplyOnce>,
+    /// False when the read models were not whole (or found not to be: Redis lost data): the
+    /// changes marked [`ApplyOnce::NotReady`] are to be made again once they are rebuilt.
+    pub whole: bool,
+}
+
+/// Whether Redis still holds everything through `held` (per partition, the last offset this
+/// projector handled): false, and the models marked not whole, when Redis lost data since.
+pub async fn holds_through(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    held: &[(String, i64)],
+) -> Result<bool, redis::RedisError> {
+    let mut check = HOLDS_BEFORE_SCRIPT.key(keys.offsets());
+    check.key(keys.ready());
+    for (partition, offset) in held {
+        check.arg(partition).arg(offset);
+    }
+    let behind: i64 = check.invoke_async(redis).await?;
+    Ok(behind == 0)
 }

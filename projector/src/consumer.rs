@@ -5,6 +5,7 @@
 //! A message no projection can read is dead-lettered, and so is every later message of its
 //! aggregate until `projector redrive` has applied them (see [`crate::dead_letters`]).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use futures::FutureExt;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dead_letters::Received;
 use crate::projections::{Item, Projections};
+use crate::span::Span;
 
 /// Commits the offsets of the messages handled so far when partitions are revoked. Revokes
 /// run in the task that polls, between batches or while one is being collected: a batch may
@@ -53,6 +55,10 @@ fn commit<C: Consumer<CommitOnRevoke>>(consumer: &C) {
 /// one read-store commit (and one Redis round trip) per batch instead of per event.
 const MAX_BATCH: usize = 256;
 
+/// How often a quiet projector checks that Redis still holds what it applied (a batch checks
+/// it as it comes).
+const REDIS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct EventLoop<'a> {
     pub consumer: &'a EventConsumer,
     pub projections: &'a Projections,
@@ -63,9 +69,22 @@ impl EventLoop<'_> {
         // librdkafka reconnects by itself; an error it reports (the broker away, a topic
         // gone) comes back at once on the next call: wait between them, not spin.
         let mut backoff = Backoff::default();
+        // Per partition, the last offset handled: Redis must still hold it (see
+        // [`Projections::check_redis`]), looked at every so often even while no event comes.
+        let mut handled: BTreeMap<String, i64> = BTreeMap::new();
+        let mut check = tokio::time::interval(REDIS_CHECK_INTERVAL);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
+                _ = check.tick() => {
+                    let handled: Vec<(String, i64)> =
+                        handled.iter().map(|(partition, offset)| (partition.clone(), *offset)).collect();
+                    if let Err(error) = self.projections.check_redis(&handled).await {
+                        tracing::warn!(%error, "could not check what Redis holds");
+                    }
+                    continue;
+                }
                 _ = stop.cancelled() => break,
             };
             let mut batch = match received {
@@ -98,6 +117,10 @@ impl EventLoop<'_> {
                 if let Err(error) = self.consumer.store_offset_from_message(message) {
                     tracing::warn!(%error, "could not store an offset");
                 }
+                handled.insert(
+                    format!("{}/{}", message.topic(), message.partition()),
+                    message.offset(),
+                );
             }
         }
         commit(self.consumer);
@@ -111,7 +134,12 @@ impl EventLoop<'_> {
             .iter()
             .map(|message| self.projections.read(Received::from(message)))
             .collect();
-        let Some(outcomes) = retry(stop, || self.projections.execute(&items)).await else {
+        let span = Span::of(
+            batch
+                .iter()
+                .map(|message| (message.topic(), message.partition(), message.offset())),
+        );
+        let Some(outcomes) = retry(stop, || self.projections.execute(&items, &span)).await else {
             return false;
         };
         for (message, outcome) in batch.iter().zip(outcomes) {

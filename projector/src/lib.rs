@@ -9,5 +9,6 @@ pub mod projections;
 pub mod rebuild;
 pub mod redrive;
 pub mod settings;
+pub mod span;
 pub mod startup;
 pub mod waiting;

@@ -201,6 +201,21 @@ async fn rebuild(
         );
     })
     .await?;
+    // And the messages they came in: later batches are checked to follow on from these.
+    let offsets = client
+        .query(
+            "SELECT topic || '/' || partition, \"offset\" FROM applied_offsets",
+            &[],
+        )
+        .await?;
+    send(redis, &offsets, |pipe, row: &Row| {
+        pipe.hset(
+            keys.offsets(),
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1),
+        );
+    })
+    .await?;
     client.batch_execute("COMMIT").await?;
     let finished: i64 = redis::Script::new(FINISH)
         .key(keys.rebuilding())

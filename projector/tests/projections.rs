@@ -4,6 +4,7 @@ use chrono::Utc;
 use infra::envelope::PublishedEvent;
 use infra::testing::TestSettings;
 use projector::projections::{Item, Outcome, ProjectionError, Projections, Source};
+use projector::span::Span;
 use serde_json::json;
 
 fn registered(user_id: i64, sequence: i64, name: &str) -> PublishedEvent {
@@ -290,7 +291,7 @@ async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once()
         .map(|event| redriven(&projections, event))
         .collect();
 
-    let outcomes = projections.execute(&items).await.unwrap();
+    let outcomes = projections.execute(&items, &Span::default()).await.unwrap();
 
     assert_eq!(
         outcomes,
@@ -312,6 +313,26 @@ fn redriven(projections: &Projections, event: PublishedEvent) -> Item {
         event,
         source: Source::Redrive,
     }
+}
+
+/// `batch` as messages of partition 0 of their topics (each topic's offsets from 0), and
+/// their span.
+fn messages(batch: &[PublishedEvent]) -> (Vec<projector::dead_letters::Received>, Span) {
+    let mut next: std::collections::HashMap<&str, i64> = Default::default();
+    let messages: Vec<_> = batch
+        .iter()
+        .map(|event| {
+            let offset = next.entry(event.aggregate_type.as_str()).or_default();
+            *offset += 1;
+            received(event, *offset - 1)
+        })
+        .collect();
+    let span = Span::of(
+        messages
+            .iter()
+            .map(|message| (message.topic.as_str(), message.partition, message.offset)),
+    );
+    (messages, span)
 }
 
 fn received(event: &PublishedEvent, offset: i64) -> projector::dead_letters::Received {
@@ -336,13 +357,13 @@ async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_
         liked(3),
         registered(5, 1, "eve"),
     ];
-    let items: Vec<Item> = batch
-        .iter()
-        .enumerate()
-        .map(|(offset, event)| projections.read(received(event, offset as i64)))
+    let (messages, span) = messages(&batch);
+    let items: Vec<Item> = messages
+        .into_iter()
+        .map(|message| projections.read(message))
         .collect();
 
-    let outcomes = projections.execute(&items).await.unwrap();
+    let outcomes = projections.execute(&items, &span).await.unwrap();
 
     assert_eq!(
         outcomes,
@@ -380,7 +401,7 @@ async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_
         .query_async(&mut redis)
         .await
         .unwrap();
-    let again = projections.execute(&items).await.unwrap();
+    let again = projections.execute(&items, &span).await.unwrap();
     assert_eq!(
         again,
         [
@@ -477,7 +498,10 @@ async fn events_reordered_within_a_batch_apply_in_sequence_order_even_when_deliv
             .collect::<Vec<_>>()
     };
 
-    let outcomes = projections.execute(&items()).await.unwrap();
+    let outcomes = projections
+        .execute(&items(), &Span::default())
+        .await
+        .unwrap();
 
     assert_eq!(
         outcomes,
@@ -490,7 +514,10 @@ async fn events_reordered_within_a_batch_apply_in_sequence_order_even_when_deliv
     // The projector died after the Postgres commit, before the Redis round trip: the batch
     // comes again, in the order it came. Redis must take 1, 2, 3 in that order.
     wipe_like_in_redis(&settings).await;
-    let again = projections.execute(&items()).await.unwrap();
+    let again = projections
+        .execute(&items(), &Span::default())
+        .await
+        .unwrap();
     assert_eq!(
         again,
         [Outcome::Applied, Outcome::Applied, Outcome::Applied],
@@ -563,4 +590,139 @@ async fn a_released_event_whose_redis_change_was_lost_reaches_redis_with_its_rel
         "2 and 3 reached Redis"
     );
     assert_eq!(waiting_rows(&pool).await, 0);
+}
+
+/// User `user`'s like of video 7 (by user 1), the first event of its aggregate.
+fn liked_by(user: i64) -> PublishedEvent {
+    event(
+        "like",
+        &format!("7:{user}"),
+        1,
+        "VideoLiked",
+        json!({"video_id": 7, "user_id": user, "video_author_id": 1, "liked_at": 5}),
+    )
+}
+
+/// Applies `events` as one batch of messages of partition 0 of the `like` topic, from
+/// offset `first` on.
+async fn deliver(projections: &Projections, first: i64, events: &[PublishedEvent]) {
+    let items: Vec<Item> = events
+        .iter()
+        .zip(first..)
+        .map(|(event, offset)| projections.read(received(event, offset)))
+        .collect();
+    let span = Span::of(
+        (first..)
+            .take(events.len())
+            .map(|offset| ("like", 0, offset)),
+    );
+    projections.execute(&items, &span).await.unwrap();
+}
+
+/// Every key of the test's Redis prefix, dumped: a snapshot to restore later.
+async fn snapshot(settings: &TestSettings) -> Vec<(String, Vec<u8>)> {
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let names: Vec<String> = redis::cmd("KEYS")
+        .arg(keys.everything())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut dumped = vec![];
+    for name in names {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&name)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        dumped.push((name, dump));
+    }
+    dumped
+}
+
+/// Redis restarted from `snapshot`: what was written since is gone, what was there is back.
+async fn restore(settings: &TestSettings, snapshot: &[(String, Vec<u8>)]) {
+    infra::testing::wipe_redis(&settings.redis).await;
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    for (name, dump) in snapshot {
+        let () = redis::cmd("RESTORE")
+            .arg(name)
+            .arg(0)
+            .arg(dump)
+            .arg("REPLACE")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+}
+
+/// Ann (user 1) and her video 7, which the likes below are of.
+async fn anns_video(projections: &Projections) {
+    projections.apply(registered(1, 1, "ann")).await.unwrap();
+    let published = event(
+        "video",
+        "7",
+        1,
+        "VideoPublished",
+        json!({"author_id": 1, "title": "cats", "video_key": "videos/7.mp4",
+               "cover_key": null, "published_at": 1}),
+    );
+    assert_eq!(
+        projections.apply(published).await.unwrap(),
+        Outcome::Applied
+    );
+}
+
+async fn video_likes(settings: &TestSettings) -> i64 {
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let count: Option<i64> = redis::cmd("HGET")
+        .arg(keys.video(7))
+        .arg("favorite_count")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    count.unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_redis_restored_from_an_older_snapshot_is_caught_by_the_next_batch_and_rebuilt() {
+    let (settings, projections, _pool) = stores().await;
+    anns_video(&projections).await;
+    deliver(&projections, 0, &[liked_by(2)]).await;
+    let before_the_likes = snapshot(&settings).await;
+    deliver(&projections, 1, &[liked_by(3), liked_by(4)]).await;
+    assert_eq!(video_likes(&settings).await, 3);
+
+    // Redis restarts from the snapshot: it still says it is whole, and one like.
+    restore(&settings, &before_the_likes).await;
+    assert_eq!(video_likes(&settings).await, 1);
+
+    deliver(&projections, 3, &[liked_by(5)]).await;
+
+    assert_eq!(
+        video_likes(&settings).await,
+        4,
+        "rebuilt from Postgres before the new like was counted on top"
+    );
+}
+
+#[tokio::test]
+async fn a_quiet_projector_finds_a_redis_restored_from_an_older_snapshot_and_rebuilds_it() {
+    let (settings, projections, _pool) = stores().await;
+    anns_video(&projections).await;
+    deliver(&projections, 0, &[liked_by(2)]).await;
+    let before_the_likes = snapshot(&settings).await;
+    deliver(&projections, 1, &[liked_by(3), liked_by(4)]).await;
+    let handled = [("like/0".to_owned(), 2)];
+    assert!(!projections.check_redis(&handled).await.unwrap(), "whole");
+
+    restore(&settings, &before_the_likes).await;
+
+    assert!(projections.check_redis(&handled).await.unwrap(), "rebuilt");
+    assert_eq!(video_likes(&settings).await, 3);
+    assert!(
+        !projections.check_redis(&handled).await.unwrap(),
+        "whole again"
+    );
 }

@@ -24,6 +24,7 @@ use plan::execute_all;
 pub use plan::{Item, Param, Plan, Source};
 
 use crate::dead_letters::Received;
+use crate::span::Span;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -121,17 +122,22 @@ impl Projections {
             plan,
             source: Source::Redrive,
         };
-        Ok(self.execute(&[item]).await?[0])
+        Ok(self.execute(&[item], &Span::default()).await?[0])
     }
 
     /// Carries out a batch, in order: one read-store commit and one Redis round trip for it
     /// all (see [`plan::execute_all`]).
-    pub async fn execute(&self, items: &[Item]) -> Result<Vec<Outcome>, ProjectionError> {
+    /// `span`: the messages the items came in (none for redriven events).
+    pub async fn execute(
+        &self,
+        items: &[Item],
+        span: &Span,
+    ) -> Result<Vec<Outcome>, ProjectionError> {
         // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
         // it applied everywhere: it was applied all the same.
         let mut outcomes: Vec<Outcome> = vec![];
         loop {
-            let executed = execute_all(items, &self.pool, &self.redis, &self.keys).await?;
+            let executed = execute_all(items, span, &self.pool, &self.redis, &self.keys).await?;
             if outcomes.is_empty() {
                 outcomes = executed.outcomes;
             } else {
@@ -146,6 +152,22 @@ impl Projections {
             }
             self.restore_redis().await?;
         }
+    }
+
+    /// Rebuilds the Redis read models from Postgres if they are not whole, or no longer hold
+    /// what this projector applied to them (`handled`: per partition, as `topic/partition`,
+    /// the last offset it handled): Redis restarted empty, or from an older snapshot, since.
+    /// Returns whether it rebuilt them.
+    pub async fn check_redis(&self, handled: &[(String, i64)]) -> Result<bool, ProjectionError> {
+        let holds = infra::redis_store::holds_through(&mut self.redis.clone(), &self.keys, handled)
+            .await
+            .map_err(|error| ProjectionError::Store(error.to_string()))?;
+        if holds {
+            return Ok(false);
+        }
+        tracing::warn!("Redis no longer holds what was applied to it: rebuilding it");
+        self.restore_redis().await?;
+        Ok(true)
     }
 
     /// Rebuilds the Redis read models from Postgres unless they are whole.

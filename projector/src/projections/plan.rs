@@ -9,6 +9,7 @@ use tokio_postgres::types::ToSql;
 use super::{Outcome, ProjectionError};
 use crate::applied::{execute_pipelined, AppliedSequences, Order};
 use crate::dead_letters::{self, HeldBack, Received};
+use crate::span::Span;
 use crate::waiting::{self, Waiting};
 use infra::envelope::PublishedEvent;
 
@@ -62,8 +63,8 @@ pub enum Source {
 pub struct Executed {
     /// Per item. An event applied in one store and found applied in the other is `Applied`.
     pub outcomes: Vec<Outcome>,
-    /// False when the Redis read models were not whole: no Redis change was made, and the
-    /// batch is to be carried out again once Redis is rebuilt.
+    /// False when the Redis read models were not whole, or found not to be (Redis lost data):
+    /// the batch is to be carried out again once Redis is rebuilt.
     pub redis_ready: bool,
 }
 
@@ -91,6 +92,7 @@ struct RedisChange<'a> {
 /// new applied sequences last.
 pub async fn execute_all(
     items: &[Item],
+    span: &Span,
     pool: &deadpool_postgres::Pool,
     redis: &ConnectionManager,
     keys: &Keys,
@@ -182,6 +184,8 @@ pub async fn execute_all(
         // Applied now, or before (its Redis change may be what a crash left out).
         redis_changes.push(RedisChange::of(event, plan, Some(i)));
     }
+    let offsets = (!span.is_empty()).then(|| span.record());
+    statements.extend(offsets.as_ref());
     execute_pipelined(&tx, &statements).await?;
     applied.store(&tx).await?;
     waiting.store(&tx).await?;
@@ -193,27 +197,19 @@ pub async fn execute_all(
     // holds an event and the waiting ones it released in the order they came, not applied.)
     redis_changes.retain(|change| !change.change.is_empty());
     redis_changes.sort_by(|a, b| (&a.aggregate, a.sequence).cmp(&(&b.aggregate, b.sequence)));
-    let mut redis_ready = true;
-    if !redis_changes.is_empty() {
-        let changes: Vec<_> = redis_changes
-            .iter()
-            .map(|change| (change.aggregate.as_str(), change.sequence, change.change))
-            .collect();
-        let applied = apply_all_once(&mut redis.clone(), keys, &changes)
-            .await
-            .map_err(|error| ProjectionError::Store(error.to_string()))?;
-        for (change, applied) in redis_changes.iter().zip(applied) {
-            match applied {
-                ApplyOnce::Applied => {
-                    if let Some(i) = change.item {
-                        outcomes[i] = Outcome::Applied;
-                    }
-                }
-                ApplyOnce::AppliedBefore => {}
-                ApplyOnce::NotReady => redis_ready = false,
-            }
+    let changes: Vec<_> = redis_changes
+        .iter()
+        .map(|change| (change.aggregate.as_str(), change.sequence, change.change))
+        .collect();
+    let applied = apply_all_once(&mut redis.clone(), keys, &span.in_redis(), &changes)
+        .await
+        .map_err(|error| ProjectionError::Store(error.to_string()))?;
+    for (change, applied) in redis_changes.iter().zip(applied.outcomes) {
+        if let (ApplyOnce::Applied, Some(i)) = (applied, change.item) {
+            outcomes[i] = Outcome::Applied;
         }
     }
+    let redis_ready = applied.whole;
     if redis_ready {
         waiting.done().remove(pool).await?;
     }
