@@ -56,13 +56,11 @@ impl Projector {
             }
         }
         // Events are applied on top of whole read models only: after a Redis that lost its
-        // data, rebuild them before consuming rather than at the first event.
-        while let Err(error) = self.projections.restore_redis().await {
-            tracing::warn!(%error, "waiting for the read stores");
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.cancelled() => return Ok(()),
-            }
+        // data, rebuild them before consuming rather than at the first event. Redis away is
+        // no reason to wait: the Postgres read models keep up, and Redis is rebuilt once it
+        // answers (see `Projections::execute`).
+        if let Err(error) = self.projections.restore_redis().await {
+            tracing::warn!(%error, "could not check the Redis read models yet: batches will");
         }
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         self.consumer.subscribe(&names)?;

@@ -34,6 +34,22 @@ async fn stores() -> (TestSettings, Projections, deadpool_postgres::Pool) {
     (settings, projections, pool)
 }
 
+/// Projections over a fresh read database and the Redis at `redis_url`.
+async fn stores_on(redis_url: &str) -> (TestSettings, Projections, deadpool_postgres::Pool) {
+    let mut settings = TestSettings::new().await;
+    settings.redis.redis_url = infra::settings::secret(redis_url);
+    let pool = infra::read_store::connect(&settings.read_store)
+        .await
+        .unwrap();
+    let redis = infra::redis_store::connect_for_batches(&settings.redis)
+        .await
+        .unwrap();
+    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let projections = Projections::new(pool.clone(), redis, keys);
+    projections.restore_redis().await.unwrap();
+    (settings, projections, pool)
+}
+
 async fn projections() -> (Projections, deadpool_postgres::Pool) {
     let (_, projections, pool) = stores().await;
     (projections, pool)
@@ -725,4 +741,99 @@ async fn a_quiet_projector_finds_a_redis_restored_from_an_older_snapshot_and_reb
         !projections.check_redis(&handled).await.unwrap(),
         "whole again"
     );
+}
+
+/// A Redis server of the test's own, which it stops and starts again: it keeps its data on
+/// disk (append-only file, every write synced), as compose's and `make run`'s Redis do.
+struct OwnRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let process = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.process = Some(process);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// As if the machine went away: SIGKILL.
+    fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().unwrap();
+            process.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_postgres_keeps_up_and_redis_is_rebuilt_once_it_answers() {
+    let mut redis = OwnRedis::start();
+    let (settings, projections, pool) = stores_on(&redis.url()).await;
+    anns_video(&projections).await;
+    deliver(&projections, 0, &[liked_by(2)]).await;
+
+    redis.kill();
+    let started = std::time::Instant::now();
+    deliver(&projections, 1, &[liked_by(3), liked_by(4)]).await;
+    deliver(&projections, 3, &[liked_by(5)]).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "Postgres was not held up by Redis: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(like_rows(&pool).await, 4, "the lists kept up");
+
+    // Redis comes back with what it had: one like. The next batch finds it behind, and it
+    // is rebuilt before that batch is counted on top.
+    redis.restart();
+    assert_eq!(video_likes(&settings).await, 1);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    deliver(&projections, 4, &[liked_by(6)]).await;
+
+    assert_eq!(video_likes(&settings).await, 5);
 }

@@ -9,6 +9,9 @@ mod plan;
 mod users;
 mod videos;
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use cqrs_es::Aggregate;
 use domain::comment::Comment;
 use domain::conversation::Conversation;
@@ -20,7 +23,7 @@ use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
-use plan::execute_all;
+use plan::{execute_all, InRedis};
 pub use plan::{Item, Param, Plan, Source};
 
 use crate::dead_letters::Received;
@@ -68,11 +71,21 @@ pub struct Projections {
     pool: deadpool_postgres::Pool,
     redis: ConnectionManager,
     keys: Keys,
+    /// When Redis last failed to answer, if it has not answered since.
+    redis_away_since: Mutex<Option<Instant>>,
 }
+
+/// How long batches leave Redis alone after it failed to answer.
+const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 impl Projections {
     pub fn new(pool: deadpool_postgres::Pool, redis: ConnectionManager, keys: Keys) -> Self {
-        Self { pool, redis, keys }
+        Self {
+            pool,
+            redis,
+            keys,
+            redis_away_since: Mutex::new(None),
+        }
     }
 
     /// The aggregate types whose topics the projector reads.
@@ -137,7 +150,8 @@ impl Projections {
         // it applied everywhere: it was applied all the same.
         let mut outcomes: Vec<Outcome> = vec![];
         loop {
-            let executed = execute_all(items, span, &self.pool, &self.redis, &self.keys).await?;
+            let redis = self.redis_answers().then_some(&self.redis);
+            let executed = execute_all(items, span, &self.pool, redis, &self.keys).await?;
             if outcomes.is_empty() {
                 outcomes = executed.outcomes;
             } else {
@@ -147,10 +161,33 @@ impl Projections {
                     }
                 }
             }
-            if executed.redis_ready {
-                return Ok(outcomes);
+            match executed.redis {
+                InRedis::Made => return Ok(outcomes),
+                InRedis::NotWhole => self.restore_redis().await?,
+                InRedis::Unreachable(error) => {
+                    self.redis_away(&error);
+                    return Ok(outcomes);
+                }
             }
-            self.restore_redis().await?;
+        }
+    }
+
+    /// Whether to ask Redis: not for a while after it failed to answer, so that the Postgres
+    /// read models keep up without waiting for its timeouts at every batch.
+    fn redis_answers(&self) -> bool {
+        let away = self.redis_away_since.lock().expect("not poisoned");
+        away.is_none_or(|since| since.elapsed() >= REDIS_RETRY_AFTER)
+    }
+
+    fn redis_away(&self, error: &str) {
+        let mut away = self.redis_away_since.lock().expect("not poisoned");
+        if away.is_none_or(|since| since.elapsed() >= REDIS_RETRY_AFTER) {
+            tracing::warn!(
+                error,
+                retry_in = ?REDIS_RETRY_AFTER,
+                "Redis did not answer: applying events to Postgres only, Redis is rebuilt once it answers"
+            );
+            *away = Some(Instant::now());
         }
     }
 
@@ -159,6 +196,9 @@ impl Projections {
     /// the last offset it handled): Redis restarted empty, or from an older snapshot, since.
     /// Returns whether it rebuilt them.
     pub async fn check_redis(&self, handled: &[(String, i64)]) -> Result<bool, ProjectionError> {
+        if !self.redis_answers() {
+            return Ok(false);
+        }
         let holds = infra::redis_store::holds_through(&mut self.redis.clone(), &self.keys, handled)
             .await
             .map_err(|error| ProjectionError::Store(error.to_string()))?;

@@ -63,9 +63,20 @@ pub enum Source {
 pub struct Executed {
     /// Per item. An event applied in one store and found applied in the other is `Applied`.
     pub outcomes: Vec<Outcome>,
-    /// False when the Redis read models were not whole, or found not to be (Redis lost data):
-    /// the batch is to be carried out again once Redis is rebuilt.
-    pub redis_ready: bool,
+    pub redis: InRedis,
+}
+
+/// What became of a batch's Redis changes.
+#[derive(Debug)]
+pub enum InRedis {
+    Made,
+    /// The Redis read models were not whole, or found not to be (Redis lost data): the batch
+    /// is to be carried out again once they are rebuilt.
+    NotWhole,
+    /// Redis did not answer, or was not asked (it had not answered a moment before). The
+    /// Postgres read models are up to date all the same; Redis's record of offsets stays
+    /// behind, so it is rebuilt once it answers again.
+    Unreachable(String),
 }
 
 /// One event's Redis change, in the order the batch makes them.
@@ -94,7 +105,7 @@ pub async fn execute_all(
     items: &[Item],
     span: &Span,
     pool: &deadpool_postgres::Pool,
-    redis: &ConnectionManager,
+    redis: Option<&ConnectionManager>,
     keys: &Keys,
 ) -> Result<Executed, ProjectionError> {
     let mut outcomes = vec![Outcome::Ignored; items.len()];
@@ -201,22 +212,47 @@ pub async fn execute_all(
         .iter()
         .map(|change| (change.aggregate.as_str(), change.sequence, change.change))
         .collect();
-    let applied = apply_all_once(&mut redis.clone(), keys, &span.in_redis(), &changes)
-        .await
-        .map_err(|error| ProjectionError::Store(error.to_string()))?;
+    let Some(redis) = redis else {
+        let skipped = "Redis did not answer a moment ago".to_owned();
+        return Ok(Executed {
+            outcomes,
+            redis: InRedis::Unreachable(skipped),
+        });
+    };
+    let applied = match apply_all_once(&mut redis.clone(), keys, &span.in_redis(), &changes).await {
+        Ok(applied) => applied,
+        Err(error) if unreachable(&error) => {
+            return Ok(Executed {
+                outcomes,
+                redis: InRedis::Unreachable(error.to_string()),
+            })
+        }
+        Err(error) => return Err(ProjectionError::Store(error.to_string())),
+    };
     for (change, applied) in redis_changes.iter().zip(applied.outcomes) {
         if let (ApplyOnce::Applied, Some(i)) = (applied, change.item) {
             outcomes[i] = Outcome::Applied;
         }
     }
-    let redis_ready = applied.whole;
-    if redis_ready {
-        waiting.done().remove(pool).await?;
+    if !applied.whole {
+        return Ok(Executed {
+            outcomes,
+            redis: InRedis::NotWhole,
+        });
     }
+    waiting.done().remove(pool).await?;
     Ok(Executed {
         outcomes,
-        redis_ready,
+        redis: InRedis::Made,
     })
+}
+
+/// Whether Redis failed to answer (rather than refused a command).
+fn unreachable(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
 }
 
 impl<'a> RedisChange<'a> {
