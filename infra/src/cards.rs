@@ -124,8 +124,10 @@ impl Cards {
         self.redis.clone()
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
+    /// The keys of the generation of the read models to read now (see [`Keys`]): a request
+    /// resolves it once, and reads everything from it.
+    pub async fn current_keys(&self) -> Result<Keys, RedisError> {
+        crate::redis_store::current(&mut self.redis.clone(), &self.keys).await
     }
 
     /// Cards of the users `ids` that are registered, as `viewer` sees them, by id.
@@ -134,13 +136,15 @@ impl Cards {
         viewer: Option<UserId>,
         ids: &[i64],
     ) -> Result<HashMap<i64, UserCard>, RedisError> {
-        Ok(self.users_and_likes(viewer, ids, &[]).await?.0)
+        let keys = self.current_keys().await?;
+        Ok(self.users_and_likes(&keys, viewer, ids, &[]).await?.0)
     }
 
     /// The cards of [`Self::users`] and, in the same round trip, whether `viewer` likes each
     /// of the videos `liked` (all false without a viewer).
     async fn users_and_likes(
         &self,
+        keys: &Keys,
         viewer: Option<UserId>,
         ids: &[i64],
         liked: &[i64],
@@ -150,17 +154,17 @@ impl Cards {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hgetall(self.keys.user(*id)).set_cache_config(cached());
+            pipe.hgetall(keys.user(*id)).set_cache_config(cached());
         }
         // The flags are the viewer's own and change with its every like and follow: read
         // each time, never kept.
         let viewer_follows = viewer.filter(|_| !ids.is_empty());
         let viewer_likes = viewer.filter(|_| !liked.is_empty());
         if let Some(viewer) = viewer_follows {
-            pipe.smismember(self.keys.following(viewer.get()), ids);
+            pipe.smismember(keys.following(viewer.get()), ids);
         }
         if let Some(viewer) = viewer_likes {
-            pipe.smismember(self.keys.likes(viewer.get()), liked);
+            pipe.smismember(keys.likes(viewer.get()), liked);
         }
         let mut replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
         let likes = flags(&mut replies, viewer_likes.is_some(), liked.len())?;
@@ -195,10 +199,24 @@ impl Cards {
         if ids.is_empty() {
             return Ok(vec![]);
         }
+        let keys = self.current_keys().await?;
+        self.videos_in(&keys, viewer, ids).await
+    }
+
+    /// [`Self::videos`] from the generation `keys` names (resolved by the caller, which read
+    /// the ids there too).
+    pub async fn videos_in(
+        &self,
+        keys: &Keys,
+        viewer: Option<UserId>,
+        ids: &[i64],
+    ) -> Result<Vec<VideoCard>, RedisError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.hgetall(self.keys.video(*id))
-                .set_cache_config(cached());
+            pipe.hgetall(keys.video(*id)).set_cache_config(cached());
         }
         let replies: Vec<Value> = pipe.query_async(&mut self.redis.clone()).await?;
         let mut videos = Vec::with_capacity(ids.len());
@@ -213,7 +231,7 @@ impl Cards {
         authors.sort_unstable();
         authors.dedup();
         let found: Vec<i64> = videos.iter().map(|(id, _, _)| *id).collect();
-        let (authors, likes) = self.users_and_likes(viewer, &authors, &found).await?;
+        let (authors, likes) = self.users_and_likes(keys, viewer, &authors, &found).await?;
         Ok(videos
             .into_iter()
             .zip(likes)

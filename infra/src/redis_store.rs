@@ -98,16 +98,62 @@ async fn connect_with(
 }
 
 /// Every Redis key we use, under `REDIS_KEY_PREFIX`.
+///
+/// The read models live in a **generation**: a rebuild makes the next one beside the current
+/// one, then switches readers and projectors to it at once (`generation`), and the old one is
+/// dropped. Generation 0 is the layout from before generations (right under the prefix);
+/// generation n > 0 is under `<prefix>g<n>:`. Readers resolve the current generation once per
+/// request ([`current`]); projectors' scripts resolve it themselves, atomically with each
+/// change, so a projector never needs to know it.
 #[derive(Clone, Debug)]
 pub struct Keys {
+    /// `REDIS_KEY_PREFIX`: where the generation pointer and the rebuild's keys are.
+    base: String,
+    /// Where this generation's read models are.
     prefix: String,
+    generation: u64,
 }
 
 impl Keys {
+    /// The keys of generation 0; [`current`] tells which generation to read.
     pub fn new(settings: &RedisSettings) -> Self {
+        Self::at_generation(&settings.redis_key_prefix, 0)
+    }
+
+    fn at_generation(base: &str, generation: u64) -> Self {
+        let prefix = match generation {
+            0 => base.to_owned(),
+            n => format!("{base}g{n}:"),
+        };
         Self {
-            prefix: settings.redis_key_prefix.clone(),
+            base: base.to_owned(),
+            prefix,
+            generation,
         }
+    }
+
+    /// The keys of another generation under the same prefix.
+    pub fn in_generation(&self, generation: u64) -> Self {
+        Self::at_generation(&self.base, generation)
+    }
+
+    /// Keys without any prefix, as projections name them: the scripts that apply their
+    /// changes add the current generation's.
+    pub fn unprefixed() -> Self {
+        Self {
+            base: String::new(),
+            prefix: String::new(),
+            generation: 0,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// `REDIS_KEY_PREFIX`, which scripts make the current generation's keys from.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Hash: a user's card (`name`, `signature`, `avatar`, `background_image`) and counters
@@ -138,9 +184,11 @@ impl Keys {
         format!("{}user:{}:following", self.prefix, user_id)
     }
 
-    /// A `SCAN` pattern matching every key above.
+    /// A `SCAN` pattern matching every key under the prefix, of every generation (and
+    /// perhaps of another deployment whose prefix begins with this one: see
+    /// [`Keys::generation_of`] before deleting what it finds).
     pub fn everything(&self) -> String {
-        format!("{}*", self.prefix)
+        format!("{}*", glob_escape(&self.base))
     }
 
     /// Hash: `<aggregate type>/<aggregate id>` to the sequence of its last event applied.
@@ -157,51 +205,121 @@ impl Keys {
     }
 
     /// String: present while the models above are whole, i.e. they hold every event that
-    /// `applied` says they do. A Redis that restarted without its data, or a rebuild under
-    /// way, has none, and no event is applied to it until it has been rebuilt.
+    /// `applied` says they do. A Redis that restarted without its data, or one found behind,
+    /// has none in its current generation, and no event is applied to it until a new
+    /// generation has been built.
     pub fn ready(&self) -> String {
         format!("{}ready", self.prefix)
     }
 
-    /// String: the token of the rebuild under way. `ready` is set only by the rebuild whose
-    /// token is still there at its end: one that lost its data meanwhile (Redis restarted)
-    /// must not declare the models whole.
+    /// String: the generation to read (absent: 0).
+    pub fn current_generation(&self) -> String {
+        format!("{}generation", self.base)
+    }
+
+    /// Counter: the last generation number given to a rebuild.
+    pub fn last_generation(&self) -> String {
+        format!("{}generation:last", self.base)
+    }
+
+    /// String: the token of the rebuild under way: projectors make no change meanwhile, and
+    /// the new generation is switched to only by the rebuild whose token is still there at its
+    /// end (one that lost its data meanwhile, Redis restarted, must not).
     pub fn rebuilding(&self) -> String {
-        format!("{}rebuilding", self.prefix)
+        format!("{}rebuilding", self.base)
+    }
+
+    /// The generation whose read models `key` (found under [`Keys::everything`]) belongs to;
+    /// None for the keys above that are not a generation's, and for keys that are not ours.
+    pub fn generation_of(&self, key: &str) -> Option<u64> {
+        let rest = key.strip_prefix(self.base.as_str())?;
+        if let Some((number, _)) = rest.strip_prefix('g').and_then(|rest| rest.split_once(':')) {
+            if let Ok(generation) = number.parse::<u64>() {
+                return (generation > 0).then_some(generation);
+            }
+        }
+        let family = rest.split(':').next().unwrap_or_default();
+        let whole = ["feed", "applied", "offsets", "ready"];
+        let under = ["user", "video"];
+        (whole.contains(&rest) || (under.contains(&family) && rest.len() > family.len()))
+            .then_some(0)
     }
 }
 
-/// Applies the operations that follow its two first arguments unless the aggregate's last
-/// applied sequence is already at or past this event's. Each operation is a command name, its
-/// argument count, and its arguments.
-/// Returns -1, changing nothing, while the read models are not whole (no `ready` key).
+/// `text` with glob's special characters escaped, for a `SCAN MATCH` pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The keys of the generation to read now: resolved once per request, so that a request
+/// never mixes two generations. Marked [`cached`]: a caching connection keeps the answer
+/// until a rebuild switches generations.
+pub async fn current(
+    redis: &mut ConnectionManager,
+    base: &Keys,
+) -> Result<Keys, redis::RedisError> {
+    let mut get = redis::cmd("GET");
+    get.arg(base.current_generation())
+        .set_cache_config(cached());
+    let generation: Option<u64> = get.query_async(redis).await?;
+    Ok(base.in_generation(generation.unwrap_or(0)))
+}
+
+/// Lua: the current generation's prefix (`pointer` the generation key, `base` the prefix).
+const CURRENT_PREFIX: &str = r"
+local function current_prefix(pointer, base)
+  local generation = redis.call('GET', pointer)
+  if generation and generation ~= '0' then return base .. 'g' .. generation .. ':' end
+  return base
+end
+";
+
+/// Applies the operations that follow its first three arguments (the prefix, the aggregate,
+/// the event's sequence) to the current generation, unless the aggregate's last applied
+/// sequence is already at or past this event's. Each operation is a command name, its
+/// argument count, and its arguments, the first of them a key without the generation's
+/// prefix. Returns -1, changing nothing, while the read models are not whole (no `ready`)
+/// or a rebuild is under way. Keys: the generation pointer, the rebuild's token.
 const APPLY_ONCE: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if last >= tonumber(ARGV[2]) then return 0 end
-local i = 3
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local prefix = current_prefix(KEYS[1], ARGV[1])
+if redis.call('EXISTS', prefix .. 'ready') == 0 then return -1 end
+local applied = prefix .. 'applied'
+local last = tonumber(redis.call('HGET', applied, ARGV[2]) or '0')
+if last >= tonumber(ARGV[3]) then return 0 end
+local i = 4
 while i <= #ARGV do
   local count = tonumber(ARGV[i + 1])
-  redis.call(ARGV[i], unpack(ARGV, i + 2, i + 1 + count))
+  redis.call(ARGV[i], prefix .. ARGV[i + 2], unpack(ARGV, i + 3, i + 1 + count))
   i = i + 2 + count
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', applied, ARGV[2], ARGV[3])
 return 1
 ";
 
 /// Before a batch's changes: unless, for every partition of the batch, Redis holds everything
 /// before the batch's first message (its offset record is at least that message's offset
 /// minus one), the models are not whole: Redis lost data. `ready` is then removed, so the
-/// batch's changes are not made (they would count from the wrong base) and the models are
-/// rebuilt. Arguments: (`topic/partition`, the offset that must be held) pairs. A partition
-/// Redis has no record of holds nothing (-1). Returns 0 when Redis holds them, 1 when it
-/// found it did not, 2 when the models were not whole already.
+/// batch's changes are not made (they would count from the wrong base) and a new generation
+/// is built. Arguments: the prefix, then (`topic/partition`, the offset that must be held)
+/// pairs. A partition Redis has no record of holds nothing (-1). Returns 0 when Redis holds
+/// them, 1 when it found it did not, 2 when the models were not whole already (or a rebuild
+/// is under way).
 const HOLDS_BEFORE: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
-for i = 1, #ARGV, 2 do
-  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+local prefix = current_prefix(KEYS[1], ARGV[1])
+if redis.call('EXISTS', prefix .. 'ready') == 0 then return 2 end
+for i = 2, #ARGV, 2 do
+  local held = tonumber(redis.call('HGET', prefix .. 'offsets', ARGV[i]) or '-1')
   if held < tonumber(ARGV[i + 1]) then
-    redis.call('DEL', KEYS[2])
+    redis.call('DEL', prefix .. 'ready')
     return 1
   end
 end
@@ -210,10 +328,14 @@ return 0
 
 /// After a batch's changes: records each partition's last offset (never moving back).
 const HELD_THROUGH: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-for i = 1, #ARGV, 2 do
-  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
-  if held < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local prefix = current_prefix(KEYS[1], ARGV[1])
+if redis.call('EXISTS', prefix .. 'ready') == 0 then return 0 end
+for i = 2, #ARGV, 2 do
+  local held = tonumber(redis.call('HGET', prefix .. 'offsets', ARGV[i]) or '-1')
+  if held < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', prefix .. 'offsets', ARGV[i], ARGV[i + 1])
+  end
 end
 return 1
 ";
@@ -279,17 +401,30 @@ impl Change {
     }
 }
 
-static APPLY_ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_ONCE));
-static HOLDS_BEFORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HOLDS_BEFORE));
-static HELD_THROUGH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HELD_THROUGH));
+/// A script that resolves the current generation's prefix first.
+fn with_current_prefix(body: &str) -> Script {
+    Script::new(&format!("{CURRENT_PREFIX}{body}"))
+}
+
+static APPLY_ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(APPLY_ONCE));
+static HOLDS_BEFORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(HOLDS_BEFORE));
+static HELD_THROUGH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(HELD_THROUGH));
+
+/// A script invocation with the keys every script here takes first.
+fn invocation<'s>(script: &'s Script, keys: &Keys) -> redis::ScriptInvocation<'s> {
+    let mut invocation = script.key(keys.current_generation());
+    invocation.key(keys.rebuilding()).arg(keys.base());
+    invocation
+}
 
 /// Per partition of a batch: its name in [`Keys::offsets`] (`topic/partition`), and the
 /// offsets of the batch's first and last messages there.
 pub type PartitionSpan = (String, i64, i64);
 
 /// Runs the changes of several events, `(aggregate, sequence, change)` in order, in one round
-/// trip: each atomically, and only if event `sequence` of its aggregate was not applied before
-/// and the read models are whole. With the messages they came in, `span`: first checked to
+/// trip, on the current generation of the read models under `keys`'s prefix: each atomically,
+/// and only if event `sequence` of its aggregate was not applied before and the read models
+/// are whole. The changes name keys without a prefix ([`Keys::unprefixed`]). With the messages they came in, `span`: first checked to
 /// follow what Redis holds (see [`HOLDS_BEFORE`]), then recorded.
 pub async fn apply_all_once(
     redis: &mut ConnectionManager,
@@ -307,18 +442,16 @@ pub async fn apply_all_once(
     let invocations: Vec<_> = changes
         .iter()
         .map(|(aggregate, sequence, change)| {
-            let mut invocation = script.key(keys.applied());
-            invocation.key(keys.ready()).arg(*aggregate).arg(*sequence);
+            let mut invocation = invocation(script, keys);
+            invocation.arg(*aggregate).arg(*sequence);
             for (command, args) in &change.operations {
                 invocation.arg(*command).arg(args.len()).arg(args);
             }
             invocation
         })
         .collect();
-    let mut holds_before = HOLDS_BEFORE_SCRIPT.key(keys.offsets());
-    holds_before.key(keys.ready());
-    let mut held_through = HELD_THROUGH_SCRIPT.key(keys.offsets());
-    held_through.key(keys.ready());
+    let mut holds_before = invocation(&HOLDS_BEFORE_SCRIPT, keys);
+    let mut held_through = invocation(&HELD_THROUGH_SCRIPT, keys);
     for (partition, first, last) in span {
         holds_before.arg(partition).arg(first - 1);
         held_through.arg(partition).arg(last);
@@ -375,11 +508,52 @@ pub async fn holds_through(
     keys: &Keys,
     held: &[(String, i64)],
 ) -> Result<bool, redis::RedisError> {
-    let mut check = HOLDS_BEFORE_SCRIPT.key(keys.offsets());
-    check.key(keys.ready());
+    let mut check = invocation(&HOLDS_BEFORE_SCRIPT, keys);
     for (partition, offset) in held {
         check.arg(partition).arg(offset);
     }
     let behind: i64 = check.invoke_async(redis).await?;
     Ok(behind == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::at_generation("douyin:", 0)
+    }
+
+    #[test]
+    fn each_generations_read_models_are_told_apart_from_everything_else_under_the_prefix() {
+        let keys = keys();
+        let third = keys.in_generation(3);
+        for key in [third.user(1), third.likes(1), third.feed(), third.ready()] {
+            assert_eq!(keys.generation_of(&key), Some(3), "{key}");
+        }
+        for key in [
+            keys.user(1),
+            keys.video(2),
+            keys.following(1),
+            keys.applied(),
+        ] {
+            assert_eq!(keys.generation_of(&key), Some(0), "{key}");
+        }
+        for key in [
+            keys.current_generation(),
+            keys.last_generation(),
+            keys.rebuilding(),
+            "douyin:v2:user:1".to_owned(),
+            "douyin:g:user:1".to_owned(),
+            "douyin:user".to_owned(),
+            "other:user:1".to_owned(),
+        ] {
+            assert_eq!(keys.generation_of(&key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_with_glob_characters_matches_only_itself() {
+        assert_eq!(Keys::at_generation("a*[b]:", 0).everything(), r"a\*\[b\]:*");
+    }
 }

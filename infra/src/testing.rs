@@ -162,6 +162,16 @@ pub fn read_topic(
 
 /// Removes every key under `settings`' prefix at once, as a Redis restarting without its data
 /// would.
+/// The keys of the generation of the Redis read models readers read now.
+pub async fn current_keys(settings: &RedisSettings) -> crate::redis_store::Keys {
+    let mut redis = crate::redis_store::connect(settings)
+        .await
+        .expect("Redis answers");
+    crate::redis_store::current(&mut redis, &crate::redis_store::Keys::new(settings))
+        .await
+        .expect("Redis answers")
+}
+
 pub async fn wipe_redis(settings: &RedisSettings) {
     let keys = crate::redis_store::Keys::new(settings);
     let mut redis = crate::redis_store::connect(settings)

@@ -1,9 +1,17 @@
 //! Rebuilds the Redis read models from the Postgres ones: when Redis lost its data (found by
-//! the projector itself: see [`Keys::ready`]) or when an operator has its counters in doubt.
-//! Postgres holds every list and membership the Redis models derive from, and the last event
-//! applied per aggregate, so the rebuilt Redis is exactly what applying the same events would
-//! have made, and projectors carry on from there. Projectors may run meanwhile: no event is
-//! applied to Redis between the start of a rebuild and its end, and one rebuild runs at a time.
+//! the projector itself: see [`Keys::ready`] and [`Keys::offsets`]) or when an operator has its
+//! counters in doubt. Postgres holds every list and membership the Redis models derive from,
+//! the last event applied per aggregate and the last message per partition, so the rebuilt
+//! Redis is exactly what applying the same events would have made, and projectors carry on
+//! from there.
+//!
+//! The rebuild writes a new generation beside the current one (see [`Keys`]), which readers
+//! go on reading meanwhile (stale, never empty); projectors make no Redis change from its start
+//! to its end (their batches wait, then apply to the new generation). It then switches readers
+//! and projectors to the new generation in one step, and the old generations are dropped a
+//! moment later, once no reader can still be reading them. One rebuild runs at a time.
+
+use std::time::Duration;
 
 use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
@@ -17,34 +25,56 @@ const BATCH: usize = 1000;
 /// same moment rebuild it once.
 const REBUILD_LOCK: i64 = 0x0072_6562_7569_6c64;
 
-/// Declares the models whole (`ready`, with the time) if this rebuild's token is still there.
-const FINISH: &str = r"
+/// How long an old generation is kept after the switch: longer than a reader may go on using
+/// the generation it resolved (a request's duration; a cached pointer, at most 1 s).
+const OLD_GENERATION_KEPT: Duration = Duration::from_secs(3);
+
+/// Gives the next generation's number: one past both the last given and the current one.
+const NEXT_GENERATION: &str = r"
+local next = redis.call('INCR', KEYS[1])
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if next <= current then
+  next = current + 1
+  redis.call('SET', KEYS[1], next)
+end
+return next
+";
+
+/// Switches to the new generation (ARGV[2]), declared whole (`ready`, with the time), if this
+/// rebuild's token (ARGV[1]) is still there.
+const SWITCH: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[1])
 return 1
 ";
 
 /// How much was rebuilt.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Rebuilt {
+    /// The generation built, now current.
+    pub generation: u64,
     pub users: usize,
     pub videos: usize,
     pub likes: usize,
     pub follows: usize,
 }
 
-/// Rebuilds the Redis read models, whatever they hold now.
+/// Rebuilds the Redis read models, whatever they hold now, and drops the old generations.
 pub async fn rebuild_redis(
     pool: &deadpool_postgres::Pool,
     redis: &ConnectionManager,
     keys: &Keys,
 ) -> anyhow::Result<Rebuilt> {
     let rebuilt = locked(pool, redis, keys, false).await?;
+    tokio::time::sleep(OLD_GENERATION_KEPT).await;
+    drop_old_generations(&mut redis.clone(), keys).await?;
     Ok(rebuilt.expect("an unconditional rebuild always runs"))
 }
 
 /// Rebuilds the Redis read models unless they are whole. Returns what was rebuilt, if anything.
+/// The old generations are dropped in the background.
 pub async fn restore_redis(
     pool: &deadpool_postgres::Pool,
     redis: &ConnectionManager,
@@ -56,6 +86,14 @@ pub async fn restore_redis(
             ?rebuilt,
             "the Redis read models were not whole: rebuilt from Postgres"
         );
+        let (mut redis, keys) = (redis.clone(), keys.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(OLD_GENERATION_KEPT).await;
+            // One left behind (this process died, Redis failed) goes with the next rebuild's.
+            if let Err(error) = drop_old_generations(&mut redis, &keys).await {
+                tracing::warn!(%error, "could not drop the old Redis generations");
+            }
+        });
     }
     Ok(rebuilt)
 }
@@ -72,7 +110,14 @@ async fn locked(
         .await?;
     let rebuilt = async {
         let mut redis = redis.clone();
-        if unless_ready && redis.exists::<_, bool>(keys.ready()).await? {
+        let current = infra::redis_store::current(&mut redis, keys).await?;
+        // Under the lock no other rebuild runs: a token left is a rebuild that died.
+        let (whole, abandoned): (bool, bool) = redis::pipe()
+            .exists(current.ready())
+            .exists(keys.rebuilding())
+            .query_async(&mut redis)
+            .await?;
+        if unless_ready && whole && !abandoned {
             return Ok(None);
         }
         rebuild(&client, &mut redis, keys).await.map(Some)
@@ -92,17 +137,21 @@ async fn locked(
 async fn rebuild(
     client: &tokio_postgres::Client,
     redis: &mut ConnectionManager,
-    keys: &Keys,
+    base: &Keys,
 ) -> anyhow::Result<Rebuilt> {
-    // Not whole from here on: projectors stop applying events to Redis until the end.
-    let () = redis.del(keys.ready()).await?;
-    clear(redis, keys).await?;
+    // From here on projectors make no Redis change until the switch.
     let token = format!(
         "{}-{}",
         std::process::id(),
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
-    let () = redis.set(keys.rebuilding(), &token).await?;
+    let () = redis.set(base.rebuilding(), &token).await?;
+    let generation: u64 = redis::Script::new(NEXT_GENERATION)
+        .key(base.last_generation())
+        .key(base.current_generation())
+        .invoke_async(redis)
+        .await?;
+    let keys = &base.in_generation(generation);
     // One snapshot of the read database for every query below, taken after the last event
     // was applied to the old Redis models.
     client
@@ -217,18 +266,21 @@ async fn rebuild(
     })
     .await?;
     client.batch_execute("COMMIT").await?;
-    let finished: i64 = redis::Script::new(FINISH)
-        .key(keys.rebuilding())
+    let switched: i64 = redis::Script::new(SWITCH)
+        .key(base.rebuilding())
+        .key(base.current_generation())
         .key(keys.ready())
         .arg(&token)
+        .arg(generation)
         .arg(chrono::Utc::now().to_rfc3339())
         .invoke_async(redis)
         .await?;
-    if finished != 1 {
+    if switched != 1 {
         anyhow::bail!("Redis lost its data during the rebuild: it is to be rebuilt again");
     }
 
     Ok(Rebuilt {
+        generation,
         users: users.len(),
         videos: videos.len(),
         likes: likes.len(),
@@ -236,23 +288,35 @@ async fn rebuild(
     })
 }
 
-/// Removes every key under the prefix.
-async fn clear(redis: &mut ConnectionManager, keys: &Keys) -> Result<(), redis::RedisError> {
+/// Removes the read models of every generation older than the current one: never a newer one
+/// (a rebuild under way), nor a key under the prefix that is no generation's (the pointer, the
+/// rebuild's token, another deployment's keys whose prefix begins with this one).
+pub async fn drop_old_generations(
+    redis: &mut ConnectionManager,
+    base: &Keys,
+) -> Result<usize, redis::RedisError> {
+    let current = infra::redis_store::current(redis, base).await?.generation();
     let mut cursor: u64 = 0;
+    let mut dropped = 0;
     loop {
         let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(keys.everything())
+            .arg(base.everything())
             .arg("COUNT")
             .arg(BATCH)
             .query_async(redis)
             .await?;
-        if !found.is_empty() {
-            let () = redis::cmd("UNLINK").arg(&found).query_async(redis).await?;
+        let old: Vec<&String> = found
+            .iter()
+            .filter(|key| base.generation_of(key).is_some_and(|g| g < current))
+            .collect();
+        if !old.is_empty() {
+            dropped += old.len();
+            let () = redis::cmd("UNLINK").arg(&old).query_async(redis).await?;
         }
         if next == 0 {
-            return Ok(());
+            return Ok(dropped);
         }
         cursor = next;
     }

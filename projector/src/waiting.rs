@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use deadpool_postgres::Transaction;
 use infra::envelope::PublishedEvent;
-use infra::redis_store::Keys;
 
 use crate::applied::Aggregate;
 use crate::projections::{plan_event, Plan, ProjectionError};
@@ -28,7 +27,6 @@ pub struct Stored {
 pub async fn load(
     tx: &Transaction<'_>,
     aggregates: &[Aggregate],
-    keys: &Keys,
 ) -> Result<Vec<Stored>, ProjectionError> {
     if aggregates.is_empty() {
         return Ok(vec![]);
@@ -54,7 +52,7 @@ pub async fn load(
                 ProjectionError::Store(format!("a waiting event can no longer be read: {error}"))
             };
             let event = PublishedEvent::from_json(json.as_bytes()).map_err(|e| unreadable(&e))?;
-            let plan = plan_event(&event, keys)
+            let plan = plan_event(&event)
                 .map_err(|e| unreadable(&e))?
                 .ok_or_else(|| unreadable(&"no read model follows it"))?;
             Ok(Stored {

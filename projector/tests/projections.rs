@@ -27,7 +27,7 @@ async fn stores() -> (TestSettings, Projections, deadpool_postgres::Pool) {
         .await
         .unwrap();
     let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let projections = Projections::new(pool.clone(), redis, keys);
     // As the projector does when it starts.
     projections.restore_redis().await.unwrap();
@@ -44,7 +44,7 @@ async fn stores_on(redis_url: &str) -> (TestSettings, Projections, deadpool_post
     let redis = infra::redis_store::connect_for_batches(&settings.redis)
         .await
         .unwrap();
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let projections = Projections::new(pool.clone(), redis, keys);
     projections.restore_redis().await.unwrap();
     (settings, projections, pool)
@@ -145,7 +145,7 @@ fn liked(sequence: i64) -> PublishedEvent {
 
 /// The video's `favorite_count`, the liker's `favorite_count`, the author's `total_favorited`.
 async fn counters(settings: &TestSettings) -> (i64, i64, i64) {
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let (video, liker, author): (Option<i64>, Option<i64>, Option<i64>) = redis::pipe()
         .hget(keys.video(7), "favorite_count")
@@ -184,7 +184,7 @@ async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
     projections.apply(liked(1)).await.unwrap();
 
     // As if the projector died after the Postgres commit, before the Redis script ran.
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
         .hdel(keys.applied(), "like/7:2")
@@ -207,13 +207,13 @@ async fn a_redis_that_lost_its_data_is_rebuilt_before_the_next_event_is_applied(
 
     // Redis restarts without its data.
     infra::testing::wipe_redis(&settings.redis).await;
-    let keys = infra::redis_store::Keys::new(&settings.redis);
-    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
 
     assert_eq!(
         projections.apply(registered(2, 1, "bob")).await.unwrap(),
         Outcome::Applied
     );
+    let keys = infra::testing::current_keys(&settings.redis).await;
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let (ann, bob): (Option<String>, Option<String>) = redis::pipe()
         .hget(keys.user(1), "name")
         .hget(keys.user(2), "name")
@@ -407,7 +407,7 @@ async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_
     // The projector died after the Postgres commit, before the Redis round trip: the batch
     // comes again. The like before the dead letter still reaches Redis; nothing is applied
     // or kept twice.
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
         .hdel(keys.applied(), "like/7:2")
@@ -544,7 +544,7 @@ async fn events_reordered_within_a_batch_apply_in_sequence_order_even_when_deliv
 
 /// As if the like's Redis changes were never made.
 async fn wipe_like_in_redis(settings: &TestSettings) {
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
         .hdel(keys.applied(), "like/7:2")
@@ -577,7 +577,7 @@ async fn a_released_event_whose_redis_change_was_lost_reaches_redis_with_its_rel
         .await
         .unwrap();
     wipe_like_in_redis(&settings).await;
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::cmd("HSET")
         .arg(keys.applied())
@@ -637,7 +637,7 @@ async fn deliver(projections: &Projections, first: i64, events: &[PublishedEvent
 
 /// Every key of the test's Redis prefix, dumped: a snapshot to restore later.
 async fn snapshot(settings: &TestSettings) -> Vec<(String, Vec<u8>)> {
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let names: Vec<String> = redis::cmd("KEYS")
         .arg(keys.everything())
@@ -690,7 +690,7 @@ async fn anns_video(projections: &Projections) {
 }
 
 async fn video_likes(settings: &TestSettings) -> i64 {
-    let keys = infra::redis_store::Keys::new(&settings.redis);
+    let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let count: Option<i64> = redis::cmd("HGET")
         .arg(keys.video(7))

@@ -65,16 +65,11 @@ pub struct MessageCard {
 pub struct Reads {
     pool: deadpool_postgres::Pool,
     cards: Cards,
-    feed_key: String,
 }
 
 impl Reads {
-    pub fn new(pool: deadpool_postgres::Pool, cards: Cards, feed_key: String) -> Self {
-        Self {
-            pool,
-            cards,
-            feed_key,
-        }
+    pub fn new(pool: deadpool_postgres::Pool, cards: Cards) -> Self {
+        Self { pool, cards }
     }
 
     pub fn cards(&self) -> &Cards {
@@ -91,8 +86,9 @@ impl Reads {
         // The newest page is the same for every viewer until a video is published, while
         // `before` is each client's clock: asked for with fixed arguments, it is served from
         // the client-side cache. It is the answer when all of it is older than `before`.
+        let keys = self.cards.current_keys().await?;
         let newest: Vec<(i64, f64)> = redis::cmd("ZREVRANGE")
-            .arg(&self.feed_key)
+            .arg(keys.feed())
             .arg(0)
             .arg(FEED_PAGE - 1)
             .arg("WITHSCORES")
@@ -101,10 +97,10 @@ impl Reads {
             .await?;
         if newest.iter().all(|(_, at)| (*at as i64) < before) {
             let ids: Vec<i64> = newest.into_iter().map(|(id, _)| id).collect();
-            return Ok(self.cards.videos(viewer, &ids).await?);
+            return Ok(self.cards.videos_in(&keys, viewer, &ids).await?);
         }
         let ids: Vec<i64> = redis::cmd("ZREVRANGEBYSCORE")
-            .arg(&self.feed_key)
+            .arg(keys.feed())
             .arg(format!("({before}"))
             .arg("-inf")
             .arg("LIMIT")
@@ -112,7 +108,7 @@ impl Reads {
             .arg(FEED_PAGE)
             .query_async(&mut self.cards.redis())
             .await?;
-        Ok(self.cards.videos(viewer, &ids).await?)
+        Ok(self.cards.videos_in(&keys, viewer, &ids).await?)
     }
 
     pub async fn video_exists(&self, video: VideoId) -> Result<bool, ReadError> {

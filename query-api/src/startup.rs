@@ -26,8 +26,8 @@ impl Application {
         let redis = redis_store::connect_cached(&settings.redis).await?;
         let tokens = web::Data::new(Tokens::new(&settings.auth)?);
         let keys = Keys::new(&settings.redis);
-        let cards = Cards::new(redis, keys.clone(), settings.public.clone());
-        let reads = web::Data::new(Reads::new(read_store, cards, keys.feed()));
+        let cards = Cards::new(redis, keys, settings.public.clone());
+        let reads = web::Data::new(Reads::new(read_store, cards));
         let media = web::Data::new(MediaStore::connect(&settings.media)?);
         let proxies = web::Data::new(settings.proxies.clone());
 

@@ -82,7 +82,7 @@ pub async fn verify(settings: &Settings, options: &Options) -> anyhow::Result<Re
     let mut events = connect(expose(&settings.event_store.database_url)).await?;
     let read = connect(expose(&settings.read_store.read_database_url)).await?;
     let mut redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
-    let keys = Keys::new(&settings.redis);
+    let base = Keys::new(&settings.redis);
     let topic_names = topics::names(&settings.kafka);
     let projected = topics::projected(&settings.kafka);
 
@@ -152,6 +152,7 @@ pub async fn verify(settings: &Settings, options: &Options) -> anyhow::Result<Re
             .chain(in_postgres.videos.keys())
             .copied()
             .collect();
+        let keys = infra::redis_store::current(&mut redis, &base).await?;
         let in_redis = read_models::redis(&mut redis, &keys, &users, &videos).await?;
         let mut found: BTreeSet<Difference> = compare::postgres(&expected, &in_postgres)
             .into_iter()

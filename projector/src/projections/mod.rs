@@ -70,6 +70,7 @@ impl From<deadpool_postgres::PoolError> for ProjectionError {
 pub struct Projections {
     pool: deadpool_postgres::Pool,
     redis: ConnectionManager,
+    /// Under `REDIS_KEY_PREFIX`: the generations' pointer, the rebuild's keys.
     keys: Keys,
     /// When Redis last failed to answer, if it has not answered since.
     redis_away_since: Mutex<Option<Instant>>,
@@ -102,7 +103,7 @@ impl Projections {
 
     /// What `event` changes in the read models; None for aggregates no read model follows.
     pub fn plan(&self, event: &PublishedEvent) -> Result<Option<Plan>, EnvelopeError> {
-        plan_event(event, &self.keys)
+        plan_event(event)
     }
 
     /// A message from the broker, read and planned (without IO).
@@ -219,9 +220,11 @@ impl Projections {
     }
 }
 
-/// What `event` changes in the read models whose Redis keys `keys` names; None for
-/// aggregates no read model follows.
-pub fn plan_event(event: &PublishedEvent, keys: &Keys) -> Result<Option<Plan>, EnvelopeError> {
+/// What `event` changes in the read models; None for aggregates no read model follows. Its
+/// Redis changes name keys without a prefix: they are made in whichever generation is
+/// current when they are (see `infra::redis_store::apply_all_once`).
+pub fn plan_event(event: &PublishedEvent) -> Result<Option<Plan>, EnvelopeError> {
+    let keys = &Keys::unprefixed();
     Ok(Some(match event.aggregate_type.as_str() {
         User::TYPE => users::plan(event, keys)?,
         Video::TYPE => videos::plan(event, keys)?,

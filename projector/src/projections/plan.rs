@@ -161,7 +161,7 @@ pub async fn execute_all(
 
     let mut applied =
         AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event, _)| *event)).await?;
-    let stored = waiting::load(&tx, applied.with_waiting(), keys).await?;
+    let stored = waiting::load(&tx, applied.with_waiting()).await?;
     let mut waiting = Waiting::new(&stored);
     let mut statements = vec![];
     let mut redis_changes: Vec<RedisChange<'_>> = waiting

@@ -159,3 +159,74 @@ async fn redis_that_lost_its_data_is_rebuilt_by_the_projector_at_the_next_event(
     wipe_redis(&history.stack).await;
     unlike_counts_once(&history).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_the_old_generation_until_the_rebuilt_one_replaces_it_and_never_an_empty_feed()
+{
+    let history = history().await;
+    let stack = &history.stack;
+    let before = reads(&history).await;
+    let base = infra::redis_store::Keys::new(&stack.settings.redis);
+    let old = infra::testing::current_keys(&stack.settings.redis).await;
+    let mut redis = infra::redis_store::connect(&stack.settings.redis)
+        .await
+        .unwrap();
+    // Another deployment whose prefix begins with this one's.
+    let neighbour = format!("{}v2:user:1", stack.settings.redis.redis_key_prefix);
+    let () = redis::cmd("SET")
+        .arg(&neighbour)
+        .arg("theirs")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // A client polls the feed throughout the rebuild.
+    let polling = tokio_util::sync::CancellationToken::new();
+    let poller = tokio::spawn({
+        let (http, url, stop) = (
+            stack.http.clone(),
+            format!("{}/douyin/feed/", stack.query_url),
+            polling.clone(),
+        );
+        async move {
+            let (mut polls, mut empty) = (0, 0);
+            while !stop.is_cancelled() {
+                let feed: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+                polls += 1;
+                if feed["video_list"].as_array().is_none_or(Vec::is_empty) {
+                    empty += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            (polls, empty)
+        }
+    });
+    let pool = infra::read_store::connect(&stack.settings.read_store)
+        .await
+        .unwrap();
+    let rebuilt = projector::rebuild::rebuild_redis(&pool, &redis, &base)
+        .await
+        .unwrap();
+    polling.cancel();
+    let (polls, empty) = poller.await.unwrap();
+
+    assert!(rebuilt.generation > old.generation());
+    assert!(polls > 10, "{polls} polls");
+    assert_eq!(empty, 0, "{empty} of {polls} polls found the feed empty");
+    assert_eq!(reads(&history).await, before);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(base.everything())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        left.iter()
+            .all(|key| base.generation_of(key) != Some(old.generation())),
+        "the old generation is dropped: {left:?}"
+    );
+    assert!(
+        left.contains(&neighbour),
+        "another deployment's key is left alone"
+    );
+    unlike_counts_once(&history).await;
+}

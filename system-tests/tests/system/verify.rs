@@ -87,7 +87,7 @@ async fn read_models_that_hold_every_event_verify_clean_and_each_corruption_is_n
     assert_eq!(report.differences, [], "nothing differs");
 
     // A counter bumped twice in Redis, a follow lost from Postgres.
-    let keys = infra::redis_store::Keys::new(&stack.settings.redis);
+    let keys = infra::testing::current_keys(&stack.settings.redis).await;
     let mut redis = infra::redis_store::connect(&stack.settings.redis)
         .await
         .unwrap();
