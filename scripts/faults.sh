@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Likes under faults (release build, through nginx): while users toggle likes, this kills a
-# service with SIGKILL every few seconds (projector, command-api, query-api, the broker, in
-# turn) and restarts it, and once kills the stack's Redis and starts it again empty, as a
-# Redis without persistence comes back. Then every read must agree with every answered write
-# (system-tests' likes-under-faults). The stack gets a Redis of its own for this, on
-# FAULT_REDIS_PORT (6390), so stop a running stack first (make down).
+# Likes under faults (release build, through nginx), with two command APIs (their relays
+# competing for the outbox) and two projectors (sharing the partitions): while users toggle
+# likes, every few seconds this kills something with SIGKILL and starts it again: a projector,
+# a command API, the query API, the broker; Redis, brought back from a snapshot taken a round
+# earlier (missing the likes since), with a projector killed as it finds that out; Postgres,
+# restarted; Redis again, brought back empty. Then every read must agree with every answered
+# write, no write may have been answered "internal error" (system-tests' likes-under-faults),
+# and `verify` must find the read models and topics equal to the events. The stack gets a
+# Redis of its own for this, on FAULT_REDIS_PORT (6390), so stop a running stack first
+# (make down). Restarting Postgres needs the local cluster's pg_ctlcluster (Debian's), and is
+# skipped without it.
 #
 #   USERS=40 LIKE_SECONDS=40 make faults
 set -euo pipefail
@@ -23,10 +28,29 @@ if port_open "$PROXY_PORT"; then
 fi
 mkdir -p "$RUN_DIR"
 
+REDIS_DIR=$RUN_DIR/fault-redis
+rm -rf "$REDIS_DIR"
+mkdir -p "$REDIS_DIR"
+
+# Starts the stack's Redis from its snapshot (dump.rdb), if there is one: it saves only when
+# told to (SAVE), so that is the data as of then.
 start_redis() {
     redis-server --daemonize yes --bind 127.0.0.1 --port "$FAULT_REDIS_PORT" --save "" --appendonly no \
-        --pidfile "$RUN_DIR/fault-redis.pid" --logfile "$RUN_DIR/fault-redis.log" --dir "$RUN_DIR"
+        --pidfile "$RUN_DIR/fault-redis.pid" --logfile "$RUN_DIR/fault-redis.log" \
+        --dir "$REDIS_DIR" --dbfilename dump.rdb
     wait_for_port "$FAULT_REDIS_PORT" "the stack's Redis" 30
+}
+
+restart_postgres() {
+    local cluster
+    cluster=$(pg_lsclusters -h 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1, $2 }')
+    if [ -z "$cluster" ]; then
+        log "no local Postgres cluster on :$PG_PORT: not restarting Postgres"
+        return
+    fi
+    log "restarting Postgres ($cluster)"
+    # shellcheck disable=SC2086 # version and name
+    as_root pg_ctlcluster $cluster restart -m fast
 }
 
 likes=
@@ -47,22 +71,41 @@ trap 'exit 130' INT TERM
 ensure_redis # the scripts' own tools (redis-server) on a fresh machine
 start_redis
 "$ROOT/scripts/stack.sh" up
+"$ROOT/scripts/stack.sh" extra
 (cd "$ROOT" && cargo build --release --quiet -p system-tests --bin likes-under-faults)
 "${CARGO_TARGET_DIR:-$ROOT/target}/release/likes-under-faults" "$BASE" "$USERS" "$SECONDS_OF_LIKES" &
 likes=$!
 
-victims=(projector command-api query-api projector nisshi)
 round=0
 sleep 5
 while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; do
-    victim=${victims[$((round % ${#victims[@]}))]}
-    kill_hard "$victim"
-    if [ $round -eq 2 ]; then
+    case $((round % 6)) in
+    0) kill_hard projector ;;
+    1)
+        log "Redis takes a snapshot"
+        redis-cli -p "$FAULT_REDIS_PORT" save >/dev/null
+        kill_hard command-api
+        ;;
+    2)
+        kill_hard query-api
         kill_hard fault-redis
+        sleep 0.5
+        log "starting the stack's Redis again, from the snapshot of the last round"
+        start_redis
+        sleep 0.3
+        kill_hard projector-2
+        ;;
+    3) restart_postgres ;;
+    4) kill_hard nisshi ;;
+    5)
+        kill_hard fault-redis
+        kill_hard command-api-2
+        rm -f "$REDIS_DIR/dump.rdb"
         sleep 0.5
         log "starting the stack's Redis again, empty"
         start_redis
-    fi
+        ;;
+    esac
     sleep 1
     "$ROOT/scripts/stack.sh" up >/dev/null
     round=$((round + 1))
@@ -70,3 +113,5 @@ while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; 
 done
 wait "$likes"
 likes=
+log "verify: the read models and topics against the events"
+"$ROOT/scripts/stack.sh" verify --wait 120

@@ -46,11 +46,21 @@ alive() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev
 
 running() { [ -s "$RUN_DIR/$1.pid" ] && alive "$(cat "$RUN_DIR/$1.pid")"; }
 
-start_service() {
-    local name=$1
+start_service() { # name [binary]
+    local name=$1 binary=${2:-$1}
     if running "$name"; then return; fi
-    setsid nohup "$(target_dir)/$name" >>"$RUN_DIR/$name.log" 2>&1 &
+    setsid nohup "$(target_dir)/$binary" >>"$RUN_DIR/$name.log" 2>&1 &
     echo $! >"$RUN_DIR/$name.pid"
+}
+
+# A second command API (its relay competing for the outbox) and a second projector (sharing
+# the partitions), for `make faults`: started by `stack.sh extra`, then kept up by `up` until
+# `down`.
+EXTRAS=(command-api-2 projector-2)
+start_extras() {
+    [ -e "$RUN_DIR/extras" ] || return 0
+    COMMAND_API_ADDR=127.0.0.1:${COMMAND_API_2_PORT:-8091} start_service command-api-2 command-api
+    start_service projector-2 projector
 }
 
 render_nginx() {
@@ -97,6 +107,7 @@ up() {
     log "building the services ($PROFILE)"
     (cd "$ROOT" && cargo build --profile "$PROFILE" --bins --quiet)
     for name in "${SERVICES[@]}"; do start_service "$name"; done
+    start_extras
     render_nginx
     if ! running nginx; then
         "$(nginx_bin)" -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf"
@@ -137,7 +148,8 @@ stop_pid() { # name
 down() {
     if running nginx; then "$(nginx_bin)" -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -s quit || true; fi
     stop_pid nginx
-    for name in "${SERVICES[@]}"; do stop_pid "$name"; done
+    for name in "${SERVICES[@]}" "${EXTRAS[@]}"; do stop_pid "$name"; done
+    rm -f "$RUN_DIR/extras"
     stop_pid nisshi
 }
 
@@ -170,7 +182,8 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 run) run ;;
+extra) touch "$RUN_DIR/extras"; start_extras ;;
 verify) shift; operate verify "$@" ;;
 projector) shift; operate projector "$@" ;;
-*) die "usage: $0 up|run|down|verify [--help]|projector [--help]" ;;
+*) die "usage: $0 up|run|down|extra|verify [--help]|projector [--help]" ;;
 esac

@@ -39,6 +39,8 @@ async fn run(base: String, users: usize, seconds: u64) -> anyhow::Result<()> {
             .build()?,
         base,
         retries: AtomicUsize::new(0),
+        unavailable: AtomicUsize::new(0),
+        internal: AtomicUsize::new(0),
         slowest_ms: AtomicUsize::new(0),
     };
     let run = format!(
@@ -106,8 +108,10 @@ async fn run(base: String, users: usize, seconds: u64) -> anyhow::Result<()> {
     let expected = finals.iter().filter(|(liked, _)| *liked).count();
     let answered: usize = finals.iter().map(|(_, answered)| answered).sum();
     println!(
-        "{answered} likes and unlikes answered ({} requests repeated after a failure, the slowest in {} ms); {expected} users end liking",
+        "{answered} likes and unlikes answered ({} requests repeated after a failure, {} of them answered \"unavailable, try again\" and {} \"internal error\"; the slowest in {} ms); {expected} users end liking",
         client.retries.load(Ordering::Relaxed),
+        client.unavailable.load(Ordering::Relaxed),
+        client.internal.load(Ordering::Relaxed),
         client.slowest_ms.load(Ordering::Relaxed)
     );
 
@@ -139,6 +143,11 @@ async fn run(base: String, users: usize, seconds: u64) -> anyhow::Result<()> {
         "PASS: every read agrees with every answered write, {:.1} s after the last one",
         started.elapsed().as_secs_f64()
     );
+    let internal = client.internal.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        internal == 0,
+        "{internal} writes were answered \"internal error\" instead of \"unavailable, try again\""
+    );
     Ok(())
 }
 
@@ -146,6 +155,12 @@ struct Client {
     http: reqwest::Client,
     base: String,
     retries: AtomicUsize,
+    /// Answers "unavailable, try again" (503 in the envelope): what a write meeting a
+    /// dependency that restarts is to get.
+    unavailable: AtomicUsize,
+    /// Answers "internal error" (500 in the envelope, or a bare one from the service): a
+    /// fault this run must not see.
+    internal: AtomicUsize,
     slowest_ms: AtomicUsize,
 }
 
@@ -212,6 +227,11 @@ impl Client {
                     if !(500..600).contains(&code) {
                         return value;
                     }
+                    match code {
+                        503 => &self.unavailable,
+                        _ => &self.internal,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
                 }
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
