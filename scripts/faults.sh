@@ -11,13 +11,13 @@
 # (make down). Restarting Postgres needs the local cluster's pg_ctlcluster (Debian's), and is
 # skipped without it.
 #
-#   USERS=40 LIKE_SECONDS=40 make faults
+#   USERS=40 LIKE_SECONDS=70 make faults
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 PROXY_PORT=${PROXY_PORT:-8080}
 BASE=http://127.0.0.1:$PROXY_PORT
 USERS=${USERS:-40}
-SECONDS_OF_LIKES=${LIKE_SECONDS:-40}
+SECONDS_OF_LIKES=${LIKE_SECONDS:-70}
 FAULT_REDIS_PORT=${FAULT_REDIS_PORT:-6390}
 export REDIS_URL=redis://127.0.0.1:$FAULT_REDIS_PORT
 # Forty users toggling as fast as they can are not people on phones.

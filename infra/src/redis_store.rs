@@ -501,8 +501,31 @@ pub struct AppliedOnce {
     pub whole: bool,
 }
 
-/// Whether Redis still holds everything through `held` (per partition, the last offset this
-/// projector handled): false, and the models marked not whole, when Redis lost data since.
+/// Whether the current generation is whole and holds everything through `held` (per
+/// partition, `topic/partition` and an offset), changing nothing.
+pub async fn holds(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    held: &[(String, i64)],
+) -> Result<bool, redis::RedisError> {
+    let current = current(redis, keys).await?;
+    let (whole, rebuilding, offsets): (bool, bool, std::collections::HashMap<String, i64>) =
+        redis::pipe()
+            .exists(current.ready())
+            .exists(keys.rebuilding())
+            .hgetall(current.offsets())
+            .query_async(redis)
+            .await?;
+    Ok(whole
+        && !rebuilding
+        && held
+            .iter()
+            .all(|(partition, offset)| offsets.get(partition).copied().unwrap_or(-1) >= *offset))
+}
+
+/// Whether Redis still holds everything through `held` (per partition, `topic/partition` and
+/// an offset): false, and the current generation marked not whole, when it does not (Redis
+/// lost data), or when it is not whole already or being rebuilt.
 pub async fn holds_through(
     redis: &mut ConnectionManager,
     keys: &Keys,

@@ -29,15 +29,12 @@ pub enum Order {
 pub struct AppliedSequences {
     /// Per aggregate: its last applied sequence, and whether this batch moved it.
     last: HashMap<Aggregate, (i64, bool)>,
-    /// The aggregates with events in `waiting_events` (see [`crate::waiting`]).
-    with_waiting: Vec<Aggregate>,
 }
 
 impl AppliedSequences {
     /// Locks the record of every aggregate of `events` (making a record at 0 for an aggregate
-    /// never seen) and reads it, with whether the aggregate has waiting events, in one
-    /// statement. Records are locked in key order, so two transactions locking overlapping
-    /// sets do not deadlock.
+    /// never seen) and reads it, in one statement. Records are locked in key order, so two
+    /// transactions locking overlapping sets do not deadlock.
     pub async fn lock<'e>(
         tx: &Transaction<'_>,
         events: impl Iterator<Item = &'e PublishedEvent>,
@@ -48,14 +45,12 @@ impl AppliedSequences {
         aggregates.sort_unstable();
         aggregates.dedup();
         let mut last = HashMap::with_capacity(aggregates.len());
-        let mut with_waiting = vec![];
         if aggregates.is_empty() {
-            return Ok(Self { last, with_waiting });
+            return Ok(Self { last });
         }
         let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
         // The no-op update of an existing record is what locks it, and returns it as the
-        // latest committed transaction left it. Waiting events are looked up by primary key
-        // prefix: nearly always none, at the cost of an index probe.
+        // latest committed transaction left it.
         let rows = tx
             .query(
                 "INSERT INTO applied_sequences AS applied (aggregate_type, aggregate_id, sequence)
@@ -64,26 +59,19 @@ impl AppliedSequences {
                   ORDER BY aggregate_type, aggregate_id
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
                     SET sequence = applied.sequence
-                 RETURNING aggregate_type, aggregate_id, sequence,
-                           EXISTS (SELECT FROM waiting_events waiting
-                                    WHERE waiting.aggregate_type = applied.aggregate_type
-                                      AND waiting.aggregate_id = applied.aggregate_id)",
+                 RETURNING aggregate_type, aggregate_id, sequence",
                 &[&types, &ids],
             )
             .await?;
         for row in rows {
-            let aggregate: Aggregate = (row.get(0), row.get(1));
-            if row.get::<_, bool>(3) {
-                with_waiting.push(aggregate.clone());
-            }
-            last.insert(aggregate, (row.get(2), false));
+            last.insert((row.get(0), row.get(1)), (row.get(2), false));
         }
-        Ok(Self { last, with_waiting })
+        Ok(Self { last })
     }
 
-    /// The aggregates of the batch that have events waiting for an earlier one.
-    pub fn with_waiting(&self) -> &[Aggregate] {
-        &self.with_waiting
+    /// The aggregates locked.
+    pub fn aggregates(&self) -> impl Iterator<Item = &Aggregate> {
+        self.last.keys()
     }
 
     /// Where `event` stands against what its aggregate has applied.

@@ -5,7 +5,6 @@
 //! A message no projection can read is dead-lettered, and so is every later message of its
 //! aggregate until `projector redrive` has applied them (see [`crate::dead_letters`]).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use futures::FutureExt;
@@ -69,18 +68,15 @@ impl EventLoop<'_> {
         // librdkafka reconnects by itself; an error it reports (the broker away, a topic
         // gone) comes back at once on the next call: wait between them, not spin.
         let mut backoff = Backoff::default();
-        // Per partition, the last offset handled: Redis must still hold it (see
-        // [`Projections::check_redis`]), looked at every so often even while no event comes.
-        let mut handled: BTreeMap<String, i64> = BTreeMap::new();
+        // Redis is checked to hold what Postgres does every so often, even while no event comes
+        // (see [`Projections::check_redis`]).
         let mut check = tokio::time::interval(REDIS_CHECK_INTERVAL);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
                 _ = check.tick() => {
-                    let handled: Vec<(String, i64)> =
-                        handled.iter().map(|(partition, offset)| (partition.clone(), *offset)).collect();
-                    if let Err(error) = self.projections.check_redis(&handled).await {
+                    if let Err(error) = self.projections.check_redis().await {
                         tracing::warn!(%error, "could not check what Redis holds");
                     }
                     continue;
@@ -117,10 +113,6 @@ impl EventLoop<'_> {
                 if let Err(error) = self.consumer.store_offset_from_message(message) {
                     tracing::warn!(%error, "could not store an offset");
                 }
-                handled.insert(
-                    format!("{}/{}", message.topic(), message.partition()),
-                    message.offset(),
-                );
             }
         }
         commit(self.consumer);

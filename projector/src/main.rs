@@ -27,7 +27,7 @@ enum Command {
     /// Applies the dead-lettered events this build can read; exits with 1 if some are left.
     Redrive,
     /// Lists the aggregates held back because an event came before an earlier one of theirs
-    /// (docs/events.md says how to close such a gap); exits with 1 if there are any.
+    /// (docs/architecture.md says how to close such a gap); exits with 1 if there are any.
     Waiting,
 }
 

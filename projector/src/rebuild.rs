@@ -67,10 +67,12 @@ pub async fn rebuild_redis(
     redis: &ConnectionManager,
     keys: &Keys,
 ) -> anyhow::Result<Rebuilt> {
-    let rebuilt = locked(pool, redis, keys, false).await?;
+    let rebuilt = locked(pool, redis, keys, false)
+        .await?
+        .expect("an unconditional rebuild always runs");
     tokio::time::sleep(OLD_GENERATION_KEPT).await;
-    drop_old_generations(&mut redis.clone(), keys).await?;
-    Ok(rebuilt.expect("an unconditional rebuild always runs"))
+    drop_generations(&mut redis.clone(), keys, |g| g < rebuilt.generation).await?;
+    Ok(rebuilt)
 }
 
 /// Rebuilds the Redis read models unless they are whole. Returns what was rebuilt, if anything.
@@ -86,11 +88,11 @@ pub async fn restore_redis(
             ?rebuilt,
             "the Redis read models were not whole: rebuilt from Postgres"
         );
-        let (mut redis, keys) = (redis.clone(), keys.clone());
+        let (mut redis, keys, built) = (redis.clone(), keys.clone(), rebuilt.generation);
         tokio::spawn(async move {
             tokio::time::sleep(OLD_GENERATION_KEPT).await;
-            // One left behind (this process died, Redis failed) goes with the next rebuild's.
-            if let Err(error) = drop_old_generations(&mut redis, &keys).await {
+            // One left behind (this process died, Redis failed) goes at the next rebuild.
+            if let Err(error) = drop_generations(&mut redis, &keys, |g| g < built).await {
                 tracing::warn!(%error, "could not drop the old Redis generations");
             }
         });
@@ -146,6 +148,11 @@ async fn rebuild(
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
     );
     let () = redis.set(base.rebuilding(), &token).await?;
+    // What an earlier rebuild left (one that died, or whose Redis restarted under it: its
+    // generation's number may come again), and old generations not dropped yet, go first:
+    // a generation is only ever written by one rebuild, from nothing.
+    let current = infra::redis_store::current(redis, base).await?.generation();
+    drop_generations(redis, base, |g| g != current).await?;
     let generation: u64 = redis::Script::new(NEXT_GENERATION)
         .key(base.last_generation())
         .key(base.current_generation())
@@ -288,14 +295,14 @@ async fn rebuild(
     })
 }
 
-/// Removes the read models of every generation older than the current one: never a newer one
-/// (a rebuild under way), nor a key under the prefix that is no generation's (the pointer, the
-/// rebuild's token, another deployment's keys whose prefix begins with this one).
-pub async fn drop_old_generations(
+/// Removes the read models of the generations `which` picks; never a key under the prefix that
+/// is no generation's (the pointer, the rebuild's token, another deployment's keys whose prefix
+/// begins with this one, unless it goes on like a generation's: see [`Keys::generation_of`]).
+pub async fn drop_generations(
     redis: &mut ConnectionManager,
     base: &Keys,
+    which: impl Fn(u64) -> bool,
 ) -> Result<usize, redis::RedisError> {
-    let current = infra::redis_store::current(redis, base).await?.generation();
     let mut cursor: u64 = 0;
     let mut dropped = 0;
     loop {
@@ -309,7 +316,7 @@ pub async fn drop_old_generations(
             .await?;
         let old: Vec<&String> = found
             .iter()
-            .filter(|key| base.generation_of(key).is_some_and(|g| g < current))
+            .filter(|key| base.generation_of(key).is_some_and(&which))
             .collect();
         if !old.is_empty() {
             dropped += old.len();

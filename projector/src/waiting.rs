@@ -23,18 +23,20 @@ pub struct Stored {
     released: bool,
 }
 
-/// Reads the waiting events of `aggregates` (nearly always none are asked for).
-pub async fn load(
+/// Reads the waiting events of `aggregates` (nearly always there are none). Asked after their
+/// applied sequences are locked, in a statement of its own: its snapshot then holds what the
+/// transaction that held the lock before kept (a statement's snapshot is taken as it starts,
+/// and the locking one may have started before that transaction committed).
+pub async fn load<'a>(
     tx: &Transaction<'_>,
-    aggregates: &[Aggregate],
+    aggregates: impl Iterator<Item = &'a Aggregate>,
 ) -> Result<Vec<Stored>, ProjectionError> {
-    if aggregates.is_empty() {
-        return Ok(vec![]);
-    }
     let (types, ids): (Vec<&str>, Vec<&str>) = aggregates
-        .iter()
         .map(|(aggregate_type, aggregate_id)| (aggregate_type.as_str(), aggregate_id.as_str()))
         .unzip();
+    if types.is_empty() {
+        return Ok(vec![]);
+    }
     let rows = tx
         .query(
             "SELECT event, released_at IS NOT NULL FROM waiting_events
@@ -83,18 +85,25 @@ pub struct Waiting<'a> {
     kept: Vec<&'a PublishedEvent>,
     /// In the table and applied by this batch: to mark released.
     released: Vec<&'a PublishedEvent>,
+    /// In the table, not released, and yet applied (kept by one batch while another applied
+    /// it from memory): to remove.
+    stale: Vec<&'a PublishedEvent>,
 }
 
 impl<'a> Waiting<'a> {
-    pub fn new(stored: &'a [Stored]) -> Self {
+    /// The waiting events `stored`, against `last`: each aggregate's last applied sequence.
+    pub fn new(stored: &'a [Stored], last: impl Fn(&PublishedEvent) -> i64) -> Self {
         let mut waiting = Self {
             early: HashMap::new(),
             released_before: vec![],
             kept: vec![],
             released: vec![],
+            stale: vec![],
         };
         for stored in stored {
-            if stored.released {
+            if !stored.released && stored.event.sequence <= last(&stored.event) {
+                waiting.stale.push(&stored.event);
+            } else if stored.released {
                 waiting.released_before.push((&stored.event, &stored.plan));
             } else {
                 waiting.early_of(&stored.event).insert(
@@ -136,6 +145,15 @@ impl<'a> Waiting<'a> {
         }
     }
 
+    /// The aggregates with events waiting.
+    pub fn aggregates(&self) -> Vec<Aggregate> {
+        self.early
+            .iter()
+            .filter(|(_, early)| !early.is_empty())
+            .map(|(aggregate, _)| aggregate.clone())
+            .collect()
+    }
+
     /// Takes the waiting event of `aggregate` that comes right after `last`, if it is here.
     pub fn take_next(&mut self, aggregate: &Aggregate, last: i64) -> Option<Planned<'a>> {
         let early = self.early.get_mut(aggregate)?.remove(&(last + 1))?;
@@ -171,6 +189,18 @@ impl<'a> Waiting<'a> {
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[])
                  ON CONFLICT DO NOTHING",
                 &[&types, &ids, &sequences, &events],
+            )
+            .await?;
+        }
+        if !self.stale.is_empty() {
+            let keys: Vec<_> = self.stale.iter().map(|event| key(event)).collect();
+            let (types, ids, sequences) = columns(&keys);
+            tx.execute(
+                "DELETE FROM waiting_events
+                  WHERE released_at IS NULL
+                    AND (aggregate_type, aggregate_id, sequence)
+                     IN (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))",
+                &[&types, &ids, &sequences],
             )
             .await?;
         }

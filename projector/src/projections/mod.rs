@@ -76,6 +76,9 @@ pub struct Projections {
     redis_away_since: Mutex<Option<Instant>>,
 }
 
+/// Longer than a batch takes between its Postgres commit and its Redis changes.
+const IN_FLIGHT: Duration = Duration::from_secs(2);
+
 /// How long batches leave Redis alone after it failed to answer.
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -164,9 +167,28 @@ impl Projections {
             }
             match executed.redis {
                 InRedis::Made => return Ok(outcomes),
-                InRedis::NotWhole => self.restore_redis().await?,
+                InRedis::NotWhole => match self.rebuild_redis_unless_whole().await {
+                    Ok(()) => {}
+                    Err(error) => {
+                        // Redis failing during the rebuild is Redis away: the Postgres read
+                        // models go on, and the rebuild is made again once it answers.
+                        let away = error
+                            .downcast_ref::<redis::RedisError>()
+                            .is_some_and(plan::unreachable);
+                        if !away || span.is_empty() {
+                            return Err(ProjectionError::Store(format!("{error:#}")));
+                        }
+                        self.redis_away(&format!("{error:#}"));
+                        return Ok(outcomes);
+                    }
+                },
                 InRedis::Unreachable(error) => {
                     self.redis_away(&error);
+                    if span.is_empty() {
+                        // A redriven event comes from no partition: no offset record would
+                        // show Redis missing it. It is applied to both stores, or left.
+                        return Err(ProjectionError::Store(error));
+                    }
                     return Ok(outcomes);
                 }
             }
@@ -193,30 +215,57 @@ impl Projections {
     }
 
     /// Rebuilds the Redis read models from Postgres if they are not whole, or no longer hold
-    /// what this projector applied to them (`handled`: per partition, as `topic/partition`,
-    /// the last offset it handled): Redis restarted empty, or from an older snapshot, since.
-    /// Returns whether it rebuilt them.
-    pub async fn check_redis(&self, handled: &[(String, i64)]) -> Result<bool, ProjectionError> {
+    /// everything Postgres holds (per partition, the last offset applied: Redis restarted
+    /// empty, or from an older snapshot, since). A batch another projector is applying may
+    /// have reached Postgres and not Redis yet: Redis is looked at again a moment later before
+    /// it is taken to be behind. Run at start and every so often by a quiet projector (a
+    /// batch checks it as it comes). Returns whether it rebuilt them.
+    pub async fn check_redis(&self) -> Result<bool, ProjectionError> {
         if !self.redis_answers() {
             return Ok(false);
         }
-        let holds = infra::redis_store::holds_through(&mut self.redis.clone(), &self.keys, handled)
+        let in_postgres: Vec<(String, i64)> = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT topic || '/' || partition, \"offset\" FROM applied_offsets",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let redis_error = |error: redis::RedisError| ProjectionError::Store(error.to_string());
+        let mut redis = self.redis.clone();
+        let mut holds = infra::redis_store::holds(&mut redis, &self.keys, &in_postgres)
             .await
-            .map_err(|error| ProjectionError::Store(error.to_string()))?;
+            .map_err(redis_error)?;
+        if !holds {
+            tokio::time::sleep(IN_FLIGHT).await;
+            holds = infra::redis_store::holds_through(&mut redis, &self.keys, &in_postgres)
+                .await
+                .map_err(redis_error)?;
+        }
         if holds {
             return Ok(false);
         }
-        tracing::warn!("Redis no longer holds what was applied to it: rebuilding it");
+        tracing::warn!("the Redis read models are not whole, or behind Postgres: rebuilding them");
         self.restore_redis().await?;
         Ok(true)
     }
 
     /// Rebuilds the Redis read models from Postgres unless they are whole.
     pub async fn restore_redis(&self) -> Result<(), ProjectionError> {
+        self.rebuild_redis_unless_whole()
+            .await
+            .map_err(|error| ProjectionError::Store(format!("{error:#}")))
+    }
+
+    async fn rebuild_redis_unless_whole(&self) -> anyhow::Result<()> {
         crate::rebuild::restore_redis(&self.pool, &self.redis, &self.keys)
             .await
             .map(|_| ())
-            .map_err(|error| ProjectionError::Store(format!("{error:#}")))
     }
 }
 

@@ -7,7 +7,7 @@ use redis::aio::ConnectionManager;
 use tokio_postgres::types::ToSql;
 
 use super::{Outcome, ProjectionError};
-use crate::applied::{execute_pipelined, AppliedSequences, Order};
+use crate::applied::{execute_pipelined, Aggregate, AppliedSequences, Order};
 use crate::dead_letters::{self, HeldBack, Received};
 use crate::span::Span;
 use crate::waiting::{self, Waiting};
@@ -159,16 +159,38 @@ pub async fn execute_all(
         }
     }
 
-    let mut applied =
-        AppliedSequences::lock(&tx, to_apply.iter().map(|(_, event, _)| *event)).await?;
-    let stored = waiting::load(&tx, applied.with_waiting()).await?;
-    let mut waiting = Waiting::new(&stored);
+    // Sent together: the client pipelines them, and Postgres runs the second (and takes its
+    // snapshot) once the first holds its locks.
+    let batch_aggregates: Vec<Aggregate> = to_apply
+        .iter()
+        .map(|(_, event, _)| (event.aggregate_type.clone(), event.aggregate_id.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (mut applied, stored) = futures::try_join!(
+        async {
+            let events = to_apply.iter().map(|(_, event, _)| *event);
+            Ok::<_, ProjectionError>(AppliedSequences::lock(&tx, events).await?)
+        },
+        waiting::load(&tx, batch_aggregates.iter()),
+    )?;
+    let mut waiting = Waiting::new(&stored, |event| {
+        applied.last(&(event.aggregate_type.clone(), event.aggregate_id.clone()))
+    });
     let mut statements = vec![];
     let mut redis_changes: Vec<RedisChange<'_>> = waiting
         .released_before()
         .iter()
         .map(|(event, plan)| RedisChange::of(event, plan, None))
         .collect();
+    // What waits for an event already applied (by a batch that raced the one keeping it).
+    for aggregate in waiting.aggregates() {
+        while let Some((event, plan)) = waiting.take_next(&aggregate, applied.last(&aggregate)) {
+            applied.advance(event);
+            statements.extend(plan.statements.iter());
+            redis_changes.push(RedisChange::of(event, plan, None));
+        }
+    }
     for (i, event, plan) in to_apply {
         match applied.order(event) {
             Order::Repeat => outcomes[i] = Outcome::AlreadyApplied,
@@ -248,7 +270,7 @@ pub async fn execute_all(
 }
 
 /// Whether Redis failed to answer (rather than refused a command).
-fn unreachable(error: &redis::RedisError) -> bool {
+pub(super) fn unreachable(error: &redis::RedisError) -> bool {
     error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
