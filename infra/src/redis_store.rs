@@ -272,12 +272,16 @@ pub async fn current(
     Ok(base.in_generation(generation.unwrap_or(0)))
 }
 
-/// Lua: the current generation's prefix (`pointer` the generation key, `base` the prefix).
+/// Lua: the current generation's prefix (KEYS[1] the generation pointer, `base` the prefix),
+/// or nil while a rebuild is under way (KEYS[2] its token) or the generation is not whole.
 const CURRENT_PREFIX: &str = r"
-local function current_prefix(pointer, base)
-  local generation = redis.call('GET', pointer)
-  if generation and generation ~= '0' then return base .. 'g' .. generation .. ':' end
-  return base
+local function whole_prefix(base)
+  if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
+  local prefix = base
+  local generation = redis.call('GET', KEYS[1])
+  if generation and generation ~= '0' then prefix = base .. 'g' .. generation .. ':' end
+  if redis.call('EXISTS', prefix .. 'ready') == 0 then return nil end
+  return prefix
 end
 ";
 
@@ -288,9 +292,8 @@ end
 /// prefix. Returns -1, changing nothing, while the read models are not whole (no `ready`)
 /// or a rebuild is under way. Keys: the generation pointer, the rebuild's token.
 const APPLY_ONCE: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
-local prefix = current_prefix(KEYS[1], ARGV[1])
-if redis.call('EXISTS', prefix .. 'ready') == 0 then return -1 end
+local prefix = whole_prefix(ARGV[1])
+if not prefix then return -1 end
 local applied = prefix .. 'applied'
 local last = tonumber(redis.call('HGET', applied, ARGV[2]) or '0')
 if last >= tonumber(ARGV[3]) then return 0 end
@@ -313,9 +316,8 @@ return 1
 /// them, 1 when it found it did not, 2 when the models were not whole already (or a rebuild
 /// is under way).
 const HOLDS_BEFORE: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
-local prefix = current_prefix(KEYS[1], ARGV[1])
-if redis.call('EXISTS', prefix .. 'ready') == 0 then return 2 end
+local prefix = whole_prefix(ARGV[1])
+if not prefix then return 2 end
 for i = 2, #ARGV, 2 do
   local held = tonumber(redis.call('HGET', prefix .. 'offsets', ARGV[i]) or '-1')
   if held < tonumber(ARGV[i + 1]) then
@@ -328,9 +330,8 @@ return 0
 
 /// After a batch's changes: records each partition's last offset (never moving back).
 const HELD_THROUGH: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local prefix = current_prefix(KEYS[1], ARGV[1])
-if redis.call('EXISTS', prefix .. 'ready') == 0 then return 0 end
+local prefix = whole_prefix(ARGV[1])
+if not prefix then return 0 end
 for i = 2, #ARGV, 2 do
   local held = tonumber(redis.call('HGET', prefix .. 'offsets', ARGV[i]) or '-1')
   if held < tonumber(ARGV[i + 1]) then
