@@ -171,8 +171,7 @@ pub async fn verify(settings: &Settings, options: &Options) -> anyhow::Result<Re
             let kafka = settings.kafka.clone();
             let ends = ends.clone();
             let on_topics =
-                tokio::task::spawn_blocking(move || topics::last_sequences(&kafka, &ends))
-                    .await??;
+                tokio::task::spawn_blocking(move || topics::held_through(&kafka, &ends)).await??;
             found.extend(compare_topics(&published, &on_topics));
         }
         // Kept: what every pass found differing (with what this one found there).
@@ -257,8 +256,8 @@ fn compare_topics(
             (held < through).then(|| Difference {
                 store: Store::Topics,
                 entry: format!("{}/{}", aggregate.0, aggregate.1),
-                expected: format!("events through {through}"),
-                found: format!("through {held}"),
+                expected: format!("events 1 to {through}"),
+                found: format!("1 to {held} without a gap"),
             })
         })
         .collect()

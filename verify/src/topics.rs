@@ -1,6 +1,6 @@
 //! What the topics hold, and how far the projector has read them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use infra::kafka::{client_config, Topics};
@@ -85,9 +85,31 @@ pub fn committed(
 /// An aggregate: its type and id.
 pub type Aggregate = (String, String);
 
-/// The last sequence of each aggregate among the messages before `ends`, read from the
-/// beginning of every partition. Blocking: run it off the async threads.
-pub fn last_sequences(
+/// How far each aggregate's history is on the topics with nothing missing.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Every event from 1 to this one has been seen.
+    pub through: i64,
+    /// Later events seen past a missing one (nearly always none).
+    beyond: BTreeSet<i64>,
+}
+
+impl Held {
+    fn saw(&mut self, sequence: i64) {
+        if sequence <= self.through {
+            return; // A repeat.
+        }
+        self.beyond.insert(sequence);
+        while self.beyond.remove(&(self.through + 1)) {
+            self.through += 1;
+        }
+    }
+}
+
+/// For each aggregate, through which sequence the messages before `ends` hold its whole
+/// history (a message lost in the middle stops it there), read from the beginning of every
+/// partition. Blocking: run it off the async threads.
+pub fn held_through(
     settings: &KafkaSettings,
     ends: &Positions,
 ) -> anyhow::Result<HashMap<Aggregate, i64>> {
@@ -101,7 +123,7 @@ pub fn last_sequences(
         }
     }
     consumer.assign(&partitions)?;
-    let mut last: HashMap<Aggregate, i64> = HashMap::new();
+    let mut held: HashMap<Aggregate, Held> = HashMap::new();
     while !left.is_empty() {
         let Some(message) = consumer.poll(TIMEOUT) else {
             anyhow::bail!(
@@ -129,12 +151,10 @@ pub fn last_sequences(
             sequence: i64,
         }
         match serde_json::from_slice::<Placed>(message.payload().unwrap_or_default()) {
-            Ok(placed) => {
-                let sequence = last
-                    .entry((placed.aggregate_type, placed.aggregate_id))
-                    .or_default();
-                *sequence = (*sequence).max(placed.sequence);
-            }
+            Ok(placed) => held
+                .entry((placed.aggregate_type, placed.aggregate_id))
+                .or_default()
+                .saw(placed.sequence),
             Err(error) => tracing::warn!(
                 topic = place.0,
                 partition = place.1,
@@ -144,5 +164,30 @@ pub fn last_sequences(
             ),
         }
     }
-    Ok(last)
+    Ok(held
+        .into_iter()
+        .map(|(aggregate, held)| (aggregate, held.through))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Held;
+
+    fn held(sequences: &[i64]) -> i64 {
+        let mut held = Held::default();
+        for sequence in sequences {
+            held.saw(*sequence);
+        }
+        held.through
+    }
+
+    #[test]
+    fn a_history_is_held_only_up_to_its_first_missing_event() {
+        assert_eq!(held(&[1, 2, 3]), 3);
+        assert_eq!(held(&[1, 2, 2, 3, 1]), 3, "repeats change nothing");
+        assert_eq!(held(&[1, 2, 4, 5]), 2, "3 is missing");
+        assert_eq!(held(&[1, 3, 2, 4]), 4, "out of order, but whole");
+        assert_eq!(held(&[2, 3]), 0, "1 is missing");
+    }
 }
