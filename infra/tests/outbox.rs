@@ -228,3 +228,44 @@ async fn a_command_committed_by_another_command_api_wakes_the_relay() {
     }
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_topic_is_gone_makes_it_again_and_publishes_on() {
+    let (settings, pool, relay, topic) = setup().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(
+        relay
+            .polling_every(Duration::from_millis(100))
+            .run(stop.clone()),
+    );
+    insert_event(&pool, "1", 1).await;
+    read_topic(
+        &settings.kafka,
+        &topic,
+        |events| !events.is_empty(),
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+    );
+
+    // The broker loses the topic (restarted without its storage, or deleted by hand).
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        infra::kafka::client_config(&settings.kafka)
+            .create()
+            .unwrap();
+    admin
+        .delete_topics(&[topic.as_str()], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    insert_event(&pool, "2", 1).await;
+
+    let events = read_topic(
+        &settings.kafka,
+        &topic,
+        |events| ids(events).contains(&"user/2/1".to_owned()),
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+    );
+    assert!(ids(&events).contains(&"user/2/1".to_owned()));
+    stop.cancel();
+    running.await.unwrap();
+}
