@@ -307,21 +307,21 @@ redis.call('HSET', applied, ARGV[2], ARGV[3])
 return 1
 ";
 
-/// Before a batch's changes: unless, for every partition of the batch, Redis holds everything
-/// before the batch's first message (its offset record is at least that message's offset
-/// minus one), the models are not whole: Redis lost data. `ready` is then removed, so the
-/// batch's changes are not made (they would count from the wrong base) and a new generation
-/// is built. Arguments: the prefix, then (`topic/partition`, the offset that must be held)
-/// pairs. A partition Redis has no record of holds nothing (-1). Returns 0 when Redis holds
-/// them, 1 when it found it did not, 2 when the models were not whole already (or a rebuild
-/// is under way).
+/// Whether Redis holds everything through the given offsets: before a batch's changes, every
+/// offset before the batch's first message, per partition (its offset record is at least
+/// that). If not, Redis lost data (restored from an older snapshot): when told to mark it
+/// (ARGV[2] `mark`, not `look`), `ready` is removed, so the batch's changes are not made (they
+/// would count from the wrong base) and a new generation is built. Arguments: the prefix, the
+/// mode, then (`topic/partition`, the offset that must be held) pairs. A partition Redis has
+/// no record of holds nothing (-1). Returns 0 when Redis holds them, 1 when it found it did
+/// not, 2 when the models were not whole already (or a rebuild is under way).
 const HOLDS_BEFORE: &str = r"
 local prefix = whole_prefix(ARGV[1])
 if not prefix then return 2 end
-for i = 2, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   local held = tonumber(redis.call('HGET', prefix .. 'offsets', ARGV[i]) or '-1')
   if held < tonumber(ARGV[i + 1]) then
-    redis.call('DEL', prefix .. 'ready')
+    if ARGV[2] == 'mark' then redis.call('DEL', prefix .. 'ready') end
     return 1
   end
 end
@@ -452,6 +452,7 @@ pub async fn apply_all_once(
         })
         .collect();
     let mut holds_before = invocation(&HOLDS_BEFORE_SCRIPT, keys);
+    holds_before.arg("mark");
     let mut held_through = invocation(&HELD_THROUGH_SCRIPT, keys);
     for (partition, first, last) in span {
         holds_before.arg(partition).arg(first - 1);
@@ -509,19 +510,7 @@ pub async fn holds(
     keys: &Keys,
     held: &[(String, i64)],
 ) -> Result<bool, redis::RedisError> {
-    let current = current(redis, keys).await?;
-    let (whole, rebuilding, offsets): (bool, bool, std::collections::HashMap<String, i64>) =
-        redis::pipe()
-            .exists(current.ready())
-            .exists(keys.rebuilding())
-            .hgetall(current.offsets())
-            .query_async(redis)
-            .await?;
-    Ok(whole
-        && !rebuilding
-        && held
-            .iter()
-            .all(|(partition, offset)| offsets.get(partition).copied().unwrap_or(-1) >= *offset))
+    check_held(redis, keys, held, "look").await
 }
 
 /// Whether Redis still holds everything through `held` (per partition, `topic/partition` and
@@ -532,7 +521,17 @@ pub async fn holds_through(
     keys: &Keys,
     held: &[(String, i64)],
 ) -> Result<bool, redis::RedisError> {
+    check_held(redis, keys, held, "mark").await
+}
+
+async fn check_held(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    held: &[(String, i64)],
+    mode: &str,
+) -> Result<bool, redis::RedisError> {
     let mut check = invocation(&HOLDS_BEFORE_SCRIPT, keys);
+    check.arg(mode);
     for (partition, offset) in held {
         check.arg(partition).arg(offset);
     }

@@ -32,23 +32,22 @@ pub struct AppliedSequences {
 }
 
 impl AppliedSequences {
-    /// Locks the record of every aggregate of `events` (making a record at 0 for an aggregate
-    /// never seen) and reads it, in one statement. Records are locked in key order, so two
-    /// transactions locking overlapping sets do not deadlock.
-    pub async fn lock<'e>(
+    /// Locks the record of every aggregate of `aggregates` (sorted, without repeats; making a
+    /// record at 0 for an aggregate never seen) and reads it, in one statement. Records are
+    /// locked in key order, so two transactions locking overlapping sets do not deadlock.
+    pub async fn lock(
         tx: &Transaction<'_>,
-        events: impl Iterator<Item = &'e PublishedEvent>,
+        aggregates: &[Aggregate],
     ) -> Result<Self, tokio_postgres::Error> {
-        let mut aggregates: Vec<(&str, &str)> = events
-            .map(|event| (event.aggregate_type.as_str(), event.aggregate_id.as_str()))
-            .collect();
-        aggregates.sort_unstable();
-        aggregates.dedup();
+        debug_assert!(aggregates.is_sorted(), "locked in key order");
         let mut last = HashMap::with_capacity(aggregates.len());
         if aggregates.is_empty() {
             return Ok(Self { last });
         }
-        let (types, ids): (Vec<&str>, Vec<&str>) = aggregates.into_iter().unzip();
+        let (types, ids): (Vec<&str>, Vec<&str>) = aggregates
+            .iter()
+            .map(|(aggregate_type, aggregate_id)| (aggregate_type.as_str(), aggregate_id.as_str()))
+            .unzip();
         // The no-op update of an existing record is what locks it, and returns it as the
         // latest committed transaction left it.
         let rows = tx

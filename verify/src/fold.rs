@@ -2,7 +2,9 @@
 //! `events` table: a second implementation, sharing no code with the projector, of what each
 //! event means (the public contract of docs/events.md).
 
-use tokio_postgres::Client;
+use std::collections::BTreeSet;
+
+use tokio_postgres::{Client, Transaction};
 
 use crate::models::{Comment, Models, User, Video};
 
@@ -50,36 +52,14 @@ pub async fn fold(client: &mut Client) -> Result<Models, tokio_postgres::Error> 
         );
     }
     // A like or a follow is what its aggregate's last event says.
-    for row in tx
-        .query(
-            "SELECT DISTINCT ON (aggregate_id) event_type = 'VideoLiked',
-                    (payload -> event_type ->> 'user_id')::bigint,
-                    (payload -> event_type ->> 'video_id')::bigint
-               FROM events WHERE aggregate_type = 'like'
-              ORDER BY aggregate_id, sequence DESC",
-            &[],
-        )
-        .await?
-    {
-        if row.get(0) {
-            models.likes.insert((row.get(1), row.get(2)));
-        }
-    }
-    for row in tx
-        .query(
-            "SELECT DISTINCT ON (aggregate_id) event_type = 'UserFollowed',
-                    (payload -> event_type ->> 'follower_id')::bigint,
-                    (payload -> event_type ->> 'followee_id')::bigint
-               FROM events WHERE aggregate_type = 'follow'
-              ORDER BY aggregate_id, sequence DESC",
-            &[],
-        )
-        .await?
-    {
-        if row.get(0) {
-            models.follows.insert((row.get(1), row.get(2)));
-        }
-    }
+    models.likes = current_pairs(&tx, "like", "VideoLiked", ["user_id", "video_id"]).await?;
+    models.follows = current_pairs(
+        &tx,
+        "follow",
+        "UserFollowed",
+        ["follower_id", "followee_id"],
+    )
+    .await?;
     for row in tx
         .query(
             "SELECT posted.aggregate_id::bigint,
@@ -117,4 +97,29 @@ pub async fn fold(client: &mut Client) -> Result<Models, tokio_postgres::Error> 
     tx.commit().await?;
     models.count();
     Ok(models)
+}
+
+/// The pairs (of the payload's two `fields`) whose aggregate's last event is `on`: the likes,
+/// or the follows, in force now.
+async fn current_pairs(
+    tx: &Transaction<'_>,
+    aggregate_type: &str,
+    on: &str,
+    fields: [&str; 2],
+) -> Result<BTreeSet<(i64, i64)>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT DISTINCT ON (aggregate_id) event_type = $2,
+                    (payload -> event_type ->> $3)::bigint,
+                    (payload -> event_type ->> $4)::bigint
+               FROM events WHERE aggregate_type = $1
+              ORDER BY aggregate_id, sequence DESC",
+            &[&aggregate_type, &on, &fields[0], &fields[1]],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.get::<_, bool>(0))
+        .map(|row| (row.get(1), row.get(2)))
+        .collect())
 }

@@ -168,10 +168,7 @@ pub async fn execute_all(
         .into_iter()
         .collect();
     let (mut applied, stored) = futures::try_join!(
-        async {
-            let events = to_apply.iter().map(|(_, event, _)| *event);
-            Ok::<_, ProjectionError>(AppliedSequences::lock(&tx, events).await?)
-        },
+        async { Ok::<_, ProjectionError>(AppliedSequences::lock(&tx, &batch_aggregates).await?) },
         waiting::load(&tx, batch_aggregates.iter()),
     )?;
     let mut waiting = Waiting::new(&stored, |event| {
