@@ -814,14 +814,10 @@ async fn while_redis_is_away_postgres_keeps_up_and_redis_is_rebuilt_once_it_answ
     deliver(&projections, 0, &[liked_by(2)]).await;
 
     redis.kill();
-    let started = std::time::Instant::now();
+    // Each batch is carried out (a projector held up by Redis would retry it for ever, and
+    // this would not return).
     deliver(&projections, 1, &[liked_by(3), liked_by(4)]).await;
     deliver(&projections, 3, &[liked_by(5)]).await;
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "Postgres was not held up by Redis: {:?}",
-        started.elapsed()
-    );
     assert_eq!(like_rows(&pool).await, 4, "the lists kept up");
 
     // Redis comes back with what it had: one like. The next batch finds it behind, and it
