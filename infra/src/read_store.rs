@@ -48,6 +48,31 @@ async fn build(
         };
         config.options(options);
     }
+    pool(config, settings.read_database_pool_size as usize).await
+}
+
+/// A pool whose connections read and write the read models in `schema` (a generation being
+/// rebuilt beside the live one; see [`migrate_schema`]), committing without waiting for the
+/// disk: what such a pool writes is made again from the events if Postgres loses it.
+pub async fn connect_to_schema(
+    settings: &ReadStoreSettings,
+    schema: &str,
+    size: usize,
+) -> anyhow::Result<Pool> {
+    let mut config: tokio_postgres::Config = expose(&settings.read_database_url).parse()?;
+    let own = format!(
+        "-c search_path={} -c synchronous_commit=off",
+        quote_identifier(schema).replace(' ', "\\ ")
+    );
+    let options = match config.get_options() {
+        Some(options) => format!("{options} {own}"),
+        None => own,
+    };
+    config.options(options);
+    pool(config, size).await
+}
+
+async fn pool(config: tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -60,7 +85,7 @@ async fn build(
         },
     );
     let pool = Pool::builder(manager)
-        .max_size(settings.read_database_pool_size as usize)
+        .max_size(size)
         .timeouts(Timeouts {
             wait: Some(POOL_TIMEOUT),
             create: Some(POOL_TIMEOUT),
@@ -72,6 +97,55 @@ async fn build(
     // Fail at start-up, not at the first request, when the database is out of reach.
     drop(pool.get().await?);
     Ok(pool)
+}
+
+/// Taken shared by each projector batch's transaction as its first statement, and exclusively
+/// by `projector rebuild` while it switches the read models to the generation it rebuilt:
+/// no batch is applied to the old generation once the switch has read where they stand.
+pub const GENERATION_SWITCH_LOCK: i64 = 0x0000_7377_6974_6368;
+
+/// One connection outside any pool, for a long task of its own (a replay), with `options`
+/// (`-c name=value ...`) set for its whole session.
+pub async fn connect_one(url: &str, options: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if !options.is_empty() {
+        let options = match config.get_options() {
+            Some(own) => format!("{own} {options}"),
+            None => options.to_owned(),
+        };
+        config.options(options);
+    }
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "a read-store connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Makes schema `schema` (if it is not there) and the read models in it, by the same
+/// migrations as the live ones: a generation being rebuilt beside them.
+pub async fn migrate_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let options = url.parse::<PgConnectOptions>()?;
+    let mut connection = tokio::time::timeout(POOL_TIMEOUT, options.connect()).await??;
+    sqlx::query(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_identifier(schema)
+    ))
+    .execute(&mut connection)
+    .await?;
+    connection.close().await?;
+    let options = options.options([("search_path", schema)]);
+    let mut connection = tokio::time::timeout(POOL_TIMEOUT, options.connect()).await??;
+    MIGRATOR.run_direct(&mut connection).await?;
+    connection.close().await?;
+    Ok(())
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The migrations are run over one short sqlx connection: sqlx's migrator (checksums, a lock

@@ -229,6 +229,18 @@ impl Keys {
         format!("{}rebuilding", self.base)
     }
 
+    /// String: the generation a replay (`projector rebuild`) is building from the event store.
+    /// It is no rebuild's to drop: the replay switches to it, or drops it, itself.
+    pub fn replaying(&self) -> String {
+        format!("{}replaying", self.base)
+    }
+
+    /// String: the token of the replay building this generation, there from its first change
+    /// to the switch. Its absence midway means Redis lost its data since the replay began.
+    pub fn building(&self) -> String {
+        format!("{}building", self.prefix)
+    }
+
     /// The generation whose read models `key` (found under [`Keys::everything`]) belongs to;
     /// None for the keys above that are not a generation's, and for keys that are not ours.
     pub fn generation_of(&self, key: &str) -> Option<u64> {
@@ -285,26 +297,42 @@ local function whole_prefix(base)
 end
 ";
 
-/// Applies the operations that follow its first three arguments (the prefix, the aggregate,
-/// the event's sequence) to the current generation, unless the aggregate's last applied
-/// sequence is already at or past this event's. Each operation is a command name, its
-/// argument count, and its arguments, the first of them a key without the generation's
-/// prefix. Returns -1, changing nothing, while the read models are not whole (no `ready`)
-/// or a rebuild is under way. Keys: the generation pointer, the rebuild's token.
+/// Lua: applies the operations that follow the first three arguments (the prefix, the
+/// aggregate, the event's sequence) under `prefix`, unless the aggregate's last applied
+/// sequence there is already at or past this event's; returns 1 if applied, 0 if not. Each
+/// operation is a command name, its argument count, and its arguments, the first of them a
+/// key without the generation's prefix.
+const APPLY_CHANGE: &str = r"
+local function apply_change(prefix)
+  local applied = prefix .. 'applied'
+  local last = tonumber(redis.call('HGET', applied, ARGV[2]) or '0')
+  if last >= tonumber(ARGV[3]) then return 0 end
+  local i = 4
+  while i <= #ARGV do
+    local count = tonumber(ARGV[i + 1])
+    redis.call(ARGV[i], prefix .. ARGV[i + 2], unpack(ARGV, i + 3, i + 1 + count))
+    i = i + 2 + count
+  end
+  redis.call('HSET', applied, ARGV[2], ARGV[3])
+  return 1
+end
+";
+
+/// An event's changes (see [`APPLY_CHANGE`]) made in the current generation. Returns -1,
+/// changing nothing, while the read models are not whole (no `ready`) or a rebuild is under
+/// way. Keys: the generation pointer, the rebuild's token.
 const APPLY_ONCE: &str = r"
 local prefix = whole_prefix(ARGV[1])
 if not prefix then return -1 end
-local applied = prefix .. 'applied'
-local last = tonumber(redis.call('HGET', applied, ARGV[2]) or '0')
-if last >= tonumber(ARGV[3]) then return 0 end
-local i = 4
-while i <= #ARGV do
-  local count = tonumber(ARGV[i + 1])
-  redis.call(ARGV[i], prefix .. ARGV[i + 2], unpack(ARGV, i + 3, i + 1 + count))
-  i = i + 2 + count
-end
-redis.call('HSET', applied, ARGV[2], ARGV[3])
-return 1
+return apply_change(prefix)
+";
+
+/// An event's changes (see [`APPLY_CHANGE`]) made in the generation being built under ARGV[1]
+/// by a replay. Returns -1, changing nothing, if that generation's `building` mark is gone
+/// (Redis lost its data since the replay began). Keys: the mark.
+const APPLY_ONCE_IN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return apply_change(ARGV[1])
 ";
 
 /// Whether Redis holds everything through the given offsets: before a batch's changes, every
@@ -407,7 +435,10 @@ fn with_current_prefix(body: &str) -> Script {
     Script::new(&format!("{CURRENT_PREFIX}{body}"))
 }
 
-static APPLY_ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(APPLY_ONCE));
+static APPLY_ONCE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{CURRENT_PREFIX}{APPLY_CHANGE}{APPLY_ONCE}")));
+static APPLY_ONCE_IN_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{APPLY_CHANGE}{APPLY_ONCE_IN}")));
 static HOLDS_BEFORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(HOLDS_BEFORE));
 static HELD_THROUGH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(HELD_THROUGH));
 
@@ -491,6 +522,53 @@ pub async fn apply_all_once(
         whole: held_before && !outcomes.contains(&ApplyOnce::NotReady),
         outcomes,
     })
+}
+
+/// Makes the changes of several events, `(aggregate, sequence, change)` in order, in one
+/// round trip, in the generation `generation` a replay is building (not the current one): each
+/// atomically, and only if event `sequence` of its aggregate was not applied there before, so
+/// a replay that resumes after a crash sends its last changes again without harm. Err if the
+/// generation's [`Keys::building`] mark is gone: Redis lost its data since the replay began.
+pub async fn apply_all_once_in(
+    redis: &mut ConnectionManager,
+    generation: &Keys,
+    changes: &[(&str, i64, &Change)],
+) -> Result<Vec<ApplyOnce>, GenerationLost> {
+    if changes.is_empty() {
+        return Ok(vec![]);
+    }
+    let script = &*APPLY_ONCE_IN_SCRIPT;
+    let mut pipe = redis::pipe();
+    pipe.load_script(script).ignore();
+    for (aggregate, sequence, change) in changes {
+        let mut invocation = script.key(generation.building());
+        invocation
+            .arg(&generation.prefix)
+            .arg(*aggregate)
+            .arg(*sequence);
+        for (command, args) in &change.operations {
+            invocation.arg(*command).arg(args.len()).arg(args);
+        }
+        pipe.invoke_script(&invocation);
+    }
+    let replies: Vec<i64> = pipe.query_async(redis).await?;
+    replies
+        .into_iter()
+        .map(|reply| match reply {
+            1 => Ok(ApplyOnce::Applied),
+            0 => Ok(ApplyOnce::AppliedBefore),
+            _ => Err(GenerationLost::Lost),
+        })
+        .collect()
+}
+
+/// Why [`apply_all_once_in`] made nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationLost {
+    #[error("Redis lost the generation being built (it restarted, or was flushed, since the replay began)")]
+    Lost,
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
 }
 
 /// What [`apply_all_once`] did.

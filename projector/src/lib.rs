@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod projections;
 pub mod rebuild;
 pub mod redrive;
+pub mod replay;
 pub mod settings;
 pub mod span;
 pub mod startup;

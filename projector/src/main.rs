@@ -22,6 +22,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Rebuilds every read model (Postgres and Redis) from the event store into a new
+    /// generation beside the live one, while projectors and readers go on with the live one;
+    /// then switches both to it and drops the old one. Started again after a crash, it takes
+    /// up where it stopped. Reads DATABASE_URL (the event store) besides the projector's
+    /// settings.
+    Rebuild {
+        /// Events read and applied at a time.
+        #[arg(long, default_value_t = 2_000)]
+        page: i64,
+        /// No progress bar (there is none unless stderr is a terminal anyway).
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Rebuilds the Redis read models from the Postgres ones.
     RebuildRedis,
     /// Applies the dead-lettered events this build can read; exits with 1 if some are left.
@@ -38,6 +51,13 @@ async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     match cli.command {
         None => {}
+        Some(Command::Rebuild { page, quiet }) => {
+            let options = projector::replay::Options {
+                page,
+                progress: !quiet,
+            };
+            return rebuild(&settings, &options).await;
+        }
         Some(Command::RebuildRedis) => return rebuild_redis(&settings).await,
         Some(Command::Redrive) => return redrive(settings).await,
         Some(Command::Waiting) => return waiting(&settings).await,
@@ -53,6 +73,36 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     });
     projector.run(stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rebuild(
+    settings: &Settings,
+    options: &projector::replay::Options,
+) -> anyhow::Result<ExitCode> {
+    let event_store: infra::settings::EventStoreSettings = infra::settings::from_env()?;
+    let replayed = projector::replay::rebuild(settings, &event_store, options).await?;
+    println!(
+        "replayed {} events in {:.1} s ({:.0} events/s){}; {} written meanwhile caught up",
+        replayed.read,
+        replayed.reading.as_secs_f64(),
+        replayed.rate(),
+        if replayed.resumed {
+            ", taking up a replay that stopped"
+        } else {
+            ""
+        },
+        replayed.caught_up,
+    );
+    println!(
+        "switched to generation {}: {} events applied at the switch, projectors paused {:.0} ms, \
+         readers of Postgres held at most {:.0} ms ({} retries)",
+        replayed.generation,
+        replayed.switch.applied,
+        replayed.switch.projectors_paused.as_secs_f64() * 1e3,
+        replayed.switch.readers_blocked.as_secs_f64() * 1e3,
+        replayed.switch.retries,
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,8 +22,8 @@ use tokio_postgres::Row;
 const BATCH: usize = 1000;
 
 /// The Postgres advisory lock held by a rebuild, so that projectors finding Redis empty at the
-/// same moment rebuild it once.
-const REBUILD_LOCK: i64 = 0x0072_6562_7569_6c64;
+/// same moment rebuild it once; a replay takes it too, to reserve its generation and to switch.
+pub const REBUILD_LOCK: i64 = 0x0072_6562_7569_6c64;
 
 /// How long an old generation is kept after the switch: longer than a reader may go on using
 /// the generation it resolved (a request's duration; a cached pointer, at most 1 s).
@@ -153,11 +153,7 @@ async fn rebuild(
     // a generation is only ever written by one rebuild, from nothing.
     let current = infra::redis_store::current(redis, base).await?.generation();
     drop_generations(redis, base, |g| g != current).await?;
-    let generation: u64 = redis::Script::new(NEXT_GENERATION)
-        .key(base.last_generation())
-        .key(base.current_generation())
-        .invoke_async(redis)
-        .await?;
+    let generation = next_generation(redis, base).await?;
     let keys = &base.in_generation(generation);
     // One snapshot of the read database for every query below, taken after the last event
     // was applied to the old Redis models.
@@ -295,10 +291,22 @@ async fn rebuild(
     })
 }
 
-/// Removes the read models of the generations `which` picks; never a key under the prefix that
-/// is no generation's (the pointer, the rebuild's token, another deployment's keys whose prefix
-/// begins with this one, unless it goes on like a generation's: see [`Keys::generation_of`]).
+/// Removes the read models of the generations `which` picks, except the one a replay is
+/// building (see [`Keys::replaying`]); never a key under the prefix that is no generation's
+/// (the pointer, the rebuild's token, another deployment's keys whose prefix begins with this
+/// one, unless it goes on like a generation's: see [`Keys::generation_of`]).
 pub async fn drop_generations(
+    redis: &mut ConnectionManager,
+    base: &Keys,
+    which: impl Fn(u64) -> bool,
+) -> Result<usize, redis::RedisError> {
+    let replaying: Option<u64> = redis.get(base.replaying()).await?;
+    let which = |generation: u64| Some(generation) != replaying && which(generation);
+    drop_generations_even_replaying(redis, base, which).await
+}
+
+/// [`drop_generations`], the replay's own included: for the replay itself.
+pub async fn drop_generations_even_replaying(
     redis: &mut ConnectionManager,
     base: &Keys,
     which: impl Fn(u64) -> bool,
@@ -327,6 +335,18 @@ pub async fn drop_generations(
         }
         cursor = next;
     }
+}
+
+/// A generation number no generation has had: one past both the last given and the current.
+pub async fn next_generation(
+    redis: &mut ConnectionManager,
+    base: &Keys,
+) -> Result<u64, redis::RedisError> {
+    redis::Script::new(NEXT_GENERATION)
+        .key(base.last_generation())
+        .key(base.current_generation())
+        .invoke_async(redis)
+        .await
 }
 
 async fn send(

@@ -10,6 +10,17 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+fn projector_settings(settings: &TestSettings, group: &str) -> projector::settings::Settings {
+    projector::settings::Settings {
+        kafka: settings.kafka.clone(),
+        read_store: settings.read_store.clone(),
+        redis: settings.redis.clone(),
+        group: projector::settings::GroupSettings {
+            projector_group: group.to_owned(),
+        },
+    }
+}
+
 /// The base of the URLs the stack hands out; [`TestStack::fetch`] maps it to the query API.
 pub const PUBLIC_BASE_URL: &str = "http://douyin.test";
 
@@ -58,16 +69,10 @@ impl TestStack {
         tokio::spawn(command.run_until_stopped());
 
         let projector_group = unique("projector-");
-        let projector = projector::startup::Projector::build(projector::settings::Settings {
-            kafka: settings.kafka.clone(),
-            read_store: settings.read_store.clone(),
-            redis: settings.redis.clone(),
-            group: projector::settings::GroupSettings {
-                projector_group: projector_group.clone(),
-            },
-        })
-        .await
-        .expect("the projector starts");
+        let projector =
+            projector::startup::Projector::build(projector_settings(&settings, &projector_group))
+                .await
+                .expect("the projector starts");
         let stop_projector = CancellationToken::new();
         tokio::spawn(projector.run(stop_projector.clone()));
 
@@ -103,6 +108,24 @@ impl TestStack {
             read_store,
             projector_group,
             stop_projector,
+        }
+    }
+
+    /// The settings of the stack's projector, for its operator commands.
+    pub fn projector_settings(&self) -> projector::settings::Settings {
+        projector_settings(&self.settings, &self.projector_group)
+    }
+
+    /// The settings `make verify` would read for this stack.
+    pub fn verify_settings(&self) -> verify::Settings {
+        verify::Settings {
+            event_store: self.settings.event_store.clone(),
+            read_store: self.settings.read_store.clone(),
+            redis: self.settings.redis.clone(),
+            kafka: self.settings.kafka.clone(),
+            group: verify::GroupSettings {
+                projector_group: self.projector_group.clone(),
+            },
         }
     }
 

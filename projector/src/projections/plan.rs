@@ -35,6 +35,16 @@ impl Plan {
         self.redis = change(self.redis);
         self
     }
+
+    /// Its SQL statements, in order, with their parameters.
+    pub fn statements(&self) -> impl Iterator<Item = &(&'static str, Vec<Param>)> {
+        self.statements.iter()
+    }
+
+    /// Its Redis change, with keys unprefixed.
+    pub fn redis_change(&self) -> &Change {
+        &self.redis
+    }
 }
 
 /// One message of a batch, as read (without IO).
@@ -111,6 +121,13 @@ pub async fn execute_all(
     let mut outcomes = vec![Outcome::Ignored; items.len()];
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Before any table is touched: a replay switching generations waits for this batch, or
+    // this batch for the switch (and then applies to the new generation).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1)",
+        &[&infra::read_store::GENERATION_SWITCH_LOCK],
+    )
+    .await?;
     let received: Vec<&Received> = items
         .iter()
         .filter_map(|item| match item {

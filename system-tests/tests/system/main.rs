@@ -7,5 +7,6 @@ mod hostile;
 mod interactions;
 mod openapi;
 mod rebuild;
+mod replay;
 mod verify;
 mod videos;

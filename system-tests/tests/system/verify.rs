@@ -3,19 +3,7 @@
 use std::time::Duration;
 
 use system_tests::TestStack;
-use verify::{Difference, Options, Settings, Store};
-
-fn settings(stack: &TestStack) -> Settings {
-    Settings {
-        event_store: stack.settings.event_store.clone(),
-        read_store: stack.settings.read_store.clone(),
-        redis: stack.settings.redis.clone(),
-        kafka: stack.settings.kafka.clone(),
-        group: verify::GroupSettings {
-            projector_group: stack.projector_group.clone(),
-        },
-    }
-}
+use verify::{Difference, Options, Store};
 
 fn options() -> Options {
     Options {
@@ -82,7 +70,9 @@ async fn read_models_that_hold_every_event_verify_clean_and_each_corruption_is_n
     }
 
     // Straight after the writes: verify waits for the pipeline rather than report lag.
-    let report = verify::verify(&settings(&stack), &options()).await.unwrap();
+    let report = verify::verify(&stack.verify_settings(), &options())
+        .await
+        .unwrap();
     assert!(report.caught_up);
     assert_eq!(report.differences, [], "nothing differs");
 
@@ -104,7 +94,9 @@ async fn read_models_that_hold_every_event_verify_clean_and_each_corruption_is_n
         .await
         .unwrap();
 
-    let report = verify::verify(&settings(&stack), &options()).await.unwrap();
+    let report = verify::verify(&stack.verify_settings(), &options())
+        .await
+        .unwrap();
 
     assert_eq!(
         report.differences,
