@@ -23,6 +23,12 @@ test:
 verify:
 	scripts/stack.sh verify $(VERIFY_ARGS)
 
+# Rebuilds every read model (Postgres and Redis) from the event store beside the live ones,
+# while `make run` runs, then switches to them; run again after a crash, it takes up where it
+# stopped. REBUILD_ARGS="--help" says more.
+rebuild:
+	scripts/stack.sh projector rebuild $(REBUILD_ARGS)
+
 # Measurements against the release stack: write-to-read lag of registrations and likes.
 bench:
 	scripts/bench.sh
@@ -44,4 +50,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down seed test verify bench faults fuzz fmt lint
+.PHONY: run up down seed test verify rebuild bench faults fuzz fmt lint

@@ -6,7 +6,8 @@
 #   scripts/stack.sh run     start it and stay in the foreground; Ctrl-C stops it all
 #   scripts/stack.sh down    stop what `up` started (Postgres and Redis are left running)
 #   scripts/stack.sh verify  check the read models and topics against the events (--help)
-#   scripts/stack.sh projector waiting|redrive|rebuild-redis   the projector's operator commands
+#   scripts/stack.sh projector rebuild|waiting|redrive|rebuild-redis   the projector's operator
+#                            commands (`make rebuild` is `projector rebuild`)
 #
 # PROFILE=release|dev picks the cargo profile (release by default). Every variable the
 # services read (README) can be set in the environment to override the defaults here.
