@@ -6,7 +6,10 @@
 # earlier (missing the likes since), with a projector killed as it finds that out; Postgres,
 # restarted; Redis again, brought back empty. Then every read must agree with every answered
 # write, no write may have been answered "internal error" (system-tests' likes-under-faults),
-# and `verify` must find the read models and topics equal to the events. The stack gets a
+# and `verify` must find the read models and topics equal to the events. Meanwhile `make
+# rebuild` runs over and over (each replaying every event into a new generation and switching
+# to it), meeting every fault above, and is itself killed now and then: a run after a crash
+# takes up where it stopped. One more runs to the end before `verify`. The stack gets a
 # Redis of its own for this, on FAULT_REDIS_PORT (6390), so stop a running stack first
 # (make down). Restarting Postgres needs the local cluster's pg_ctlcluster (Debian's), and is
 # skipped without it.
@@ -54,8 +57,12 @@ restart_postgres() {
 }
 
 likes=
+rebuilds=
 cleanup() {
     if [ -n "$likes" ]; then kill "$likes" 2>/dev/null || true; fi
+    touch "$RUN_DIR/rebuilds.stop"
+    if [ -n "$rebuilds" ]; then kill "$rebuilds" 2>/dev/null || true; fi
+    kill_hard rebuild
     "$ROOT/scripts/stack.sh" down
     kill_hard fault-redis
 }
@@ -64,6 +71,22 @@ kill_hard() { # name
     pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 0
     log "killing $1 (SIGKILL)"
     kill -KILL "$pid" 2>/dev/null || true
+}
+# One `make rebuild`; its pid in rebuild.pid, so that a round can kill it.
+rebuild() {
+    "$ROOT/scripts/stack.sh" projector rebuild --quiet >>"$RUN_DIR/rebuilds.log" 2>&1 &
+    echo $! >"$RUN_DIR/rebuild.pid"
+    wait $!
+}
+# Rebuilds one after another until told to stop; counts those that switched and those that
+# did not (killed, or failed on a fault: Postgres restarting, Redis losing the generation).
+rebuild_loop() {
+    local switched=0 stopped=0
+    while [ ! -e "$RUN_DIR/rebuilds.stop" ]; do
+        if rebuild; then switched=$((switched + 1)); else stopped=$((stopped + 1)); fi
+        sleep 1
+    done
+    echo "$switched $stopped" >"$RUN_DIR/rebuilds.count"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -75,6 +98,10 @@ start_redis
 (cd "$ROOT" && cargo build --release --quiet -p system-tests --bin likes-under-faults)
 "${CARGO_TARGET_DIR:-$ROOT/target}/release/likes-under-faults" "$BASE" "$USERS" "$SECONDS_OF_LIKES" &
 likes=$!
+rm -f "$RUN_DIR/rebuilds.stop" "$RUN_DIR/rebuilds.count"
+: >"$RUN_DIR/rebuilds.log"
+rebuild_loop &
+rebuilds=$!
 
 round=0
 sleep 5
@@ -87,6 +114,7 @@ while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; 
         kill_hard command-api
         ;;
     2)
+        kill_hard rebuild
         kill_hard query-api
         kill_hard fault-redis
         sleep 0.5
@@ -96,7 +124,10 @@ while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; 
         kill_hard projector-2
         ;;
     3) restart_postgres ;;
-    4) kill_hard nisshi ;;
+    4)
+        kill_hard nisshi
+        kill_hard rebuild
+        ;;
     5)
         kill_hard fault-redis
         kill_hard command-api-2
@@ -113,5 +144,13 @@ while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; 
 done
 wait "$likes"
 likes=
+touch "$RUN_DIR/rebuilds.stop"
+wait "$rebuilds"
+rebuilds=
+read -r switched stopped <"$RUN_DIR/rebuilds.count"
+log "make rebuild during the faults: $switched switched, $stopped killed or stopped by a fault ($RUN_DIR/rebuilds.log)"
+log "make rebuild once more, to the end"
+rebuild || die "the last rebuild failed: $(tail -5 "$RUN_DIR/rebuilds.log")"
+tail -2 "$RUN_DIR/rebuilds.log"
 log "verify: the read models and topics against the events"
 "$ROOT/scripts/stack.sh" verify --wait 120

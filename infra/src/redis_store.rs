@@ -241,6 +241,13 @@ impl Keys {
         format!("{}building", self.prefix)
     }
 
+    /// Counter: the events a replay has applied to this generation. A replay applies each
+    /// event to Redis before its Postgres commit, so it is never below the count Postgres
+    /// records, unless Redis lost data since (restored from an older snapshot).
+    pub fn replayed(&self) -> String {
+        format!("{}replayed", self.prefix)
+    }
+
     /// The generation whose read models `key` (found under [`Keys::everything`]) belongs to;
     /// None for the keys above that are not a generation's, and for keys that are not ours.
     pub fn generation_of(&self, key: &str) -> Option<u64> {
@@ -328,11 +335,14 @@ return apply_change(prefix)
 ";
 
 /// An event's changes (see [`APPLY_CHANGE`]) made in the generation being built under ARGV[1]
-/// by a replay. Returns -1, changing nothing, if that generation's `building` mark is gone
-/// (Redis lost its data since the replay began). Keys: the mark.
+/// by a replay, counted in its `replayed` counter when made. Returns -1, changing nothing, if
+/// that generation's `building` mark is gone (Redis lost its data since the replay began).
+/// Keys: the mark, the counter.
 const APPLY_ONCE_IN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return apply_change(ARGV[1])
+local applied = apply_change(ARGV[1])
+if applied == 1 then redis.call('INCR', KEYS[2]) end
+return applied
 ";
 
 /// Whether Redis holds everything through the given offsets: before a batch's changes, every
@@ -543,6 +553,7 @@ pub async fn apply_all_once_in(
     for (aggregate, sequence, change) in changes {
         let mut invocation = script.key(generation.building());
         invocation
+            .key(generation.replayed())
             .arg(&generation.prefix)
             .arg(*aggregate)
             .arg(*sequence);

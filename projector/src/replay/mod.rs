@@ -247,10 +247,13 @@ async fn resumable(
         tracing::warn!("the last replay stopped in its switch: starting over");
         return Ok(None);
     }
-    let mark: Option<String> = redis
-        .get(base.in_generation(recorded.redis_generation).building())
+    let building = base.in_generation(recorded.redis_generation);
+    let (mark, replayed): (Option<String>, Option<i64>) = redis::pipe()
+        .get(building.building())
+        .get(building.replayed())
+        .query_async(redis)
         .await?;
-    if mark.as_deref() != Some(recorded.token.as_str()) {
+    if mark.as_deref() != Some(recorded.token.as_str()) || replayed.unwrap_or(0) < recorded.events {
         tracing::warn!("Redis lost what the last replay built: starting over");
         return Ok(None);
     }
@@ -525,6 +528,24 @@ impl Replay {
         Ok(count)
     }
 
+    /// Whether the Redis generation holds every event Postgres's does: its count of events
+    /// applied is at least Postgres's, unless Redis lost data since they were applied (came
+    /// back from an older snapshot with the generation's mark in it).
+    async fn check_redis_holds_all(&mut self) -> Result<(), ReplayError> {
+        let in_postgres: i64 = self
+            .target
+            .get()
+            .await?
+            .query_one("SELECT events FROM replay_progress", &[])
+            .await?
+            .get(0);
+        let in_redis: Option<i64> = self.redis.get(self.generation.replayed()).await?;
+        if in_redis.unwrap_or(0) < in_postgres {
+            return Err(GenerationLost::Lost.into());
+        }
+        Ok(())
+    }
+
     /// Switches readers and projectors to the new generation, retrying while a live table
     /// stays locked.
     async fn switch(
@@ -598,6 +619,7 @@ impl Replay {
             })
             .collect();
         switched.applied = self.apply_after(&behind).await?;
+        self.check_redis_holds_all().await?;
 
         // The projectors' position, which they go on from, and the operators' dead letters.
         tx.batch_execute(&format!(
@@ -663,6 +685,7 @@ impl Replay {
             .key(base.current_generation())
             .key(self.generation.ready())
             .key(base.replaying())
+            .key(self.generation.replayed())
             .arg(token)
             .arg(self.generation.generation())
             .arg(chrono::Utc::now().to_rfc3339())
@@ -679,12 +702,13 @@ impl Replay {
 }
 
 /// Switches Redis to the replay's generation (ARGV[2]), declared whole (`ready`, with the
-/// time), if its `building` mark still holds the replay's token (ARGV[1]).
+/// time), if its `building` mark still holds the replay's token (ARGV[1]); the replay's own
+/// keys go.
 const SWITCH_TO: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[3], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
 return 1
 ";
 
