@@ -176,7 +176,8 @@ operate() { # binary, its arguments...
     local binary=$1
     shift
     (cd "$ROOT" && cargo build --profile "$PROFILE" --bin "$binary" --quiet)
-    "$(target_dir)/$binary" "$@"
+    # In this process: a signal sent to it (make faults kills a rebuild) reaches the command.
+    exec "$(target_dir)/$binary" "$@"
 }
 
 case "${1:-}" in
