@@ -136,7 +136,7 @@ pub async fn migrate_schema(url: &str, schema: &str) -> anyhow::Result<()> {
     .execute(&mut connection)
     .await?;
     connection.close().await?;
-    let options = options.options([("search_path", schema)]);
+    let options = options.options([("search_path", quote_identifier(schema))]);
     let mut connection = tokio::time::timeout(POOL_TIMEOUT, options.connect()).await??;
     MIGRATOR.run_direct(&mut connection).await?;
     connection.close().await?;

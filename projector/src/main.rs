@@ -28,9 +28,10 @@ enum Command {
     /// up where it stopped. Reads DATABASE_URL (the event store) besides the projector's
     /// settings.
     Rebuild {
-        /// Events read and applied at a time.
-        #[arg(long, default_value_t = 2_000)]
-        page: i64,
+        /// Blocks of the event store's table (8 KiB, some 40 events each) read and applied at
+        /// a time.
+        #[arg(long, default_value_t = 64)]
+        blocks: i64,
         /// No progress bar (there is none unless stderr is a terminal anyway).
         #[arg(long)]
         quiet: bool,
@@ -51,9 +52,9 @@ async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     match cli.command {
         None => {}
-        Some(Command::Rebuild { page, quiet }) => {
+        Some(Command::Rebuild { blocks, quiet }) => {
             let options = projector::replay::Options {
-                page,
+                blocks,
                 progress: !quiet,
             };
             return rebuild(&settings, &options).await;
@@ -84,8 +85,8 @@ async fn rebuild(
     let replayed = projector::replay::rebuild(settings, &event_store, options).await?;
     println!(
         "replayed {} events in {:.1} s ({:.0} events/s){}; {} written meanwhile caught up",
-        replayed.read,
-        replayed.reading.as_secs_f64(),
+        replayed.replayed,
+        replayed.replaying.as_secs_f64(),
         replayed.rate(),
         if replayed.resumed {
             ", taking up a replay that stopped"

@@ -27,7 +27,7 @@ pub const REBUILD_LOCK: i64 = 0x0072_6562_7569_6c64;
 
 /// How long an old generation is kept after the switch: longer than a reader may go on using
 /// the generation it resolved (a request's duration; a cached pointer, at most 1 s).
-const OLD_GENERATION_KEPT: Duration = Duration::from_secs(3);
+pub const OLD_GENERATION_KEPT: Duration = Duration::from_secs(3);
 
 /// Gives the next generation's number: one past both the last given and the current one.
 const NEXT_GENERATION: &str = r"

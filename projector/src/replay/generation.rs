@@ -8,8 +8,6 @@
 use infra::read_store::quote_identifier;
 use tokio_postgres::Client;
 
-use super::history::EventKey;
-
 /// The schemas of the live read models, the one being rebuilt and the one replaced.
 #[derive(Debug, Clone)]
 pub struct Schemas {
@@ -26,26 +24,30 @@ pub struct Recorded {
     pub redis_generation: u64,
     /// Whether the whole history has been read once; after that the replay only catches up.
     pub read_through: bool,
-    /// The last event of the last page applied.
-    pub after: EventKey,
+    /// The first block of the event store's table not read yet.
+    pub next_block: i64,
     /// Events applied so far.
     pub events: i64,
+    /// Of those, the ones that changed Redis: its generation's count of events applied
+    /// ([`infra::redis_store::Keys::replayed`]) is never below it, unless Redis lost data.
+    pub in_redis: i64,
 }
 
 /// Tables of a replay's schema that are no read model.
 const OWN_TABLES: [&str; 2] = ["_sqlx_migrations", "replay_progress"];
 
 impl Schemas {
-    pub async fn of(control: &Client) -> Result<Self, tokio_postgres::Error> {
-        let live: String = control
+    /// The schemas beside the connection's current schema; None if it has none.
+    pub async fn of(control: &Client) -> Result<Option<Self>, tokio_postgres::Error> {
+        let live: Option<String> = control
             .query_one("SELECT current_schema()", &[])
             .await?
             .get(0);
-        Ok(Self {
+        Ok(live.map(|live| Self {
             replay: format!("{live}_replay"),
             replaced: format!("{live}_replaced"),
             live,
-        })
+        }))
     }
 
     /// What the replay building [`Schemas::replay`] recorded, if one began.
@@ -64,8 +66,7 @@ impl Schemas {
         let row = control
             .query_opt(
                 &format!(
-                    "SELECT token, redis_generation, read_through, after_type, after_id,
-                            after_sequence, events
+                    "SELECT token, redis_generation, read_through, next_block, events, in_redis
                        FROM {table}"
                 ),
                 &[],
@@ -75,12 +76,9 @@ impl Schemas {
             token: row.get(0),
             redis_generation: row.get::<_, i64>(1) as u64,
             read_through: row.get(2),
-            after: EventKey {
-                aggregate_type: row.get(3),
-                aggregate_id: row.get(4),
-                sequence: row.get(5),
-            },
-            events: row.get(6),
+            next_block: row.get(3),
+            events: row.get(4),
+            in_redis: row.get(5),
         }))
     }
 
@@ -94,7 +92,6 @@ impl Schemas {
     ) -> anyhow::Result<()> {
         drop_schema(control, &self.replay).await?;
         infra::read_store::migrate_schema(url, &self.replay).await?;
-        let start = EventKey::start();
         control
             .batch_execute(&format!(
                 "CREATE TABLE {}.replay_progress
@@ -103,10 +100,9 @@ impl Schemas {
                      token            text    NOT NULL,
                      redis_generation bigint  NOT NULL,
                      read_through     boolean NOT NULL DEFAULT false,
-                     after_type       text    NOT NULL,
-                     after_id         text    NOT NULL,
-                     after_sequence   bigint  NOT NULL,
+                     next_block       bigint  NOT NULL DEFAULT 0,
                      events           bigint  NOT NULL DEFAULT 0,
+                     in_redis         bigint  NOT NULL DEFAULT 0,
                      started_at       timestamptz NOT NULL DEFAULT now()
                  )",
                 quote_identifier(&self.replay)
@@ -115,18 +111,10 @@ impl Schemas {
         control
             .execute(
                 &format!(
-                    "INSERT INTO {}.replay_progress
-                         (token, redis_generation, after_type, after_id, after_sequence)
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO {}.replay_progress (token, redis_generation) VALUES ($1, $2)",
                     quote_identifier(&self.replay)
                 ),
-                &[
-                    &token,
-                    &(redis_generation as i64),
-                    &start.aggregate_type,
-                    &start.aggregate_id,
-                    &start.sequence,
-                ],
+                &[&token, &(redis_generation as i64)],
             )
             .await?;
         Ok(())

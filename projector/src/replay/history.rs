@@ -1,8 +1,14 @@
 //! The history a replay reads: the event store, the only complete and authoritative record
 //! (the topics hold what was published, for as long as the broker keeps it; the store holds
-//! every accepted write, published yet or not). Read in pages in key order (aggregate type,
-//! aggregate id, sequence), each page its own short statement: no snapshot is held open for
-//! the length of a replay, which would keep vacuum from the outbox meanwhile.
+//! every accepted write, published yet or not).
+//!
+//! The whole history is read in the order it lies in the table, a range of blocks at a time
+//! (a TID range scan: sequential reads, each range its own short statement, so no snapshot
+//! stays open for the length of a replay to keep vacuum from the outbox). An aggregate's
+//! events lie there in sequence order nearly always (event n+1 is written once event n is
+//! committed, and events are never updated or deleted); one that lies before its predecessor
+//! is held by the replay until it comes. What was written since, the catch-up reads per
+//! aggregate, in key order.
 
 use std::collections::HashMap;
 
@@ -12,33 +18,6 @@ use tokio_postgres::Row;
 
 use crate::applied::Aggregate;
 use crate::projections::Projections;
-
-/// An event's place in key order: where a page ends, and the next begins.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventKey {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub sequence: i64,
-}
-
-impl EventKey {
-    /// Before every event.
-    pub fn start() -> Self {
-        Self {
-            aggregate_type: String::new(),
-            aggregate_id: String::new(),
-            sequence: -1,
-        }
-    }
-
-    pub fn of(event: &StoredEvent) -> Self {
-        Self {
-            aggregate_type: event.aggregate_type.clone(),
-            aggregate_id: event.aggregate_id.clone(),
-            sequence: event.sequence,
-        }
-    }
-}
 
 const COLUMNS: &str = "e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
                        e.event_version, e.payload, e.recorded_at";
@@ -60,42 +39,42 @@ impl History {
         })
     }
 
-    /// How many events read models follow: what a replay has to read.
+    /// How many events the store holds: what a replay reads.
     pub async fn count(&self) -> Result<i64, tokio_postgres::Error> {
-        let row = self
+        Ok(self
             .client
-            .query_one(
-                "SELECT count(*) FROM events WHERE aggregate_type = ANY($1)",
-                &[&self.followed],
-            )
-            .await?;
-        Ok(row.get(0))
+            .query_one("SELECT count(*) FROM events", &[])
+            .await?
+            .get(0))
     }
 
-    /// Up to `limit` events after `after`, in key order: an aggregate's events in sequence
-    /// order, with no gap (event n+1 is only ever written once event n is committed).
-    pub async fn page(
+    /// How many blocks the table has now (more as events are written).
+    pub async fn blocks(&self) -> Result<i64, tokio_postgres::Error> {
+        Ok(self
+            .client
+            .query_one(
+                "SELECT pg_relation_size('events') / current_setting('block_size')::bigint",
+                &[],
+            )
+            .await?
+            .get(0))
+    }
+
+    /// The events in blocks `from` up to `to` (not included), in the order they lie there.
+    pub async fn in_blocks(
         &self,
-        after: &EventKey,
-        limit: i64,
+        from: i64,
+        to: i64,
     ) -> Result<Vec<StoredEvent>, tokio_postgres::Error> {
         let rows = self
             .client
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM events e
-                      WHERE e.aggregate_type = ANY($1)
-                        AND (e.aggregate_type, e.aggregate_id, e.sequence) > ($2, $3, $4)
-                      ORDER BY e.aggregate_type, e.aggregate_id, e.sequence
-                      LIMIT $5"
+                      WHERE e.ctid >= format('(%s,0)', $1::bigint)::tid
+                        AND e.ctid < format('(%s,0)', $2::bigint)::tid"
                 ),
-                &[
-                    &self.followed,
-                    &after.aggregate_type,
-                    &after.aggregate_id,
-                    &after.sequence,
-                    &limit,
-                ],
+                &[&from, &to],
             )
             .await?;
         Ok(rows.iter().map(stored).collect())

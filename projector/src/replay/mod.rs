@@ -3,7 +3,8 @@
 //! then switched to.
 //!
 //! - **History** is read from the event store, not the topics: it is complete whatever the
-//!   broker's retention, and per aggregate in sequence order by its key (see [`history`]).
+//!   broker's retention, holds what the relay has not published yet, and gives each
+//!   aggregate's events with no gap (see [`history`]).
 //! - **The new generation** is a schema of its own migrated from scratch (see [`generation`])
 //!   and a Redis generation of its own ([`Keys::in_generation`]), written by no one else.
 //!   Live projectors go on applying to the live generation meanwhile.
@@ -14,16 +15,18 @@
 //!   [`GENERATION_SWITCH_LOCK`] shared), reads where the live generation stands, applies to the
 //!   new one each event the live one has and it has not yet (so none is applied to one and
 //!   skipped in the other; the new one may be ahead, and projectors then skip what it has),
-//!   carries over the projectors' offsets and the dead letters, and switches Redis and Postgres
-//!   together. Projectors then go on into the new generation; the old one is dropped.
-//! - **Resumable**: each page is applied to Redis (idempotently, per aggregate and sequence)
-//!   and then to Postgres with the position reached, in one transaction; a replay started
-//!   again takes up where the last committed page ended.
+//!   carries over the projectors' offsets, the dead letters and the events waiting for a
+//!   missing predecessor, moves the tables and switches Redis's generation while projectors
+//!   are still held, then commits. Projectors go on into the new generation; the old one is
+//!   dropped.
+//! - **Resumable**: each page's Redis changes (idempotent, per aggregate and sequence) and its
+//!   Postgres transaction (with the position reached) are sent together, the commit once
+//!   Redis has answered; a replay started again takes up where the last committed page ended.
 
 mod generation;
 mod history;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,10 +41,12 @@ use redis::AsyncCommands;
 
 use crate::applied::{execute_pipelined, Aggregate};
 use crate::projections::{plan_event, Plan};
-use crate::rebuild::{drop_generations_even_replaying, next_generation, REBUILD_LOCK};
+use crate::rebuild::{
+    drop_generations_even_replaying, next_generation, OLD_GENERATION_KEPT, REBUILD_LOCK,
+};
 use crate::settings::Settings;
 pub use generation::Schemas;
-use history::{EventKey, History};
+use history::History;
 
 /// Held by a replay for as long as it runs: one at a time per read database.
 const REPLAY_LOCK: i64 = 0x0000_7265_706c_6179;
@@ -49,20 +54,22 @@ const REPLAY_LOCK: i64 = 0x0000_7265_706c_6179;
 /// Catch-up rounds stop once one applies fewer events than this: the rest is applied under
 /// the switch's pause.
 const CAUGHT_UP: usize = 1_000;
-const CATCH_UP_ROUNDS: usize = 5;
+const CATCH_UP_ROUNDS: usize = 3;
+
+/// Aggregates whose events a catch-up reads with one statement.
+const AGGREGATES_AT_ONCE: usize = 2_000;
 
 /// How long the switch waits for a table lock (a reader's statement still running on a live
-/// table) before it lets go and tries again: while it waits, readers queue behind it.
-const SWITCH_LOCK_WAIT: &str = "500ms";
+/// table) before it lets go and tries again: while it waits, readers queue behind it. Longer
+/// than Postgres's `deadlock_timeout` (1 s), after which an autovacuum in the way is cancelled.
+const SWITCH_LOCK_WAIT: &str = "1500ms";
 const SWITCH_ATTEMPTS: usize = 10;
-
-/// Longer than a reader goes on with the generation it resolved (see `crate::rebuild`).
-const OLD_GENERATION_KEPT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Events read, applied and committed at a time.
-    pub page: i64,
+    /// Blocks of the event store's table (8 KiB each, some 40 events) read, applied and
+    /// committed at a time.
+    pub blocks: i64,
     /// Whether to draw a progress bar (on a terminal only, in any case).
     pub progress: bool,
 }
@@ -70,7 +77,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            page: 2_000,
+            blocks: 64,
             progress: true,
         }
     }
@@ -84,8 +91,8 @@ pub struct Replayed {
     /// Whether it took up an earlier replay's work.
     pub resumed: bool,
     /// Events applied while reading the whole history, and how long that took.
-    pub read: usize,
-    pub reading: Duration,
+    pub replayed: usize,
+    pub replaying: Duration,
     /// Events written meanwhile, applied in catch-up rounds.
     pub caught_up: usize,
     pub switch: Switched,
@@ -94,7 +101,7 @@ pub struct Replayed {
 impl Replayed {
     /// Events applied per second while reading the history.
     pub fn rate(&self) -> f64 {
-        self.read as f64 / self.reading.as_secs_f64().max(1e-9)
+        self.replayed as f64 / self.replaying.as_secs_f64().max(1e-9)
     }
 }
 
@@ -121,20 +128,21 @@ pub enum ReplayError {
         event_id: String,
         source: EnvelopeError,
     },
-    #[error("event {event_id} does not follow event {last} of its aggregate")]
-    OutOfOrder { event_id: String, last: i64 },
     #[error("{0}: run the rebuild again, it starts over")]
     GenerationLost(#[from] GenerationLost),
     #[error("the live tables stayed locked through {SWITCH_ATTEMPTS} attempts to switch")]
     SwitchLocked,
+    #[error("the read database has no current schema (search_path names none that exists)")]
+    NoSchema,
     #[error("Postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("Postgres: {0}")]
+    #[error("no connection to the replay's schema: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("{0:#}")]
-    Setup(#[from] anyhow::Error),
+    /// Connecting to a store, or migrating a schema.
+    #[error("connecting: {0:#}")]
+    Connect(#[from] anyhow::Error),
 }
 
 /// Rebuilds every read model from the event store into a new generation and switches to it;
@@ -155,20 +163,23 @@ pub async fn rebuild(
     if !locked {
         return Err(ReplayError::AlreadyRunning);
     }
-    let schemas = Schemas::of(&control).await?;
+    let schemas = Schemas::of(&control).await?.ok_or(ReplayError::NoSchema)?;
     // A switch that committed and stopped before dropping what it replaced.
     generation::drop_schema(&control, &schemas.replaced).await?;
     let mut redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
     let base = Keys::new(&settings.redis);
 
-    let recorded = schemas.recorded(&control).await?;
-    let resumable = match recorded {
-        Some(recorded) => resumable(&mut redis, &base, recorded).await?,
+    let resumable = match schemas.recorded(&control).await? {
+        Some(recorded) => resumable(&control, &mut redis, &base, &schemas, recorded).await?,
         None => None,
     };
     let resumed = resumable.is_some();
     let recorded = match resumable {
-        Some(recorded) => recorded,
+        Some(recorded) => {
+            // A newer build may have migrated the live schema since.
+            infra::read_store::migrate_schema(url, &schemas.replay).await?;
+            recorded
+        }
         None => begin(&control, &mut redis, &base, &schemas, url).await?,
     };
     let target =
@@ -178,12 +189,13 @@ pub async fn rebuild(
     let bar = progress_bar(options, total, recorded.events);
     let mut replay = Replay {
         applied: load_applied(&target).await?,
+        early: HashMap::new(),
         generation: base.in_generation(recorded.redis_generation),
         history,
         target,
         redis,
         bar,
-        page: options.page,
+        blocks: options.blocks,
     };
     if resumed {
         tracing::info!(
@@ -194,12 +206,12 @@ pub async fn rebuild(
     }
 
     let started = Instant::now();
-    let read = if recorded.read_through {
+    let replayed = if recorded.read_through {
         0
     } else {
-        replay.read_history(recorded.after).await?
+        replay.read_history(recorded.next_block).await?
     };
-    let reading = started.elapsed();
+    let replaying = started.elapsed();
     replay.bar.set_message("catching up");
     let mut caught_up = 0;
     for _ in 0..CATCH_UP_ROUNDS {
@@ -220,31 +232,60 @@ pub async fn rebuild(
     generation::drop_schema(&control, &schemas.replaced).await?;
     generation::drop_schema(&control, &schemas.replay).await?;
     tokio::time::sleep(OLD_GENERATION_KEPT).await;
-    let built = recorded.redis_generation;
-    drop_generations_even_replaying(&mut replay.redis, &base, |g| g < built).await?;
+    drop_all_but_current(&control, &mut replay.redis, &base).await?;
     Ok(Replayed {
-        generation: built,
+        generation: recorded.redis_generation,
         resumed,
-        read,
-        reading,
+        replayed,
+        replaying,
         caught_up,
         switch,
     })
 }
 
-/// The earlier replay's record, if its Redis generation is still there to build on.
-async fn resumable(
+/// Drops every Redis generation but the current one (the one replaced, and one a rebuild of
+/// the Redis models from Postgres made meanwhile and the switch replaced), under the
+/// rebuilds' lock, so that none being built is taken.
+async fn drop_all_but_current(
+    control: &tokio_postgres::Client,
     redis: &mut ConnectionManager,
     base: &Keys,
+) -> Result<(), ReplayError> {
+    control
+        .execute("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
+        .await?;
+    let dropped = async {
+        let current = infra::redis_store::current(redis, base).await?.generation();
+        drop_generations_even_replaying(redis, base, |g| g != current).await
+    }
+    .await;
+    control
+        .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
+        .await?;
+    dropped?;
+    Ok(())
+}
+
+/// The earlier replay's record, if what it built is there to build on: not if its switch
+/// went through, or half through, or Redis lost its generation.
+async fn resumable(
+    control: &tokio_postgres::Client,
+    redis: &mut ConnectionManager,
+    base: &Keys,
+    schemas: &Schemas,
     recorded: generation::Recorded,
 ) -> Result<Option<generation::Recorded>, ReplayError> {
+    if schemas.tables(control).await?.is_empty() {
+        // Its switch committed (the tables moved) and it stopped before dropping its schema.
+        tracing::info!("the last replay had switched: starting a new one");
+        return Ok(None);
+    }
     let current = infra::redis_store::current(redis, base).await?.generation();
     if current == recorded.redis_generation {
-        // It switched Redis and stopped before its Postgres commit: Redis is ahead of the live
-        // tables. Marked not whole, it is rebuilt from them by the projectors; this replay
-        // starts over.
+        // It switched Redis and stopped before its Postgres commit: Redis holds events the
+        // live tables may not yet. Marked not whole, it is rebuilt from them by the projectors.
         let () = redis.del(base.in_generation(current).ready()).await?;
-        tracing::warn!("the last replay stopped in its switch: starting over");
+        tracing::warn!("the last replay stopped in its switch: Redis is rebuilt from the live tables, and the replay starts over");
         return Ok(None);
     }
     let building = base.in_generation(recorded.redis_generation);
@@ -253,7 +294,8 @@ async fn resumable(
         .get(building.replayed())
         .query_async(redis)
         .await?;
-    if mark.as_deref() != Some(recorded.token.as_str()) || replayed.unwrap_or(0) < recorded.events {
+    if mark.as_deref() != Some(recorded.token.as_str()) || replayed.unwrap_or(0) < recorded.in_redis
+    {
         tracing::warn!("Redis lost what the last replay built: starting over");
         return Ok(None);
     }
@@ -301,8 +343,9 @@ async fn begin(
         token,
         redis_generation: generation,
         read_through: false,
-        after: EventKey::start(),
+        next_block: 0,
         events: 0,
+        in_redis: 0,
     })
 }
 
@@ -337,15 +380,17 @@ fn progress_bar(options: &Options, total: i64, done: i64) -> ProgressBar {
     bar
 }
 
-/// Events read and planned (without IO), in key order.
+/// Events read and planned (without IO).
 struct Page {
     events: Vec<(PublishedEvent, Plan)>,
-    /// The last event read, where the next page begins.
-    last: Option<EventKey>,
+    /// Events read, those no read model follows included.
+    read: usize,
+    /// While reading the whole history: the first block of the table not read yet.
+    next_block: Option<i64>,
 }
 
-fn plan_page(stored: Vec<StoredEvent>) -> Result<Page, ReplayError> {
-    let last = stored.last().map(EventKey::of);
+fn plan_page(stored: Vec<StoredEvent>, next_block: Option<i64>) -> Result<Page, ReplayError> {
+    let read = stored.len();
     let mut events = Vec::with_capacity(stored.len());
     for stored in stored {
         let event_id = format!(
@@ -361,7 +406,18 @@ fn plan_page(stored: Vec<StoredEvent>) -> Result<Page, ReplayError> {
             events.push((event, plan));
         }
     }
-    Ok(Page { events, last })
+    Ok(Page {
+        events,
+        read,
+        next_block,
+    })
+}
+
+/// An event to apply, with its aggregate's name in Redis's record of applied events.
+struct ToApply {
+    aggregate: String,
+    event: PublishedEvent,
+    plan: Plan,
 }
 
 struct Replay {
@@ -373,45 +429,47 @@ struct Replay {
     generation: Keys,
     /// Per aggregate, the last event applied to the new generation.
     applied: HashMap<Aggregate, i64>,
+    /// Events read before their predecessor (which lies further on in the table), by
+    /// aggregate and sequence: applied once it comes. Those still here when the whole history
+    /// has been read are left to the catch-up.
+    early: HashMap<Aggregate, BTreeMap<i64, (PublishedEvent, Plan)>>,
     bar: ProgressBar,
-    page: i64,
+    blocks: i64,
 }
 
 impl Replay {
-    /// Reads the whole history after `after` and applies it. The next page is read and
-    /// planned while one is applied.
-    async fn read_history(&mut self, after: EventKey) -> Result<usize, ReplayError> {
+    /// Reads the whole history from block `from` on and applies it. The next range of blocks
+    /// is read and planned while one is applied.
+    async fn read_history(&mut self, from: i64) -> Result<usize, ReplayError> {
         let (pages, mut ready) = tokio::sync::mpsc::channel(2);
         let reader = tokio::spawn({
-            let (history, limit) = (self.history.clone(), self.page);
+            let (history, blocks) = (self.history.clone(), self.blocks.max(1));
             async move {
-                let mut after = after;
-                loop {
-                    let page = match history.page(&after, limit).await {
-                        Ok(page) => page,
-                        Err(error) => return Err(ReplayError::from(error)),
-                    };
-                    let Some(last) = page.last() else {
-                        return Ok(());
-                    };
-                    after = EventKey::of(last);
-                    if pages.send(plan_page(page)?).await.is_err() {
-                        return Ok(());
+                let mut from = from;
+                // Until the end of the table as it is then: it grows as events are written.
+                while from < history.blocks().await? {
+                    let to = from + blocks;
+                    let page = plan_page(history.in_blocks(from, to).await?, Some(to))?;
+                    if pages.send(page).await.is_err() {
+                        break;
                     }
+                    from = to;
                 }
+                Ok::<_, ReplayError>(())
             }
         });
-        let mut read = 0;
+        let mut replayed = 0;
         while let Some(page) = ready.recv().await {
-            read += self.apply(page, true).await?;
+            replayed += self.apply(page).await?;
         }
         reader.await.map_err(anyhow::Error::from)??;
+        self.early.clear();
         self.target
             .get()
             .await?
             .execute("UPDATE replay_progress SET read_through = true", &[])
             .await?;
-        Ok(read)
+        Ok(replayed)
     }
 
     /// Applies what was written since the history was read: every event of each aggregate
@@ -431,22 +489,19 @@ impl Replay {
     /// Applies every event of each aggregate after the sequence given with it.
     async fn apply_after(&mut self, since: &[(Aggregate, i64)]) -> Result<usize, ReplayError> {
         let mut applied = 0;
-        for aggregates in since.chunks(self.page as usize) {
+        for aggregates in since.chunks(AGGREGATES_AT_ONCE) {
             let events = self.history.after(aggregates).await?;
-            applied += self.apply(plan_page(events)?, false).await?;
+            applied += self.apply(plan_page(events, None)?).await?;
         }
         Ok(applied)
     }
 
-    /// Applies a page to the new generation: its Redis changes, then its SQL with the record
-    /// of what is applied (and, while reading the history, of where the page ended) in one
-    /// transaction. Redis goes first and drops repeats by itself: a crash between the two
-    /// leaves Postgres behind, and the page applied again changes Redis no more.
-    async fn apply(&mut self, page: Page, record_position: bool) -> Result<usize, ReplayError> {
+    /// Which events of `page` to apply, in order: each aggregate's next one, and those read
+    /// before it that follow it; one that comes early waits in [`Replay::early`].
+    fn in_order(&mut self, page: Page) -> (Vec<ToApply>, HashMap<Aggregate, i64>) {
         let mut advanced: HashMap<Aggregate, i64> = HashMap::new();
-        let mut to_apply: Vec<&(PublishedEvent, Plan)> = vec![];
-        for planned in &page.events {
-            let event = &planned.0;
+        let mut to_apply = vec![];
+        for (event, plan) in page.events {
             let aggregate = (event.aggregate_type.clone(), event.aggregate_id.clone());
             let last = advanced
                 .get(&aggregate)
@@ -457,75 +512,90 @@ impl Replay {
                 // Applied by the page a stopped replay committed last, or a catch-up before.
                 continue;
             }
-            if event.sequence != last + 1 {
-                return Err(ReplayError::OutOfOrder {
-                    event_id: event.event_id.clone(),
-                    last,
-                });
+            if event.sequence > last + 1 {
+                let early = self.early.entry(aggregate).or_default();
+                early.insert(event.sequence, (event, plan));
+                continue;
             }
-            advanced.insert(aggregate, event.sequence);
-            to_apply.push(planned);
+            let name = format!("{}/{}", event.aggregate_type, event.aggregate_id);
+            let mut next = event.sequence;
+            to_apply.push(ToApply {
+                aggregate: name.clone(),
+                event,
+                plan,
+            });
+            if let Some(early) = self.early.get_mut(&aggregate) {
+                while let Some((event, plan)) = early.remove(&(next + 1)) {
+                    next += 1;
+                    to_apply.push(ToApply {
+                        aggregate: name.clone(),
+                        event,
+                        plan,
+                    });
+                }
+                if early.is_empty() {
+                    self.early.remove(&aggregate);
+                }
+            }
+            advanced.insert(aggregate, next);
         }
-        let redis_keys: Vec<String> = to_apply
-            .iter()
-            .map(|(event, _)| format!("{}/{}", event.aggregate_type, event.aggregate_id))
-            .collect();
+        (to_apply, advanced)
+    }
+
+    /// Applies a page to the new generation: its Redis changes, and its SQL with the record
+    /// of what is applied (and, while reading the whole history, of where the page ended),
+    /// committed once Redis has answered. Redis drops repeats by itself: a crash before the
+    /// commit leaves Postgres behind, and the page applied again changes Redis no more.
+    async fn apply(&mut self, page: Page) -> Result<usize, ReplayError> {
+        let (read, next_block) = (page.read, page.next_block);
+        let (to_apply, advanced) = self.in_order(page);
         let changes: Vec<(&str, i64, &Change)> = to_apply
             .iter()
-            .zip(&redis_keys)
-            .filter(|((_, plan), _)| !plan.redis_change().is_empty())
-            .map(|((event, plan), key)| (key.as_str(), event.sequence, plan.redis_change()))
+            .filter(|applying| !applying.plan.redis_change().is_empty())
+            .map(|applying| {
+                (
+                    applying.aggregate.as_str(),
+                    applying.event.sequence,
+                    applying.plan.redis_change(),
+                )
+            })
             .collect();
         let statements: Vec<_> = to_apply
             .iter()
-            .flat_map(|(_, plan)| plan.statements())
+            .flat_map(|applying| applying.plan.statements())
             .collect();
+        let (count, in_redis) = (to_apply.len() as i64, changes.len() as i64);
 
         let mut client = self.target.get().await?;
         let tx = client.transaction().await?;
         let mut redis = self.redis.clone();
-        let in_redis =
+        let redis_side =
             infra::redis_store::apply_all_once_in(&mut redis, &self.generation, &changes);
-        let in_postgres = async {
+        let postgres_side = async {
             execute_pipelined(&tx, &statements).await?;
             store_applied(&tx, &advanced).await?;
-            let count = to_apply.len() as i64;
-            match page.last.as_ref().filter(|_| record_position) {
-                Some(last) => {
-                    tx.execute(
-                        "UPDATE replay_progress
-                            SET after_type = $1, after_id = $2, after_sequence = $3,
-                                events = events + $4",
-                        &[
-                            &last.aggregate_type,
-                            &last.aggregate_id,
-                            &last.sequence,
-                            &count,
-                        ],
-                    )
-                    .await?
-                }
-                None => {
-                    tx.execute("UPDATE replay_progress SET events = events + $1", &[&count])
-                        .await?
-                }
-            };
+            tx.execute(
+                "UPDATE replay_progress
+                    SET next_block = coalesce($1, next_block),
+                        events = events + $2, in_redis = in_redis + $3",
+                &[&next_block, &count, &in_redis],
+            )
+            .await?;
             Ok::<_, tokio_postgres::Error>(())
         };
-        let (in_redis, in_postgres) = tokio::join!(in_redis, in_postgres);
-        in_redis?;
-        in_postgres?;
+        let (redis_side, postgres_side) = tokio::join!(redis_side, postgres_side);
+        redis_side?;
+        postgres_side?;
         tx.commit().await?;
-        let count = to_apply.len();
         self.applied.extend(advanced);
-        if record_position {
-            self.bar.inc(page.events.len() as u64);
+        if next_block.is_some() {
+            self.bar.inc(read as u64);
         } else {
             // Written since the count the bar began with.
             self.bar.inc_length(count as u64);
             self.bar.inc(count as u64);
         }
-        Ok(count)
+        Ok(to_apply.len())
     }
 
     /// Whether the Redis generation holds every event Postgres's does: its count of events
@@ -536,7 +606,7 @@ impl Replay {
             .target
             .get()
             .await?
-            .query_one("SELECT events FROM replay_progress", &[])
+            .query_one("SELECT in_redis FROM replay_progress", &[])
             .await?
             .get(0);
         let in_redis: Option<i64> = self.redis.get(self.generation.replayed()).await?;
@@ -557,10 +627,21 @@ impl Replay {
     ) -> Result<Switched, ReplayError> {
         let tables = schemas.tables(control).await?;
         let mut switched = Switched::default();
+        // A first look before the pause, so that the look under it reads only what changed
+        // since: records written by transactions from this snapshot's oldest on.
+        let since: i64 = control
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+            )
+            .await?
+            .get(0);
+        let behind = live_ahead(&*control, schemas, None).await?;
+        switched.applied = self.apply_after(&behind).await?;
         for attempt in 0..SWITCH_ATTEMPTS {
             switched.retries = attempt;
             match self
-                .switch_once(control, schemas, &tables, base, token, &mut switched)
+                .switch_once(control, schemas, &tables, base, token, since, &mut switched)
                 .await
             {
                 Err(ReplayError::Postgres(error))
@@ -583,6 +664,7 @@ impl Replay {
         tables: &[String],
         base: &Keys,
         token: &str,
+        since: i64,
         switched: &mut Switched,
     ) -> Result<(), ReplayError> {
         let (live, replay) = (
@@ -600,28 +682,15 @@ impl Replay {
         .await?;
         let paused = Instant::now();
 
-        // Where the live generation stands: what it has that the new one lacks is applied.
-        let live_applied = tx
-            .query(
-                &format!(
-                    "SELECT aggregate_type, aggregate_id, sequence FROM {live}.applied_sequences"
-                ),
-                &[],
-            )
-            .await?;
-        let behind: Vec<(Aggregate, i64)> = live_applied
-            .iter()
-            .filter_map(|row| {
-                let aggregate: Aggregate = (row.get(0), row.get(1));
-                let there: i64 = row.get(2);
-                let here = self.applied.get(&aggregate).copied().unwrap_or(0);
-                (there > here).then_some((aggregate, here))
-            })
-            .collect();
-        switched.applied = self.apply_after(&behind).await?;
+        // What the live generation applied since the look before the pause, and the new one
+        // still lacks.
+        let behind = live_ahead(&tx, schemas, Some(since)).await?;
+        switched.applied += self.apply_after(&behind).await?;
         self.check_redis_holds_all().await?;
 
-        // The projectors' position, which they go on from, and the operators' dead letters.
+        // The projectors' position, which they go on from; the operators' dead letters; and
+        // events waiting for a predecessor the new generation lacks too (those it has were
+        // applied from the store).
         tx.batch_execute(&format!(
             "INSERT INTO {replay}.applied_offsets (topic, partition, \"offset\")
              SELECT topic, partition, \"offset\" FROM {live}.applied_offsets;
@@ -629,7 +698,14 @@ impl Replay {
                     (id, topic, partition, \"offset\", key, payload, error, received_at, redriven_at)
              OVERRIDING SYSTEM VALUE
              SELECT id, topic, partition, \"offset\", key, payload, error, received_at, redriven_at
-               FROM {live}.dead_letters;"
+               FROM {live}.dead_letters;
+             INSERT INTO {replay}.waiting_events
+                    (aggregate_type, aggregate_id, sequence, event, waiting_since, released_at)
+             SELECT w.aggregate_type, w.aggregate_id, w.sequence, w.event, w.waiting_since,
+                    w.released_at
+               FROM {live}.waiting_events w
+               LEFT JOIN {replay}.applied_sequences a USING (aggregate_type, aggregate_id)
+              WHERE w.sequence > coalesce(a.sequence, 0);"
         ))
         .await?;
         tx.execute(
@@ -711,6 +787,43 @@ redis.call('SET', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[1], KEYS[4], KEYS[5])
 return 1
 ";
+
+/// The aggregates the live generation has applied further than the new one, each with the new
+/// one's last sequence (both schemas are in the read database: one join). `since`: only
+/// records written by transactions from that transaction id on (the oldest running when a
+/// look before it was taken; a few more are read, never fewer).
+async fn live_ahead(
+    client: &impl tokio_postgres::GenericClient,
+    schemas: &Schemas,
+    since: Option<i64>,
+) -> Result<Vec<(Aggregate, i64)>, tokio_postgres::Error> {
+    let (live, replay) = (
+        infra::read_store::quote_identifier(&schemas.live),
+        infra::read_store::quote_identifier(&schemas.replay),
+    );
+    let query = format!(
+        "SELECT l.aggregate_type, l.aggregate_id, coalesce(r.sequence, 0)
+           FROM {live}.applied_sequences l
+           LEFT JOIN {replay}.applied_sequences r USING (aggregate_type, aggregate_id)
+          WHERE l.sequence > coalesce(r.sequence, 0)"
+    );
+    let rows = match since {
+        None => client.query(&query, &[]).await?,
+        Some(since) => {
+            // age(): how many transaction ids ago a record was written (circular, so safe
+            // across wraparound); frozen records are as old as can be.
+            let query = format!(
+                "{query} AND age(l.xmin)
+                    <= pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1 + 1000"
+            );
+            client.query(&query, &[&since]).await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|row| ((row.get(0), row.get(1)), row.get(2)))
+        .collect())
+}
 
 /// Records the last event applied of each aggregate `advanced`, in the page's transaction.
 async fn store_applied(

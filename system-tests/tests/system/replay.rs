@@ -10,10 +10,11 @@ use sqlx::Connection;
 use system_tests::TestStack;
 use tokio_util::sync::CancellationToken;
 
-/// Events a page at a time: many pages, so that clients and a crash meet the replay midway.
-fn one_event_a_page() -> Options {
+/// One block of the event store (some 40 events) a page: several pages, so that clients and
+/// a crash meet the replay midway.
+fn one_block_a_page() -> Options {
     Options {
-        page: 1,
+        blocks: 1,
         progress: false,
     }
 }
@@ -163,6 +164,19 @@ async fn a_rebuild_from_the_events_replaces_every_read_model_while_clients_read_
         )
         .await;
     assert_eq!(reply["status_code"], 0);
+    // A chat message: an event with no Redis change.
+    let reply = stack
+        .command(
+            "/douyin/message/action/",
+            &[
+                ("token", bob_token.as_str()),
+                ("to_user_id", &ann.to_string()),
+                ("action_type", "1"),
+                ("content", "hello"),
+            ],
+        )
+        .await;
+    assert_eq!(reply["status_code"], 0);
     // Cat likes and unlikes many times: a long history to replay.
     for _ in 0..20 {
         like(&stack, &cat_token, &video_id, "1").await;
@@ -213,14 +227,14 @@ async fn a_rebuild_from_the_events_replaces_every_read_model_while_clients_read_
         }
     });
 
-    let replayed = rebuild(&stack, &one_event_a_page()).await.unwrap();
+    let replayed = rebuild(&stack, &one_block_a_page()).await.unwrap();
     writing.cancel();
     let written = writer.await.unwrap();
     stop_polling.cancel();
     let polled = poller.await.unwrap();
 
     assert!(!replayed.resumed);
-    assert!(replayed.read > 40, "{replayed:?}");
+    assert!(replayed.replayed > 40, "{replayed:?}");
     assert!(replayed.generation > old.generation());
     assert!(written > 0, "Cat wrote during the rebuild");
     assert!(polled.polls > 30, "{polled:?}");
@@ -266,13 +280,14 @@ async fn a_rebuild_from_the_events_replaces_every_read_model_while_clients_read_
     verify_clean(&stack).await;
 }
 
-/// Ann's video, liked and unliked by Bob 30 times and liked once more: 61 events of one
-/// aggregate, the video liked once. Returns Bob's token and the video.
+/// Ann's video, liked and unliked by Bob 100 times and liked once more: 201 events of one
+/// aggregate (several blocks of the table), the video liked once. Returns Bob's token and the
+/// video.
 async fn toggled_history(stack: &TestStack) -> (String, String) {
     let (ann, ann_token) = stack.registered("ann", "password1").await;
     let (_, bob_token) = stack.registered("bob", "password1").await;
     let video_id = stack.published(ann, &ann_token, "cats").await["id"].to_string();
-    for _ in 0..30 {
+    for _ in 0..100 {
         like(stack, &bob_token, &video_id, "1").await;
         like(stack, &bob_token, &video_id, "2").await;
     }
@@ -296,7 +311,7 @@ async fn stop_a_replay_midway(stack: &TestStack) {
             stack.projector_settings(),
             stack.settings.event_store.clone(),
         );
-        async move { projector::replay::rebuild(&settings, &event_store, &one_event_a_page()).await }
+        async move { projector::replay::rebuild(&settings, &event_store, &one_block_a_page()).await }
     });
     let mut holder = sqlx::PgConnection::connect(infra::settings::expose(
         &stack.settings.read_store.read_database_url,
@@ -335,10 +350,10 @@ async fn a_rebuild_stopped_midway_takes_up_where_it_stopped_and_counts_each_even
     let (bob_token, _) = toggled_history(&stack).await;
     stop_a_replay_midway(&stack).await;
 
-    let replayed = rebuild(&stack, &one_event_a_page()).await.unwrap();
+    let replayed = rebuild(&stack, &one_block_a_page()).await.unwrap();
     assert!(replayed.resumed, "{replayed:?}");
     assert!(
-        replayed.read < 61,
+        replayed.replayed < 201,
         "it read again only what was left: {replayed:?}"
     );
     stack
@@ -376,7 +391,7 @@ async fn a_rebuild_whose_redis_generation_came_back_older_starts_over() {
         .await
         .unwrap();
 
-    let replayed = rebuild(&stack, &one_event_a_page()).await.unwrap();
+    let replayed = rebuild(&stack, &one_block_a_page()).await.unwrap();
     assert!(!replayed.resumed, "{replayed:?}");
     assert!(replayed.generation > building);
     stack
