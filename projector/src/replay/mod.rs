@@ -640,10 +640,14 @@ impl Replay {
         switched.applied = self.apply_after(&behind).await?;
         for attempt in 0..SWITCH_ATTEMPTS {
             switched.retries = attempt;
-            match self
-                .switch_once(control, schemas, &tables, base, token, since, &mut switched)
-                .await
-            {
+            let target = SwitchTarget {
+                schemas,
+                tables: &tables,
+                base,
+                token,
+                since,
+            };
+            match self.switch_once(control, &target, &mut switched).await {
                 Err(ReplayError::Postgres(error))
                     if error.code()
                         == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
@@ -660,13 +664,16 @@ impl Replay {
     async fn switch_once(
         &mut self,
         control: &mut tokio_postgres::Client,
-        schemas: &Schemas,
-        tables: &[String],
-        base: &Keys,
-        token: &str,
-        since: i64,
+        target: &SwitchTarget<'_>,
         switched: &mut Switched,
     ) -> Result<(), ReplayError> {
+        let SwitchTarget {
+            schemas,
+            tables,
+            base,
+            token,
+            since,
+        } = *target;
         let (live, replay) = (
             infra::read_store::quote_identifier(&schemas.live),
             infra::read_store::quote_identifier(&schemas.replay),
@@ -775,6 +782,19 @@ impl Replay {
         switched.projectors_paused = paused.elapsed();
         Ok(())
     }
+}
+
+/// What a switch moves, and from when the live records are read again under its pause.
+#[derive(Clone, Copy)]
+struct SwitchTarget<'a> {
+    schemas: &'a Schemas,
+    /// The read-model tables, moved from the replay's schema to the live one.
+    tables: &'a [String],
+    base: &'a Keys,
+    /// The replay's token, in its Redis generation's `building` mark.
+    token: &'a str,
+    /// The oldest transaction running at the look before the pause.
+    since: i64,
 }
 
 /// Switches Redis to the replay's generation (ARGV[2]), declared whole (`ready`, with the
