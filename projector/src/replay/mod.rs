@@ -130,6 +130,10 @@ pub enum ReplayError {
     },
     #[error("{0}: run the rebuild again, it starts over")]
     GenerationLost(#[from] GenerationLost),
+    #[error("Redis holds {in_redis} of the {in_postgres} events applied to the new generation: it lost data since (run the rebuild again, it starts over)")]
+    RedisBehind { in_redis: i64, in_postgres: i64 },
+    #[error("Redis's generation being built lost its mark before the switch: run the rebuild again, it starts over")]
+    SwitchRefused,
     #[error("the live tables stayed locked through {SWITCH_ATTEMPTS} attempts to switch")]
     SwitchLocked,
     #[error("the read database has no current schema (search_path names none that exists)")]
@@ -163,15 +167,41 @@ pub async fn rebuild(
     if !locked {
         return Err(ReplayError::AlreadyRunning);
     }
-    let schemas = Schemas::of(&control).await?.ok_or(ReplayError::NoSchema)?;
+    let mut control = control;
+    match replay_locked(settings, event_store, options, &mut control, false).await {
+        Err(
+            error @ (ReplayError::RedisBehind { .. }
+            | ReplayError::GenerationLost(_)
+            | ReplayError::SwitchRefused),
+        ) => {
+            // Redis lost data while the replay was building on it: once more, from nothing.
+            tracing::warn!(%error, "starting the replay over");
+            replay_locked(settings, event_store, options, &mut control, true).await
+        }
+        other => other,
+    }
+}
+
+/// [`rebuild`], under its lock; `afresh`: not taking up what an earlier replay built.
+async fn replay_locked(
+    settings: &Settings,
+    event_store: &EventStoreSettings,
+    options: &Options,
+    control: &mut tokio_postgres::Client,
+    afresh: bool,
+) -> Result<Replayed, ReplayError> {
+    let url = expose(&settings.read_store.read_database_url);
+    let schemas = Schemas::of(control).await?.ok_or(ReplayError::NoSchema)?;
     // A switch that committed and stopped before dropping what it replaced.
-    generation::drop_schema(&control, &schemas.replaced).await?;
+    generation::drop_schema(control, &schemas.replaced).await?;
     let mut redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
     let base = Keys::new(&settings.redis);
 
-    let resumable = match schemas.recorded(&control).await? {
-        Some(recorded) => resumable(&control, &mut redis, &base, &schemas, recorded).await?,
-        None => None,
+    let resumable = match schemas.recorded(control).await? {
+        Some(recorded) if !afresh => {
+            resumable(control, &mut redis, &base, &schemas, recorded).await?
+        }
+        _ => None,
     };
     let resumed = resumable.is_some();
     let recorded = match resumable {
@@ -180,7 +210,7 @@ pub async fn rebuild(
             infra::read_store::migrate_schema(url, &schemas.replay).await?;
             recorded
         }
-        None => begin(&control, &mut redis, &base, &schemas, url).await?,
+        None => begin(control, &mut redis, &base, &schemas, url).await?,
     };
     let target =
         infra::read_store::connect_to_schema(&settings.read_store, &schemas.replay, 2).await?;
@@ -222,17 +252,16 @@ pub async fn rebuild(
         }
     }
     replay.bar.set_message("switching");
-    let mut control = control;
     let switch = replay
-        .switch(&mut control, &schemas, &base, &recorded.token)
+        .switch(control, &schemas, &base, &recorded.token)
         .await?;
     replay.bar.finish_and_clear();
 
     // Nothing reads these any more: the tables replaced, the replay's own record.
-    generation::drop_schema(&control, &schemas.replaced).await?;
-    generation::drop_schema(&control, &schemas.replay).await?;
+    generation::drop_schema(control, &schemas.replaced).await?;
+    generation::drop_schema(control, &schemas.replay).await?;
     tokio::time::sleep(OLD_GENERATION_KEPT).await;
-    drop_all_but_current(&control, &mut replay.redis, &base).await?;
+    drop_all_but_current(control, &mut replay.redis, &base).await?;
     Ok(Replayed {
         generation: recorded.redis_generation,
         resumed,
@@ -610,8 +639,12 @@ impl Replay {
             .await?
             .get(0);
         let in_redis: Option<i64> = self.redis.get(self.generation.replayed()).await?;
-        if in_redis.unwrap_or(0) < in_postgres {
-            return Err(GenerationLost::Lost.into());
+        let in_redis = in_redis.unwrap_or(0);
+        if in_redis < in_postgres {
+            return Err(ReplayError::RedisBehind {
+                in_redis,
+                in_postgres,
+            });
         }
         Ok(())
     }
@@ -775,7 +808,7 @@ impl Replay {
             .invoke_async(&mut self.redis)
             .await?;
         if switched_redis != 1 {
-            return Err(GenerationLost::Lost.into());
+            return Err(ReplayError::SwitchRefused);
         }
         tx.commit().await?;
         switched.readers_blocked = blocking.elapsed();

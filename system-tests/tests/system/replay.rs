@@ -391,8 +391,13 @@ async fn a_rebuild_whose_redis_generation_came_back_older_starts_over() {
         .await
         .unwrap();
 
+    // Found at once, or at the switch (while Redis is ahead of Postgres by the page the
+    // crash cut short, its count cannot tell): either way it starts over by itself.
     let replayed = rebuild(&stack, &one_block_a_page()).await.unwrap();
-    assert!(!replayed.resumed, "{replayed:?}");
+    assert!(
+        replayed.replayed >= 201,
+        "it read everything again: {replayed:?}"
+    );
     assert!(replayed.generation > building);
     stack
         .eventually("/douyin/feed/", &[("token", &bob_token)], liked_once)
