@@ -34,7 +34,7 @@ pub struct Recorded {
 }
 
 /// Tables of a replay's schema that are no read model.
-const OWN_TABLES: [&str; 2] = ["_sqlx_migrations", "replay_progress"];
+const OWN_TABLES: [&str; 3] = ["_sqlx_migrations", "replay_progress", "replay_applied"];
 
 impl Schemas {
     /// The schemas beside the connection's current schema; None if it has none.
@@ -94,7 +94,7 @@ impl Schemas {
         infra::read_store::migrate_schema(url, &self.replay).await?;
         control
             .batch_execute(&format!(
-                "CREATE TABLE {}.replay_progress
+                "CREATE TABLE {0}.replay_progress
                  (
                      only_row         boolean PRIMARY KEY DEFAULT true CHECK (only_row),
                      token            text    NOT NULL,
@@ -104,6 +104,12 @@ impl Schemas {
                      events           bigint  NOT NULL DEFAULT 0,
                      in_redis         bigint  NOT NULL DEFAULT 0,
                      started_at       timestamptz NOT NULL DEFAULT now()
+                 );
+                 CREATE TABLE {0}.replay_applied
+                 (
+                     aggregate_type text   NOT NULL,
+                     aggregate_id   text   NOT NULL,
+                     sequence       bigint NOT NULL
                  )",
                 quote_identifier(&self.replay)
             ))

@@ -383,7 +383,11 @@ async fn load_applied(target: &Pool) -> Result<HashMap<Aggregate, i64>, ReplayEr
         .get()
         .await?
         .query(
-            "SELECT aggregate_type, aggregate_id, sequence FROM applied_sequences",
+            "SELECT aggregate_type, aggregate_id, max(sequence)
+               FROM (SELECT aggregate_type, aggregate_id, sequence FROM applied_sequences
+                     UNION ALL
+                     SELECT aggregate_type, aggregate_id, sequence FROM replay_applied) applied
+              GROUP BY aggregate_type, aggregate_id",
             &[],
         )
         .await?;
@@ -602,7 +606,7 @@ impl Replay {
             infra::redis_store::apply_all_once_in(&mut redis, &self.generation, &changes);
         let postgres_side = async {
             execute_pipelined(&tx, &statements).await?;
-            store_applied(&tx, &advanced).await?;
+            log_applied(&tx, &advanced).await?;
             tx.execute(
                 "UPDATE replay_progress
                     SET next_block = coalesce($1, next_block),
@@ -625,6 +629,25 @@ impl Replay {
             self.bar.inc(count as u64);
         }
         Ok(to_apply.len())
+    }
+
+    /// Moves the log of applied events into `applied_sequences` (see [`log_applied`]), in key
+    /// order, in one transaction.
+    async fn fold_applied(&self) -> Result<(), ReplayError> {
+        let mut client = self.target.get().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "INSERT INTO applied_sequences AS applied (aggregate_type, aggregate_id, sequence)
+             SELECT aggregate_type, aggregate_id, max(sequence) FROM replay_applied
+              GROUP BY aggregate_type, aggregate_id
+              ORDER BY aggregate_type, aggregate_id
+             ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+                SET sequence = greatest(applied.sequence, EXCLUDED.sequence);
+             TRUNCATE replay_applied;",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Whether the Redis generation holds every event Postgres's does: its count of events
@@ -669,8 +692,10 @@ impl Replay {
             )
             .await?
             .get(0);
+        self.fold_applied().await?;
         let behind = live_ahead(&*control, schemas, None).await?;
         switched.applied = self.apply_after(&behind).await?;
+        self.fold_applied().await?;
         for attempt in 0..SWITCH_ATTEMPTS {
             switched.retries = attempt;
             let target = SwitchTarget {
@@ -726,6 +751,7 @@ impl Replay {
         // still lacks.
         let behind = live_ahead(&tx, schemas, Some(since)).await?;
         switched.applied += self.apply_after(&behind).await?;
+        self.fold_applied().await?;
         self.check_redis_holds_all().await?;
 
         // The projectors' position, which they go on from; the operators' dead letters; and
@@ -878,8 +904,12 @@ async fn live_ahead(
         .collect())
 }
 
-/// Records the last event applied of each aggregate `advanced`, in the page's transaction.
-async fn store_applied(
+/// Records the last event applied of each aggregate `advanced`, in the page's transaction:
+/// appended to `replay_applied`, a log with no index, rather than written into
+/// `applied_sequences` (whose key, met in the table's order, is a random place in its index
+/// each time: that upsert took most of Postgres's time). [`Replay::fold_applied`] moves the
+/// log into `applied_sequences`, in key order, before the switch.
+async fn log_applied(
     tx: &deadpool_postgres::Transaction<'_>,
     advanced: &HashMap<Aggregate, i64>,
 ) -> Result<(), tokio_postgres::Error> {
@@ -895,9 +925,8 @@ async fn store_applied(
         sequences.push(*sequence);
     }
     tx.execute(
-        "INSERT INTO applied_sequences (aggregate_type, aggregate_id, sequence)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-         ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET sequence = EXCLUDED.sequence",
+        "INSERT INTO replay_applied (aggregate_type, aggregate_id, sequence)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
         &[&types, &ids, &sequences],
     )
     .await?;
