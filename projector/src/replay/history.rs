@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use infra::envelope::StoredEvent;
 use tokio_postgres::Row;
 
@@ -80,21 +81,33 @@ impl History {
         Ok(rows.iter().map(stored).collect())
     }
 
-    /// Each followed aggregate's last sequence.
-    pub async fn heads(&self) -> Result<HashMap<Aggregate, i64>, tokio_postgres::Error> {
+    /// Each followed aggregate whose last sequence in the store is past `applied`'s record of
+    /// it, with that record (0 for one never applied). Streamed, not collected: the store
+    /// holds far more aggregates than are behind.
+    pub async fn behind(
+        &self,
+        applied: &HashMap<Aggregate, i64>,
+    ) -> Result<Vec<(Aggregate, i64)>, tokio_postgres::Error> {
         let rows = self
             .client
-            .query(
+            .query_raw(
                 "SELECT aggregate_type, aggregate_id, max(sequence) FROM events
                   WHERE aggregate_type = ANY($1)
                   GROUP BY aggregate_type, aggregate_id",
-                &[&self.followed],
+                [&self.followed],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| ((row.get(0), row.get(1)), row.get(2)))
-            .collect())
+        futures::pin_mut!(rows);
+        let mut behind = vec![];
+        while let Some(row) = rows.try_next().await? {
+            let aggregate: Aggregate = (row.get(0), row.get(1));
+            let head: i64 = row.get(2);
+            let last = applied.get(&aggregate).copied().unwrap_or(0);
+            if head > last {
+                behind.push((aggregate, last));
+            }
+        }
+        Ok(behind)
     }
 
     /// The events of each aggregate of `since` after the sequence given with it, in key order.

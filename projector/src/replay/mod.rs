@@ -508,14 +508,7 @@ impl Replay {
     /// Applies what was written since the history was read: every event of each aggregate
     /// after the last one applied to the new generation.
     async fn catch_up(&mut self) -> Result<usize, ReplayError> {
-        let heads = self.history.heads().await?;
-        let behind: Vec<(Aggregate, i64)> = heads
-            .into_iter()
-            .filter_map(|(aggregate, head)| {
-                let last = self.applied.get(&aggregate).copied().unwrap_or(0);
-                (head > last).then_some((aggregate, last))
-            })
-            .collect();
+        let behind = self.history.behind(&self.applied).await?;
         self.apply_after(&behind).await
     }
 
