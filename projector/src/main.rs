@@ -35,6 +35,10 @@ enum Command {
         /// No progress bar (there is none unless stderr is a terminal anyway).
         #[arg(long)]
         quiet: bool,
+        /// Replays nothing: drops what a replay that stopped midway built (its schema and its
+        /// Redis generation) instead of taking it up.
+        #[arg(long)]
+        abandon: bool,
     },
     /// Rebuilds the Redis read models from the Postgres ones.
     RebuildRedis,
@@ -52,7 +56,19 @@ async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     match cli.command {
         None => {}
-        Some(Command::Rebuild { blocks, quiet }) => {
+        Some(Command::Rebuild { abandon: true, .. }) => {
+            let dropped = projector::replay::abandon(&settings).await?;
+            println!(
+                "{}",
+                if dropped {
+                    "dropped what the stopped replay built"
+                } else {
+                    "no replay had stopped midway"
+                }
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Rebuild { blocks, quiet, .. }) => {
             let options = projector::replay::Options {
                 blocks,
                 progress: !quiet,

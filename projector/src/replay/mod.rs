@@ -182,6 +182,42 @@ pub async fn rebuild(
     }
 }
 
+/// Drops what a replay that stopped midway built (its schema and its Redis generation), for an
+/// operator who will not take it up. Err if a replay is running.
+pub async fn abandon(settings: &Settings) -> Result<bool, ReplayError> {
+    let url = expose(&settings.read_store.read_database_url);
+    let control = infra::read_store::connect_one(url, "").await?;
+    let locked: bool = control
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REPLAY_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Err(ReplayError::AlreadyRunning);
+    }
+    let schemas = Schemas::of(&control).await?.ok_or(ReplayError::NoSchema)?;
+    let found = schemas.recorded(&control).await?.is_some();
+    generation::drop_schema(&control, &schemas.replay).await?;
+    generation::drop_schema(&control, &schemas.replaced).await?;
+    let mut redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
+    let base = Keys::new(&settings.redis);
+    control
+        .execute("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
+        .await?;
+    let dropped = async {
+        let building: Option<u64> = redis.get(base.replaying()).await?;
+        if let Some(building) = building {
+            drop_generations_even_replaying(&mut redis, &base, |g| g == building).await?;
+        }
+        let () = redis.del(base.replaying()).await?;
+        Ok::<_, redis::RedisError>(building.is_some())
+    }
+    .await;
+    control
+        .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
+        .await?;
+    Ok(found || dropped?)
+}
+
 /// [`rebuild`], under its lock; `afresh`: not taking up what an earlier replay built.
 async fn replay_locked(
     settings: &Settings,

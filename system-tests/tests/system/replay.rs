@@ -404,3 +404,45 @@ async fn a_rebuild_whose_redis_generation_came_back_older_starts_over() {
         .await;
     verify_clean(&stack).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_stopped_rebuild_built_is_dropped_when_abandoned_and_the_live_models_stay() {
+    let stack = TestStack::spawn().await;
+    let (bob_token, _) = toggled_history(&stack).await;
+    stop_a_replay_midway(&stack).await;
+    let base = infra::redis_store::Keys::new(&stack.settings.redis);
+    let mut redis = infra::redis_store::connect(&stack.settings.redis)
+        .await
+        .unwrap();
+    let building: u64 = redis::cmd("GET")
+        .arg(base.replaying())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    let mut abandoned = Err(ReplayError::AlreadyRunning);
+    for _ in 0..50 {
+        abandoned = projector::replay::abandon(&stack.projector_settings()).await;
+        if !matches!(abandoned, Err(ReplayError::AlreadyRunning)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(abandoned.unwrap(), "it found something to drop");
+
+    assert!(!schema_exists(&stack, "public_replay").await);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(base.everything())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        left.iter()
+            .all(|key| base.generation_of(key) != Some(building) && *key != base.replaying()),
+        "nothing of the stopped replay is left: {left:?}"
+    );
+    stack
+        .eventually("/douyin/feed/", &[("token", &bob_token)], liked_once)
+        .await;
+    verify_clean(&stack).await;
+}
