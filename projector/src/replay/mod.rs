@@ -909,23 +909,28 @@ async fn live_ahead(
         infra::read_store::quote_identifier(&schemas.live),
         infra::read_store::quote_identifier(&schemas.replay),
     );
+    // Under the pause, the live records written since are picked out first (a scan with a
+    // cheap filter), and only they are looked up in the new generation's.
+    let changed = match since {
+        None => "",
+        // age(): how many transaction ids ago a record was written (circular, so safe across
+        // wraparound; frozen records are as old as can be), counted from the next id when first
+        // called, which is at most a few ids past the statement's snapshot: 100 to spare.
+        Some(_) => {
+            "WHERE age(xmin) <= pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1 + 100"
+        }
+    };
     let query = format!(
-        "SELECT l.aggregate_type, l.aggregate_id, coalesce(r.sequence, 0)
-           FROM {live}.applied_sequences l
+        "WITH live AS MATERIALIZED (
+             SELECT aggregate_type, aggregate_id, sequence FROM {live}.applied_sequences {changed})
+         SELECT l.aggregate_type, l.aggregate_id, coalesce(r.sequence, 0)
+           FROM live l
            LEFT JOIN {replay}.applied_sequences r USING (aggregate_type, aggregate_id)
           WHERE l.sequence > coalesce(r.sequence, 0)"
     );
     let rows = match since {
         None => client.query(&query, &[]).await?,
-        Some(since) => {
-            // age(): how many transaction ids ago a record was written (circular, so safe
-            // across wraparound); frozen records are as old as can be.
-            let query = format!(
-                "{query} AND age(l.xmin)
-                    <= pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1 + 1000"
-            );
-            client.query(&query, &[&since]).await?
-        }
+        Some(since) => client.query(&query, &[&since]).await?,
     };
     Ok(rows
         .iter()
