@@ -159,15 +159,7 @@ pub async fn rebuild(
     let url = expose(&settings.read_store.read_database_url);
     // Migrates the live schema too, should this be the first thing run on a new database.
     drop(infra::read_store::connect_for_batches(&settings.read_store).await?);
-    let control = infra::read_store::connect_one(url, "").await?;
-    let locked: bool = control
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&REPLAY_LOCK])
-        .await?
-        .get(0);
-    if !locked {
-        return Err(ReplayError::AlreadyRunning);
-    }
-    let mut control = control;
+    let mut control = lock_replays(url).await?;
     match replay_locked(settings, event_store, options, &mut control, false).await {
         Err(
             error @ (ReplayError::RedisBehind { .. }
@@ -185,15 +177,7 @@ pub async fn rebuild(
 /// Drops what a replay that stopped midway built (its schema and its Redis generation), for an
 /// operator who will not take it up. Err if a replay is running.
 pub async fn abandon(settings: &Settings) -> Result<bool, ReplayError> {
-    let url = expose(&settings.read_store.read_database_url);
-    let control = infra::read_store::connect_one(url, "").await?;
-    let locked: bool = control
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&REPLAY_LOCK])
-        .await?
-        .get(0);
-    if !locked {
-        return Err(ReplayError::AlreadyRunning);
-    }
+    let control = lock_replays(expose(&settings.read_store.read_database_url)).await?;
     let schemas = Schemas::of(&control).await?.ok_or(ReplayError::NoSchema)?;
     let found = schemas.recorded(&control).await?.is_some();
     generation::drop_schema(&control, &schemas.replay).await?;
@@ -216,6 +200,19 @@ pub async fn abandon(settings: &Settings) -> Result<bool, ReplayError> {
         .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
         .await?;
     Ok(found || dropped?)
+}
+
+/// A connection to the read database holding the replays' lock for as long as it lives.
+async fn lock_replays(url: &str) -> Result<tokio_postgres::Client, ReplayError> {
+    let control = infra::read_store::connect_one(url, "").await?;
+    let locked: bool = control
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REPLAY_LOCK])
+        .await?
+        .get(0);
+    if !locked {
+        return Err(ReplayError::AlreadyRunning);
+    }
+    Ok(control)
 }
 
 /// [`rebuild`], under its lock; `afresh`: not taking up what an earlier replay built.

@@ -344,6 +344,22 @@ async fn stop_a_replay_midway(stack: &TestStack) {
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
 }
 
+/// The prefix's keys, a connection to Redis, and the generation a stopped replay was building.
+async fn replaying_generation(
+    stack: &TestStack,
+) -> (infra::redis_store::Keys, redis::aio::ConnectionManager, u64) {
+    let base = infra::redis_store::Keys::new(&stack.settings.redis);
+    let mut redis = infra::redis_store::connect(&stack.settings.redis)
+        .await
+        .unwrap();
+    let building: u64 = redis::cmd("GET")
+        .arg(base.replaying())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    (base, redis, building)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_stopped_midway_takes_up_where_it_stopped_and_counts_each_event_once() {
     let stack = TestStack::spawn().await;
@@ -369,15 +385,7 @@ async fn a_rebuild_whose_redis_generation_came_back_older_starts_over() {
     stop_a_replay_midway(&stack).await;
     // Redis comes back from a snapshot taken a few events earlier: the video's card in the
     // generation being built misses the last likes, and its count of events is lower.
-    let base = infra::redis_store::Keys::new(&stack.settings.redis);
-    let mut redis = infra::redis_store::connect(&stack.settings.redis)
-        .await
-        .unwrap();
-    let building: u64 = redis::cmd("GET")
-        .arg(base.replaying())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let (base, mut redis, building) = replaying_generation(&stack).await;
     let generation = base.in_generation(building);
     let () = redis::pipe()
         .cmd("DECRBY")
@@ -410,15 +418,7 @@ async fn what_a_stopped_rebuild_built_is_dropped_when_abandoned_and_the_live_mod
     let stack = TestStack::spawn().await;
     let (bob_token, _) = toggled_history(&stack).await;
     stop_a_replay_midway(&stack).await;
-    let base = infra::redis_store::Keys::new(&stack.settings.redis);
-    let mut redis = infra::redis_store::connect(&stack.settings.redis)
-        .await
-        .unwrap();
-    let building: u64 = redis::cmd("GET")
-        .arg(base.replaying())
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let (base, mut redis, building) = replaying_generation(&stack).await;
 
     let mut abandoned = Err(ReplayError::AlreadyRunning);
     for _ in 0..50 {
