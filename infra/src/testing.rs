@@ -160,8 +160,6 @@ pub fn read_topic(
     }
 }
 
-/// Removes every key under `settings`' prefix at once, as a Redis restarting without its data
-/// would.
 /// The keys of the generation of the Redis read models readers read now.
 pub async fn current_keys(settings: &RedisSettings) -> crate::redis_store::Keys {
     let mut redis = crate::redis_store::connect(settings)
@@ -172,6 +170,8 @@ pub async fn current_keys(settings: &RedisSettings) -> crate::redis_store::Keys 
         .expect("Redis answers")
 }
 
+/// Removes every key under `settings`' prefix at once, as a Redis restarting without its data
+/// would.
 pub async fn wipe_redis(settings: &RedisSettings) {
     let keys = crate::redis_store::Keys::new(settings);
     let mut redis = crate::redis_store::connect(settings)

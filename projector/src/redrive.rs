@@ -71,12 +71,23 @@ pub async fn redrive(
             match applied {
                 Ok(outcome) => {
                     tracing::info!(dead_letter = id, ?outcome, "redriven");
-                    client
+                    // Like a batch, behind the switch of a replay (`crate::replay`): the mark
+                    // lands in the generation the switch carries the dead letters to, or
+                    // before the switch copies them.
+                    let marking = client.transaction().await?;
+                    marking
+                        .execute(
+                            "SELECT pg_advisory_xact_lock_shared($1)",
+                            &[&infra::read_store::GENERATION_SWITCH_LOCK],
+                        )
+                        .await?;
+                    marking
                         .execute(
                             "UPDATE dead_letters SET redriven_at = now() WHERE id = $1",
                             &[&id],
                         )
                         .await?;
+                    marking.commit().await?;
                     redriven.applied += 1;
                 }
                 Err(ProjectionError::Unreadable(error)) => {
