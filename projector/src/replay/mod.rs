@@ -179,11 +179,22 @@ pub async fn rebuild(
 pub async fn abandon(settings: &Settings) -> Result<bool, ReplayError> {
     let control = lock_replays(expose(&settings.read_store.read_database_url)).await?;
     let schemas = Schemas::of(&control).await?.ok_or(ReplayError::NoSchema)?;
-    let found = schemas.recorded(&control).await?.is_some();
-    generation::drop_schema(&control, &schemas.replay).await?;
-    generation::drop_schema(&control, &schemas.replaced).await?;
     let mut redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
     let base = Keys::new(&settings.redis);
+    let recorded = schemas.recorded(&control).await?;
+    if let Some(recorded) = &recorded {
+        let current = infra::redis_store::current(&mut redis, &base)
+            .await?
+            .generation();
+        if current == recorded.redis_generation && !schemas.tables(&control).await?.is_empty() {
+            // It switched Redis and stopped before its Postgres commit: Redis may hold what
+            // the live tables do not. Marked not whole, it is rebuilt from them.
+            let () = redis.del(base.in_generation(current).ready()).await?;
+        }
+    }
+    let found = recorded.is_some();
+    generation::drop_schema(&control, &schemas.replay).await?;
+    generation::drop_schema(&control, &schemas.replaced).await?;
     control
         .execute("SELECT pg_advisory_lock($1)", &[&REBUILD_LOCK])
         .await?;
@@ -910,12 +921,9 @@ async fn live_ahead(
     // cheap filter), and only they are looked up in the new generation's.
     let changed = match since {
         None => "",
-        // age(): how many transaction ids ago a record was written (circular, so safe across
-        // wraparound; frozen records are as old as can be), counted from the next id when first
-        // called, which is at most a few ids past the statement's snapshot: 100 to spare.
-        Some(_) => {
-            "WHERE age(xmin) <= pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $1 + 100"
-        }
+        // age(): how many transaction ids ago an id was, both ages counted from the same id
+        // (the transaction's, fixed at the first call), circular so safe across wraparound.
+        Some(_) => "WHERE age(xmin) <= age(xid($1::text::xid8))",
     };
     let query = format!(
         "WITH live AS MATERIALIZED (
@@ -927,7 +935,7 @@ async fn live_ahead(
     );
     let rows = match since {
         None => client.query(&query, &[]).await?,
-        Some(since) => client.query(&query, &[&since]).await?,
+        Some(since) => client.query(&query, &[&since.to_string()]).await?,
     };
     Ok(rows
         .iter()
