@@ -26,6 +26,7 @@ done
 log "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+python3 "$ROOT/scripts/rust_version.py"
 
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
