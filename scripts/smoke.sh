@@ -64,6 +64,14 @@ PY
 done
 [ -n "${playable:-}" ] || die "the published video was not listed and playable through :8080 within 5 s"
 
+# JSON is gzipped for a client that asks, and sent as it is to one that does not.
+encoding() { curl -fsS -o /dev/null -D - "$@" "$BASE/douyin/publish/list/?user_id=$user_id&token=$token" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }'; }
+[ "$(encoding -H 'Accept-Encoding: gzip')" = gzip ] || die "a list was not gzipped for a client that asked"
+[ -z "$(encoding)" ] || die "a list was compressed for a client that did not ask"
+curl -fsS --compressed "$BASE/douyin/publish/list/?user_id=$user_id&token=$token" | grep -q '"status_code":0' ||
+    die "the gzipped list did not read back"
+
 # Secrets in logs: a sign-up, a login, a wrong password, a refused write and a write that
 # fails (the event store locked past the statement timeout), each carrying a known password
 # or token in the query string as the client sends them; then no log of the stack (services,
