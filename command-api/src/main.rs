@@ -8,21 +8,37 @@ use command_api::startup::Application;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `command-api` serves the writes until stopped. `command-api sweep-media [GRACE_SECS]`
-/// removes stored media that no published video refers to and that is older than the grace
-/// period (an hour by default), then exits; safe while the API runs.
+/// Serves the writes of the client API (and publishes their events through the outbox) until
+/// SIGINT or SIGTERM. Settings come from the environment (README).
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Removes stored media no published video refers to, older than the grace period, then
+    /// exits; safe while the API runs.
+    SweepMedia {
+        /// Seconds an object is left alone after it was stored (an upload may still be in
+        /// progress): at least 300; an hour by default.
+        grace_secs: Option<u64>,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli: Cli = clap::Parser::parse();
     infra::telemetry::init();
     let settings = Settings::from_env()?;
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
+    match cli.command {
         None => {}
-        Some("sweep-media") => {
-            let grace = match args.next() {
-                Some(seconds) => Duration::from_secs(seconds.parse()?),
-                None => command_api::sweep::DEFAULT_GRACE,
-            };
+        Some(Command::SweepMedia { grace_secs }) => {
+            let grace = grace_secs
+                .map(Duration::from_secs)
+                .unwrap_or(command_api::sweep::DEFAULT_GRACE);
             anyhow::ensure!(
                 grace >= command_api::sweep::MIN_GRACE,
                 "a grace under {} s could remove the objects of an upload in progress",
@@ -34,7 +50,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(?swept, "media swept");
             return Ok(());
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}: the only one is sweep-media"),
     }
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "command API listening");

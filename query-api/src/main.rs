@@ -6,8 +6,15 @@ use query_api::startup::Application;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Serves every read of the client API from the read models, and stored media, until SIGINT
+/// or SIGTERM. Settings come from the environment (README).
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let Cli {} = clap::Parser::parse();
     infra::telemetry::init();
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;

@@ -9,12 +9,18 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Answers every GET with the bytes of FILE: the ceiling of an actix-web read behind nginx.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Where to listen (host:port).
+    address: String,
+    /// What to answer with.
+    file: std::path::PathBuf,
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (Some(address), Some(file)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: static-answer ADDRESS FILE");
-    };
+    let Cli { address, file } = clap::Parser::parse();
     let body = web::Bytes::from(std::fs::read(&file)?);
     HttpServer::new(move || {
         let body = body.clone();

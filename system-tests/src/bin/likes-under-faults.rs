@@ -14,14 +14,28 @@ use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(60);
 
+/// Users toggle their like of one video while `make faults` breaks the stack; then every read
+/// must agree with every answered write (exit status 1 if not within a minute).
+#[derive(clap::Parser)]
+struct Cli {
+    /// The client API.
+    #[arg(default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    /// Users liking at once.
+    #[arg(default_value_t = 40)]
+    users: usize,
+    /// How long they like for.
+    #[arg(default_value_t = 40)]
+    seconds: u64,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let base = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
-    let users: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
-    let seconds: u64 = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
+    let Cli {
+        base_url: base,
+        users,
+        seconds,
+    } = clap::Parser::parse();
     // Requests are repeated until answered: a stack that never comes back must not keep this
     // running forever.
     let limit = Duration::from_secs(seconds) + Duration::from_secs(300);

@@ -13,22 +13,26 @@ use futures::future::join_all;
 use serde_json::Value;
 use tokio::sync::watch;
 
+/// Bursts of anonymous sign-ups and logins against a running stack, and the command API's
+/// resident memory before, at the peak of and after each.
+#[derive(clap::Parser)]
+struct Cli {
+    /// The client API.
+    base_url: String,
+    /// The command API's process, whose memory is read from /proc.
+    command_api_pid: u32,
+    /// Requests sent at once, one burst each.
+    #[arg(value_delimiter = ',', default_value = "64,256")]
+    bursts: Vec<usize>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let base = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
-    let pid: u32 = args
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("usage: sign-up-flood BASE_URL COMMAND_API_PID"))?
-        .parse()?;
-    let bursts: Vec<usize> = args
-        .next()
-        .unwrap_or_else(|| "64,256".to_owned())
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let Cli {
+        base_url: base,
+        command_api_pid: pid,
+        bursts,
+    } = clap::Parser::parse();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(60))

@@ -13,13 +13,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// How long a write takes to show in the reads, against a running stack.
+#[derive(clap::Parser)]
+struct Cli {
+    /// The client API.
+    #[arg(default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    /// Registrations and likes measured.
+    #[arg(default_value_t = 100)]
+    tries: usize,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let base = args
-        .next()
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
-    let tries: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(100);
+    let Cli {
+        base_url: base,
+        tries,
+    } = clap::Parser::parse();
     let client = Client {
         http: reqwest::Client::new(),
         base,
