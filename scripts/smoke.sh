@@ -64,6 +64,14 @@ PY
 done
 [ -n "${playable:-}" ] || die "the published video was not listed and playable through :8080 within 5 s"
 
+# Every answer carries its request id: the client's own if it is harmless, else nginx's.
+request_id() { curl -fsS -o /dev/null -D - "$@" "$BASE/douyin/feed/" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "x-request-id" { print $2 }'; }
+[ "$(request_id -H 'X-Request-Id: smoke-4f1c2a9e')" = smoke-4f1c2a9e ] || die "a client's request id was not kept"
+made=$(request_id -H 'X-Request-Id: not harmless;')
+[[ $made =~ ^[0-9a-f]{32}$ ]] || die "a request id that could forge log lines was kept, or none made: '$made'"
+[[ $(request_id) =~ ^[0-9a-f]{32}$ ]] || die "no request id was made for a client without one"
+
 # JSON is gzipped for a client that asks, and sent as it is to one that does not.
 encoding() { curl -fsS -o /dev/null -D - "$@" "$BASE/douyin/publish/list/?user_id=$user_id&token=$token" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }'; }
