@@ -53,7 +53,8 @@ async fn build(
 
 /// A pool whose connections read and write the read models in `schema` (a generation being
 /// rebuilt beside the live one; see [`migrate_schema`]), committing without waiting for the
-/// disk: what such a pool writes is made again from the events if Postgres loses it.
+/// disk (what such a pool writes is made again from the events if Postgres loses it), and
+/// with no statement timeout whatever the server's default (folding a page log is long).
 pub async fn connect_to_schema(
     settings: &ReadStoreSettings,
     schema: &str,
@@ -61,7 +62,7 @@ pub async fn connect_to_schema(
 ) -> anyhow::Result<Pool> {
     let mut config: tokio_postgres::Config = expose(&settings.read_database_url).parse()?;
     let own = format!(
-        "-c search_path={} -c synchronous_commit=off",
+        "-c search_path={} -c synchronous_commit=off -c statement_timeout=0",
         quote_identifier(schema).replace(' ', "\\ ")
     );
     let options = match config.get_options() {

@@ -32,7 +32,7 @@ pub struct History {
 impl History {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: infra::read_store::connect_one(url, "").await?,
+            client: infra::read_store::connect_one(url, super::LONG_SESSION).await?,
             followed: Projections::aggregate_types()
                 .iter()
                 .map(|&aggregate_type| aggregate_type.to_owned())

@@ -48,6 +48,12 @@ use crate::settings::Settings;
 pub use generation::Schemas;
 use history::History;
 
+/// For the replay's own sessions, whatever the server's defaults: the connection holding the
+/// replays' lock sits idle for most of a replay (a server that closed it would let a second
+/// replay start), and its statements at the switch read whole tables.
+pub(crate) const LONG_SESSION: &str =
+    "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c idle_session_timeout=0";
+
 /// Held by a replay for as long as it runs: one at a time per read database.
 const REPLAY_LOCK: i64 = 0x0000_7265_706c_6179;
 
@@ -215,7 +221,7 @@ pub async fn abandon(settings: &Settings) -> Result<bool, ReplayError> {
 
 /// A connection to the read database holding the replays' lock for as long as it lives.
 async fn lock_replays(url: &str) -> Result<tokio_postgres::Client, ReplayError> {
-    let control = infra::read_store::connect_one(url, "").await?;
+    let control = infra::read_store::connect_one(url, LONG_SESSION).await?;
     let locked: bool = control
         .query_one("SELECT pg_try_advisory_lock($1)", &[&REPLAY_LOCK])
         .await?
