@@ -188,3 +188,16 @@ pub async fn wipe_redis(settings: &RedisSettings) {
     .await
     .expect("Redis runs the script");
 }
+
+/// What `binary` prints for `<args> --help`, run without settings or services; panics unless
+/// it succeeds. For the tests of the operators' command lines.
+pub fn help(binary: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(binary)
+        .args(args)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{args:?} --help: {output:?}");
+    String::from_utf8(output.stdout).expect("help is text")
+}

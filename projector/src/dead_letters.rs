@@ -79,14 +79,11 @@ impl HeldBack {
     }
 }
 
-/// Takes the shared lock for the rest of `tx`, then tells where the aggregates of `batch` are
-/// held back.
+/// Where the aggregates of `batch` are held back; `tx` holds [`LOCK`] shared.
 pub async fn held_back(
     tx: &Transaction<'_>,
     batch: &[&Received],
 ) -> Result<HeldBack, tokio_postgres::Error> {
-    tx.execute("SELECT pg_advisory_xact_lock_shared($1)", &[&LOCK])
-        .await?;
     let (topics, keys): (Vec<&str>, Vec<&[u8]>) = batch
         .iter()
         .filter_map(|received| Some((received.topic.as_str(), received.key.as_deref()?)))

@@ -121,11 +121,15 @@ pub async fn execute_all(
     let mut outcomes = vec![Outcome::Ignored; items.len()];
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    // Before any table is touched: a replay switching generations waits for this batch, or
-    // this batch for the switch (and then applies to the new generation).
+    // Before any table is touched, in one round trip: a replay switching generations waits
+    // for this batch, or this batch for the switch (and then applies to the new generation);
+    // and a redrive's listing of dead letters waits for this batch's, or this batch for it.
     tx.execute(
-        "SELECT pg_advisory_xact_lock_shared($1)",
-        &[&infra::read_store::GENERATION_SWITCH_LOCK],
+        "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock_shared($2)",
+        &[
+            &infra::read_store::GENERATION_SWITCH_LOCK,
+            &dead_letters::LOCK,
+        ],
     )
     .await?;
     let received: Vec<&Received> = items

@@ -20,15 +20,20 @@ fn one_block_a_page() -> Options {
 }
 
 async fn rebuild(stack: &TestStack, options: &Options) -> Result<Replayed, ReplayError> {
-    // A replay that was just stopped may hold its lock a moment longer.
+    let settings = stack.projector_settings();
+    once_the_lock_is_free(|| {
+        projector::replay::rebuild(&settings, &stack.settings.event_store, options)
+    })
+    .await
+}
+
+/// Runs `operate` again while it finds another replay running: one that was just stopped may
+/// hold the replays' lock a moment longer.
+async fn once_the_lock_is_free<T, F: std::future::Future<Output = Result<T, ReplayError>>>(
+    operate: impl Fn() -> F,
+) -> Result<T, ReplayError> {
     for _ in 0..50 {
-        match projector::replay::rebuild(
-            &stack.projector_settings(),
-            &stack.settings.event_store,
-            options,
-        )
-        .await
-        {
+        match operate().await {
             Err(ReplayError::AlreadyRunning) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -420,14 +425,8 @@ async fn what_a_stopped_rebuild_built_is_dropped_when_abandoned_and_the_live_mod
     stop_a_replay_midway(&stack).await;
     let (base, mut redis, building) = replaying_generation(&stack).await;
 
-    let mut abandoned = Err(ReplayError::AlreadyRunning);
-    for _ in 0..50 {
-        abandoned = projector::replay::abandon(&stack.projector_settings()).await;
-        if !matches!(abandoned, Err(ReplayError::AlreadyRunning)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let settings = stack.projector_settings();
+    let abandoned = once_the_lock_is_free(|| projector::replay::abandon(&settings)).await;
     assert!(abandoned.unwrap(), "it found something to drop");
 
     assert!(!schema_exists(&stack, "public_replay").await);
