@@ -49,6 +49,15 @@ wait_for_port() { # port, what, seconds
     die "$2 did not open port $1"
 }
 
+wait_for_postgres() { # seconds
+    local i
+    for ((i = 0; i < $1 * 10; i++)); do
+        pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "PostgreSQL did not accept connections on port $PG_PORT within $1 s"
+}
+
 psql_server() { psql "$PG_SERVER/postgres" -v ON_ERROR_STOP=1 -qtA "$@"; }
 
 create_database() {
@@ -81,9 +90,15 @@ ensure_postgres() {
     # Where a service manager runs, installing the package has already started the cluster.
     if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then
         log "starting PostgreSQL $version"
-        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+        # A cluster still starting up (replaying its WAL after an unclean stop, say) is not
+        # ready yet but is running: pg_ctlcluster then exits 2 ("already running"), and waiting
+        # is the right answer, not failing.
+        if ! as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start; then
+            pg_lsclusters -h "$version" main 2>/dev/null | grep -qw online ||
+                die "PostgreSQL $version would not start (see /var/log/postgresql/)"
+        fi
     fi
-    wait_for_port "$PG_PORT" PostgreSQL 30
+    wait_for_postgres 120
     if [ -n "${fresh:-}" ]; then
         # Debian asks for a password over TCP: give the superuser the one our URLs carry.
         as_root runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'"
