@@ -29,6 +29,12 @@ verify:
 rebuild:
 	scripts/stack.sh projector rebuild $(REBUILD_ARGS)
 
+# The analytics consumer example (docs/consuming-events.md) against the stack `make run`
+# started: counts what the topics hold into the douyin_analytics database, then prints the last
+# hours as a table. ANALYTICS_ARGS="report --hours 6" (or "--help") runs another command.
+analytics:
+	scripts/analytics.sh $(ANALYTICS_ARGS)
+
 # Measurements against the release stack: write-to-read lag of registrations and likes.
 bench:
 	scripts/bench.sh
@@ -50,4 +56,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down seed test verify rebuild bench faults fuzz fmt lint
+.PHONY: run up down seed test verify rebuild analytics bench faults fuzz fmt lint
