@@ -13,7 +13,8 @@ down:
 seed:
 	scripts/seed.sh
 
-# Every test, starting the services the tests need.
+# Every test, starting the services the tests need. Its databases, Redis keys, topics, media
+# and ports are its own (named test-<id>-*), removed at the end: `make run`'s are left alone.
 test:
 	scripts/test.sh
 
@@ -45,7 +46,8 @@ faults:
 	scripts/faults.sh
 
 # A property-based fuzz run of the client API, driven by docs/openapi.json, against a stack of
-# its own (ports 18080-18082, databases douyin_fuzz*), stopped at the end.
+# its own (ports 18080-18083; databases, Redis keys and topics named test-<id>-fuzz*), stopped
+# and removed at the end.
 fuzz:
 	scripts/fuzz.sh
 

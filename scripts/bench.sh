@@ -3,7 +3,7 @@
 # in the same run, printed as one table (docs/performance.md explains the columns and keeps
 # the results).
 #
-# It runs a release stack of its own (ports 28080-28082, databases douyin_bench and
+# It runs a release stack of its own (ports 28080-28083, databases douyin_bench and
 # douyin_bench_read, Redis keys douyin-bench:*, topics douyin-bench-<generation>.*, media in
 # .run/bench)
 # over a data set at scale made once by `bench-data make` through the domain's commands and
@@ -39,6 +39,7 @@ export PROFILE=release
 export PROXY_PORT=${BENCH_PROXY_PORT:-28080}
 export COMMAND_API_ADDR=127.0.0.1:${BENCH_COMMAND_PORT:-28081}
 export QUERY_API_ADDR=127.0.0.1:${BENCH_QUERY_PORT:-28082}
+export PROJECTOR_ADDR=127.0.0.1:${BENCH_PROJECTOR_PORT:-28083}
 CEILING_PORT=${BENCH_CEILING_PORT:-28090}
 STATIC_ANSWER_ADDR=127.0.0.1:${BENCH_STATIC_PORT:-28091}
 export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT

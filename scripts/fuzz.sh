@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A property-based fuzz run of the client API, driven by its description (docs/openapi.json),
-# with schemathesis, through nginx, against a stack of its own: its own ports, databases,
-# Redis keys, Kafka topics and consumer group, made afresh and stopped at the end, so that it
-# runs beside `make run` and leaves it alone. It fails on any answer that is
+# with schemathesis, through nginx, against a stack of its own: its own ports (18080-18082),
+# databases, Redis keys, Kafka topics and consumer group, made afresh, stopped and removed at
+# the end, so that it runs beside `make run` and leaves it alone. It fails on any answer that is
 #
 #   - a server error (HTTP 5xx),
 #   - not the JSON envelope {status_code, status_msg} (scripts/fuzz_checks.py),
@@ -40,16 +40,6 @@ ensure_schemathesis() {
         "schemathesis==$SCHEMATHESIS_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
 }
 
-wipe_redis() {
-    redis-cli -p "$REDIS_PORT" --scan --pattern "$REDIS_KEY_PREFIX*" |
-        xargs -r -n 500 redis-cli -p "$REDIS_PORT" unlink >/dev/null
-}
-
-stop() {
-    log "stopping the fuzz stack"
-    "$ROOT/scripts/stack.sh" down
-}
-
 # Postgres, Redis and the broker are shared with the other stacks and tests: started (if they
 # are not running) as `make test` starts them, and left running.
 ensure_services --group-initial-rebalance-delay 0s
@@ -57,37 +47,15 @@ ensure_nginx
 ensure_schemathesis
 python3 scripts/openapi.py --check
 
-export RUN_DIR=$ROOT/.run/fuzz
-mkdir -p "$RUN_DIR"
-export PROFILE=dev
-export PROXY_PORT=${FUZZ_PROXY_PORT:-18080}
-export COMMAND_API_ADDR=127.0.0.1:${FUZZ_COMMAND_PORT:-18081}
-export QUERY_API_ADDR=127.0.0.1:${FUZZ_QUERY_PORT:-18082}
-export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT
-export DATABASE_URL=$PG_SERVER/douyin_fuzz$PG_OPTIONS
-export READ_DATABASE_URL=$PG_SERVER/douyin_fuzz_read
-export REDIS_KEY_PREFIX=douyin-fuzz:
-# Topics and a group of this run's own: the broker keeps older runs' events, which must not
-# be applied to this run's new read models.
-run_id=$(date +%s)
-export KAFKA_TOPIC_PREFIX=douyin-fuzz-$run_id.
-export PROJECTOR_GROUP=douyin-fuzz-$run_id
+# Databases, Redis keys and topics of the test run's own: the broker keeps older runs' events,
+# which must not be applied to this run's new read models.
+own_test_run
+own_stack fuzz "${FUZZ_PORT:-18080}"
 # The fuzzer sends thousands of requests from one address, as one user.
-export RATE_LIMIT=off RATE_LIMIT_KEY_PREFIX=douyin-fuzz-limits:
-export MEDIA_DIR=$RUN_DIR/media
+export RATE_LIMIT=off
 BASE=http://127.0.0.1:$PROXY_PORT
-
-# What an interrupted run may have left.
-"$ROOT/scripts/stack.sh" down
-if port_open "$PROXY_PORT"; then die "port $PROXY_PORT is taken: set FUZZ_PROXY_PORT"; fi
-log "a new fuzz stack: databases douyin_fuzz and douyin_fuzz_read, Redis keys $REDIS_KEY_PREFIX*"
-for db in douyin_fuzz douyin_fuzz_read; do
-    psql_server -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-    create_database "$db"
-done
-wipe_redis
-rm -rf "$MEDIA_DIR"
-trap stop EXIT
+log "a new fuzz stack on :$PROXY_PORT, its names under $TEST_RUN_PREFIX"
+at_exit 'log "stopping the fuzz stack"; "$ROOT/scripts/stack.sh" down'
 "$ROOT/scripts/stack.sh" up
 
 fixtures=$RUN_DIR/fixtures.json

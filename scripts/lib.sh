@@ -159,3 +159,74 @@ ensure_services() {
     ensure_redis
     ensure_broker "$@"
 }
+
+# Steps run when the script exits, however it exits, last registered first.
+AT_EXIT=()
+run_at_exit() {
+    local i
+    for ((i = ${#AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${AT_EXIT[i]}" || true; done
+}
+at_exit() { AT_EXIT+=("$*"); trap run_at_exit EXIT; }
+
+# A test run's own names: every database, Redis key, topic, consumer group and media folder a
+# test makes begins with $TEST_RUN_PREFIX (infra::testing::run_prefix), so that the run
+# removes exactly what it made when it ends, and nothing of `make run`'s (douyin, douyin_read,
+# douyin:*, douyin.*) or of another run's. A script run inside `make test` shares its run; one
+# run alone makes its own. Runs stopped before their removal are removed by the next one.
+own_test_run() {
+    if [ -n "${TEST_RUN_PREFIX:-}" ]; then return; fi
+    TEST_RUN_PREFIX=$(printf 'test-%04x%04x-' $RANDOM $RANDOM)
+    export TEST_RUN_PREFIX
+    local runs=$ROOT/.run/test-runs run
+    mkdir -p "$runs"
+    echo $$ >"$runs/$TEST_RUN_PREFIX"
+    local stopped=("$TEST_RUN_PREFIX")
+    for run in "$runs"/*; do
+        [ "$(basename "$run")" = "$TEST_RUN_PREFIX" ] && continue
+        kill -0 "$(cat "$run" 2>/dev/null)" 2>/dev/null || stopped+=("$(basename "$run")")
+    done
+    at_exit remove_test_runs "${stopped[@]}"
+}
+
+remove_test_runs() { # prefix...
+    local prefix
+    if [ -n "${KEEP_TEST_DATA:-}" ]; then
+        log "keeping what test run $1 made (KEEP_TEST_DATA is set)"
+        return
+    fi
+    for prefix in "$@"; do
+        (cd "$ROOT" && cargo run --quiet -p system-tests --bin remove-test-run -- "$prefix") &&
+            rm -f "$ROOT/.run/test-runs/$prefix"
+    done
+}
+
+# A whole stack of a test's own beside `make run`'s (scripts/stack.sh, with these settings):
+# four ports from $2 (nginx, command API, query API, projector), a folder .run/$1 for its logs and media, and databases, Redis keys,
+# topics and a consumer group named under the test run (own_test_run).
+own_stack() { # name, first of four ports
+    local own=$TEST_RUN_PREFIX$1
+    export RUN_DIR=$ROOT/.run/$1
+    # What an interrupted run of the same test left running.
+    if [ -d "$RUN_DIR" ]; then "$ROOT/scripts/stack.sh" down; fi
+    rm -rf "$RUN_DIR"
+    mkdir -p "$RUN_DIR"
+    export PROFILE=${PROFILE:-dev}
+    export PROXY_PORT=$2
+    export COMMAND_API_ADDR=127.0.0.1:$(($2 + 1))
+    export QUERY_API_ADDR=127.0.0.1:$(($2 + 2))
+    export PROJECTOR_ADDR=127.0.0.1:$(($2 + 3))
+    export PUBLIC_BASE_URL=http://127.0.0.1:$PROXY_PORT
+    export DATABASE_URL=$PG_SERVER/$own-events$PG_OPTIONS
+    export READ_DATABASE_URL=$PG_SERVER/$own-read
+    export REDIS_KEY_PREFIX=$own:
+    export KAFKA_TOPIC_PREFIX=$own.
+    export PROJECTOR_GROUP=$own-projector
+    export RATE_LIMIT_KEY_PREFIX=$own-limits:
+    export MEDIA_DIR=$RUN_DIR/media
+    local port
+    for port in "$2" $(($2 + 1)) $(($2 + 2)) $(($2 + 3)); do
+        if port_open "$port"; then die "port $port is taken: another stack runs there"; fi
+    done
+    create_database "$own-events"
+    create_database "$own-read"
+}

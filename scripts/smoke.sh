@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Starts the stack (scripts/stack.sh up), registers through :8080, reads the user back,
-# publishes a video and streams it back by range, all through :8080; then makes sure no
-# password or token reached any log the stack wrote; and stops what it started.
+# Starts a stack of its own (ports 38080-38082 by default, databases, Redis keys and topics of
+# the test run's, beside `make run`'s), registers through nginx, reads the user back,
+# publishes a video and streams it back by range, all through nginx; then makes sure no
+# password or token reached any log the stack wrote; and stops and removes what it started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-BASE=http://127.0.0.1:${PROXY_PORT:-8080}
 
-if port_open "${PROXY_PORT:-8080}"; then
-    log "a stack already answers on :${PROXY_PORT:-8080}; testing it and leaving it running"
-else
-    "$ROOT/scripts/stack.sh" up
-    trap '"$ROOT/scripts/stack.sh" down' EXIT
-fi
+ensure_services --group-initial-rebalance-delay 0s
+ensure_nginx
+own_test_run
+own_stack smoke "${SMOKE_PORT:-38080}"
+at_exit '"$ROOT/scripts/stack.sh" down'
+"$ROOT/scripts/stack.sh" up
+BASE=http://127.0.0.1:$PROXY_PORT
 
 name="smoke-$RANDOM$RANDOM"
 reply=$(curl -fsS -X POST "$BASE/douyin/user/register/?username=$name&password=pw-$RANDOM")
@@ -72,6 +73,18 @@ made=$(request_id -H 'X-Request-Id: not harmless;')
 [[ $made =~ ^[0-9a-f]{32}$ ]] || die "a request id that could forge log lines was kept, or none made: '$made'"
 [[ $(request_id) =~ ^[0-9a-f]{32}$ ]] || die "no request id was made for a client without one"
 
+# Operators' routes answer on each service's own address, and never through nginx.
+for path in /metrics /readyz /healthz /metrics/ //readyz /%6detrics; do
+    status=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE$path")
+    [ "$status" = 404 ] || die "$path answered $status through nginx, not 404"
+done
+for service in "$COMMAND_API_ADDR" "$QUERY_API_ADDR" "$PROJECTOR_ADDR"; do
+    curl -fsS "http://$service/readyz" | grep -q '"ready":true' || die "$service is not ready"
+    curl -fsS "http://$service/metrics" | grep -q '^# TYPE ' || die "$service serves no metrics"
+done
+curl -fsS "http://$COMMAND_API_ADDR/metrics" | grep -q '^http_requests_total{method="POST",route="/douyin/user/register/"' ||
+    die "the command API's metrics do not count sign-ups"
+
 # JSON is gzipped for a client that asks, and sent as it is to one that does not.
 encoding() { curl -fsS -o /dev/null -D - "$@" "$BASE/douyin/publish/list/?user_id=$user_id&token=$token" |
     tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }'; }
@@ -96,7 +109,7 @@ grep -q '"status_code":400' <<<"$refused" || die "a NUL in a comment was not ref
 # The token in a multipart body too (an empty title is refused).
 curl -fsS -X POST "$BASE/douyin/publish/action/" -F "token=$token" -F "title= " \
     -F "data=@$ROOT/system-tests/fixtures/clip.mp4;type=video/mp4" >/dev/null
-events_db=${DATABASE_URL:-$PG_SERVER/douyin}
+events_db=$DATABASE_URL
 psql "$events_db" -qc \
     "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;" >/dev/null &
 locker=$!

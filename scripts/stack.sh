@@ -18,6 +18,8 @@ PROFILE=${PROFILE:-release}
 PROXY_PORT=${PROXY_PORT:-8080}
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
 export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8082}
+# The projector's /metrics and /readyz (each service's are on its own address, never on :8080).
+export PROJECTOR_ADDR=${PROJECTOR_ADDR:-127.0.0.1:8083}
 export DATABASE_URL=${DATABASE_URL:-$PG_SERVER/douyin$PG_OPTIONS}
 export READ_DATABASE_URL=${READ_DATABASE_URL:-$PG_SERVER/douyin_read}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
@@ -61,7 +63,7 @@ EXTRAS=(command-api-2 projector-2)
 start_extras() {
     [ -e "$RUN_DIR/extras" ] || return 0
     COMMAND_API_ADDR=127.0.0.1:${COMMAND_API_2_PORT:-8091} start_service command-api-2 command-api
-    start_service projector-2 projector
+    PROJECTOR_ADDR=127.0.0.1:${PROJECTOR_2_PORT:-8093} start_service projector-2 projector
 }
 
 render_nginx() {
@@ -120,8 +122,9 @@ up() {
 wait_ready() {
     local i
     for ((i = 0; i < 600; i++)); do
-        if curl -fsS "http://$COMMAND_API_ADDR/healthz" >/dev/null 2>&1 &&
-            curl -fsS "http://$QUERY_API_ADDR/healthz" >/dev/null 2>&1 &&
+        if curl -fsS "http://$COMMAND_API_ADDR/readyz" >/dev/null 2>&1 &&
+            curl -fsS "http://$QUERY_API_ADDR/readyz" >/dev/null 2>&1 &&
+            curl -fsS "http://$PROJECTOR_ADDR/readyz" >/dev/null 2>&1 &&
             curl -fsS -X POST "http://127.0.0.1:$PROXY_PORT/douyin/user/login/" 2>/dev/null | grep -q status_code; then
             return 0
         fi

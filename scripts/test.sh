@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: unit tests, tests against the real Postgres, Redis and broker, and a smoke test
-# of the whole stack through nginx on :8080. Starts the services the tests need first.
+# of a whole stack through nginx, on ports, databases, Redis keys and topics of the run's own.
+# Starts the services the tests need first.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -18,10 +19,10 @@ ensure_nginx
 export TEST_POSTGRES_URL=$PG_SERVER
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 
-log "dropping databases left by earlier test runs"
-for db in $(psql_server -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'"); do
-    psql_server -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-done
+# Every database, Redis key, topic, consumer group and media folder of this run is named under
+# one prefix of its own, and removed when the run ends (KEEP_TEST_DATA=1 keeps them).
+own_test_run
+log "this run's names begin with $TEST_RUN_PREFIX"
 
 log "format and lints"
 cargo fmt --all --check
@@ -35,7 +36,7 @@ else
     cargo test --workspace --no-fail-fast
 fi
 
-log "smoke test of the stack on :8080"
+log "smoke test of a whole stack through nginx"
 PROFILE=dev scripts/smoke.sh
 
 log "fuzz"

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod follows;
 pub mod likes;
 pub mod messages;
+pub mod operations;
 pub mod routes;
 pub mod settings;
 pub mod startup;

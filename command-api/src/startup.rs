@@ -1,7 +1,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use infra::auth::{PasswordChecks, Tokens};
 use infra::event_store::EventStore;
@@ -16,6 +16,7 @@ use crate::comments::Comments;
 use crate::follows::Follows;
 use crate::likes::Likes;
 use crate::messages::Messages;
+use crate::operations::{self, Operations};
 use crate::routes;
 use crate::settings::Settings;
 use crate::upload::UploadSlots;
@@ -77,6 +78,10 @@ impl Application {
         let tokens = web::Data::new(tokens);
         let media_settings = web::Data::new(settings.media.clone());
         let uploads = web::Data::new(UploadSlots::new(settings.media.uploads_at_once));
+        let operations = web::Data::new(Operations {
+            metrics: infra::metrics::install(),
+            event_store: store.operations_pool(),
+        });
         let accounts = web::Data::new(Accounts::new(
             store,
             tokens.as_ref().clone(),
@@ -84,8 +89,10 @@ impl Application {
         ));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(infra::ops::record_request))
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::<RequestSpan>::new())
+                .app_data(operations.clone())
                 .app_data(accounts.clone())
                 .app_data(limits.clone())
                 .app_data(proxies.clone())
@@ -99,6 +106,7 @@ impl Application {
                 .app_data(follows.clone())
                 .app_data(messages.clone())
                 .configure(routes::configure)
+                .configure(operations::configure)
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))
         })

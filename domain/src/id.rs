@@ -20,9 +20,10 @@ macro_rules! id {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            schemars::JsonSchema,
         )]
         #[serde(transparent)]
-        pub struct $name(i64);
+        pub struct $name(#[schemars(range(min = 1, max = MAX_ID))] i64);
 
         impl $name {
             pub fn get(self) -> i64 {

@@ -25,6 +25,39 @@ pub const AGGREGATE_TYPES: &[&str] = &[
     Conversation::TYPE,
 ];
 
+/// One published event type: its aggregate type, and the version of its payload this build
+/// writes (`event_version`). A payload whose shape changes gets a new version, and a schema
+/// file of its own beside the old one's (docs/events.md, "A new version of an event").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventType {
+    pub aggregate_type: &'static str,
+    pub event_type: &'static str,
+    pub version: u32,
+}
+
+const fn event(aggregate_type: &'static str, event_type: &'static str, version: u32) -> EventType {
+    EventType {
+        aggregate_type,
+        event_type,
+        version,
+    }
+}
+
+/// Every event type published, as the contract's schemas list them (a test in infra checks
+/// this list against the event enums, and the schema files against both).
+pub const EVENT_TYPES: &[EventType] = &[
+    event(Account::TYPE, "AccountOpened", 1),
+    event(User::TYPE, "UserRegistered", 1),
+    event(Video::TYPE, "VideoPublished", 1),
+    event(Like::TYPE, "VideoLiked", 1),
+    event(Like::TYPE, "VideoUnliked", 1),
+    event(Comment::TYPE, "CommentPosted", 1),
+    event(Comment::TYPE, "CommentDeleted", 1),
+    event(Follow::TYPE, "UserFollowed", 1),
+    event(Follow::TYPE, "UserUnfollowed", 1),
+    event(Conversation::TYPE, "MessageSent", 1),
+];
+
 /// `(aggregate type, event type, field)` triples that are never published.
 const SECRET_FIELDS: &[(&str, &str, &str)] = &[(Account::TYPE, "AccountOpened", "password_hash")];
 

@@ -52,7 +52,7 @@ macro_rules! text {
         $(#[$doc])*
         ///
         /// Deserialising does not check the limits: stored events keep the rules of their day.
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(transparent)]
         pub struct $name(String);
 

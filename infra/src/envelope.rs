@@ -6,17 +6,26 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PublishedEvent {
     /// `<aggregate_type>/<aggregate_id>/<sequence>`: unique, so consumers can drop repeats.
     pub event_id: String,
+    /// What happened (`VideoLiked`, ...): with `event_version`, names the payload's schema.
     pub event_type: String,
+    /// The version of the event type's payload schema.
+    #[schemars(range(min = 1))]
     pub event_version: u32,
+    /// `account`, `user`, `video`, `like`, `comment`, `follow` or `conversation`; the topic is
+    /// `<prefix><aggregate_type>`.
     pub aggregate_type: String,
+    /// The aggregate's id, also the message's key.
     pub aggregate_id: String,
     /// Position of the event in its aggregate's history: 1, 2, 3, ... without gaps.
+    #[schemars(range(min = 1))]
     pub sequence: i64,
+    /// When the transaction that recorded the event began (RFC 3339, UTC).
     pub occurred_at: DateTime<Utc>,
+    /// The event's fields (`<event_type>.v<event_version>.json`).
     pub payload: Map<String, Value>,
 }
 
@@ -85,6 +94,28 @@ impl PublishedEvent {
         })
     }
 
+    /// The message's CloudEvents attributes, in Kafka's binary mode: each a header
+    /// (`ce_<attribute>`), the value left as it is (docs/events/asyncapi.yaml).
+    pub fn cloud_event_headers(&self) -> [(&'static str, String); 7] {
+        [
+            ("ce_specversion", "1.0".to_owned()),
+            ("ce_id", self.event_id.clone()),
+            ("ce_source", format!("/douyin/{}", self.aggregate_type)),
+            (
+                "ce_type",
+                format!("douyin.{}.v{}", self.event_type, self.event_version),
+            ),
+            ("ce_subject", self.aggregate_id.clone()),
+            // Written as the envelope's `occurred_at` is (chrono's serde form).
+            (
+                "ce_time",
+                self.occurred_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ),
+            ("content-type", "application/json".to_owned()),
+        ]
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an envelope of JSON values always serialises")
     }
@@ -128,6 +159,26 @@ mod tests {
             payload,
             recorded_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         }
+    }
+
+    #[test]
+    fn cloud_event_attributes_name_the_event_and_when_it_happened() {
+        let event = PublishedEvent::from_stored(stored(
+            "user",
+            "UserRegistered",
+            json!({"UserRegistered": {"name": "ann"}}),
+        ))
+        .unwrap();
+        let headers: std::collections::HashMap<_, _> =
+            event.cloud_event_headers().into_iter().collect();
+        assert_eq!(headers["ce_specversion"], "1.0");
+        assert_eq!(headers["ce_id"], "user/7/1");
+        assert_eq!(headers["ce_source"], "/douyin/user");
+        assert_eq!(headers["ce_type"], "douyin.UserRegistered.v1");
+        assert_eq!(headers["ce_subject"], "7");
+        assert_eq!(headers["ce_time"], "2023-11-14T22:13:20Z");
+        assert_eq!(json!(event.occurred_at), json!(headers["ce_time"]));
+        assert_eq!(headers["content-type"], "application/json");
     }
 
     #[test]

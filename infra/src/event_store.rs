@@ -111,8 +111,19 @@ impl EventStore {
     /// never keep the relay from publishing (nor the relay, holding a connection while the
     /// broker acknowledges a batch, take one from a request). Connects on first use.
     pub fn relay_pool(&self) -> PgPool {
+        self.pool_of_its_own(RELAY_CONNECTIONS)
+    }
+
+    /// One connection for the operators' questions (readiness, the outbox's backlog): a
+    /// busy command pool must neither make the service look dead nor keep its metrics from
+    /// answering. Connects on first use.
+    pub fn operations_pool(&self) -> PgPool {
+        self.pool_of_its_own(1)
+    }
+
+    fn pool_of_its_own(&self, connections: u32) -> PgPool {
         PgPoolOptions::new()
-            .max_connections(RELAY_CONNECTIONS)
+            .max_connections(connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(
                 self.options

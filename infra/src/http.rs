@@ -133,21 +133,35 @@ impl ResponseError for ApiError {
         if let Some(after) = self.retry_after() {
             response.insert_header((RETRY_AFTER, whole_seconds(after)));
         }
-        response.json(Envelope {
-            status_code: self.code(),
-            status_msg: &self.to_string(),
-            body: Nothing {},
-        })
+        envelope(response, self.code(), &self.to_string(), Nothing {})
     }
+}
+
+/// The envelope's `status_code` of an answer, kept beside it for the request metrics
+/// (`crate::ops`): refusals are HTTP 200, so the HTTP status alone would hide them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeStatus(pub i32);
+
+/// Every envelope goes out through here.
+fn envelope(
+    mut response: actix_web::HttpResponseBuilder,
+    status_code: i32,
+    status_msg: &str,
+    body: impl Serialize,
+) -> HttpResponse {
+    response
+        .extensions_mut()
+        .insert(EnvelopeStatus(status_code));
+    response.json(Envelope {
+        status_code,
+        status_msg,
+        body,
+    })
 }
 
 /// A success: `body`'s fields beside `status_code: 0`.
 pub fn ok(body: impl Serialize) -> HttpResponse {
-    HttpResponse::Ok().json(Envelope {
-        status_code: 0,
-        status_msg: "success",
-        body,
-    })
+    envelope(HttpResponse::Ok(), 0, "success", body)
 }
 
 /// A success with no other field.
@@ -163,21 +177,18 @@ pub async fn route_not_found() -> HttpResponse {
 /// For methods a resource does not take (media is GET and HEAD only): HTTP 405 with the
 /// envelope, never an empty body.
 pub async fn method_not_allowed() -> HttpResponse {
-    HttpResponse::MethodNotAllowed().json(Envelope {
-        status_code: 405,
-        status_msg: "method not allowed",
-        body: Nothing {},
-    })
+    envelope(
+        HttpResponse::MethodNotAllowed(),
+        405,
+        "method not allowed",
+        Nothing {},
+    )
 }
 
 /// An HTTP 404 with the envelope: for what is fetched by URL (media), where players and
 /// caches go by the HTTP status rather than by `status_code`.
 pub fn not_found(message: &str) -> HttpResponse {
-    HttpResponse::NotFound().json(Envelope {
-        status_code: 404,
-        status_msg: message,
-        body: Nothing {},
-    })
+    envelope(HttpResponse::NotFound(), 404, message, Nothing {})
 }
 
 /// Parameters of a request, from its query string and from a form or multipart body.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, EventEnvelope, Query};
 use futures::future::try_join_all;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
@@ -22,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::envelope::{PublishedEvent, StoredEvent};
 use crate::kafka::{ensure_topics, Topics};
+use crate::metrics::{
+    OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_ERRORS, RELAY_PARKED, RELAY_PUBLISHED,
+};
 use crate::settings::KafkaSettings;
 
 /// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
@@ -217,6 +221,7 @@ impl Relay {
                 Ok(event) => event,
                 Err(error) => {
                     tracing::error!(outbox_id = id, %error, "parking an event that cannot be published");
+                    metrics::counter!(RELAY_PARKED).increment(1);
                     sqlx::query("UPDATE outbox SET parked_because = $2 WHERE id = $1")
                         .bind(id)
                         .bind(error.to_string())
@@ -228,6 +233,15 @@ impl Relay {
             };
             let topic = self.topics.for_aggregate(&event.aggregate_type);
             let value = event.to_json();
+            let headers = event.cloud_event_headers().into_iter().fold(
+                OwnedHeaders::new_with_capacity(7),
+                |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(&value),
+                    })
+                },
+            );
             // Enqueue every message before awaiting any: the producer batches them, and keeps
             // their order within a partition.
             let delivery = self
@@ -235,7 +249,8 @@ impl Relay {
                 .send_result(
                     FutureRecord::to(&topic)
                         .key(&event.aggregate_id)
-                        .payload(&value),
+                        .payload(&value)
+                        .headers(headers),
                 )
                 .map_err(|(error, _)| error)?;
             deliveries.push(delivery);
@@ -252,6 +267,7 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        metrics::counter!(RELAY_PUBLISHED).increment(published.len() as u64);
         Ok(rows.len())
     }
 
@@ -276,6 +292,7 @@ impl Relay {
             };
             if let Err(error) = published.await {
                 tracing::error!(%error, retry_in = ?backoff.next(), "relay could not publish");
+                metrics::counter!(RELAY_ERRORS).increment(1);
                 // The broker may have lost its topics (restarted without its storage): look
                 // again before the next attempt rather than fail on them for ever.
                 topics_exist = false;
@@ -365,5 +382,38 @@ impl Relay {
         {
             tracing::warn!(%error, "could not vacuum the outbox");
         }
+    }
+}
+
+/// What waits in the outbox: how many events, and how long the oldest has waited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backlog {
+    pub events: i64,
+    pub oldest_age: Duration,
+}
+
+impl Backlog {
+    /// Reads the outbox (an index-only count: the backlog is small unless the broker is away).
+    pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let (events, oldest_age): (i64, f64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox),
+                    coalesce((SELECT extract(epoch FROM now() - e.recorded_at)::float8
+                                FROM outbox o
+                                JOIN events e USING (aggregate_type, aggregate_id, sequence)
+                               ORDER BY o.id
+                               LIMIT 1), 0)",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(Self {
+            events,
+            oldest_age: Duration::from_secs_f64(oldest_age.max(0.0)),
+        })
+    }
+
+    /// Sets the backlog's gauges.
+    pub fn record(&self) {
+        metrics::gauge!(OUTBOX_BACKLOG).set(self.events as f64);
+        metrics::gauge!(OUTBOX_OLDEST_AGE).set(self.oldest_age.as_secs_f64());
     }
 }

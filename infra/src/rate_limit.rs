@@ -251,9 +251,13 @@ impl RateLimits {
             .await;
         match wait {
             Ok(0) => Ok(()),
-            Ok(ms) => Err(RateLimitError::Limited {
-                retry_after: Duration::from_millis(ms),
-            }),
+            Ok(ms) => {
+                metrics::counter!(crate::metrics::RATE_LIMIT_REFUSALS, "limit" => limit.name())
+                    .increment(1);
+                Err(RateLimitError::Limited {
+                    retry_after: Duration::from_millis(ms),
+                })
+            }
             Err(error) if limit.fails_closed() => {
                 tracing::error!(%error, limit = limit.name(), "rate limits uncounted: refusing");
                 Err(RateLimitError::Uncounted(error))

@@ -32,6 +32,25 @@ pub async fn connect_for_batches(settings: &ReadStoreSettings) -> anyhow::Result
     build(settings, None).await
 }
 
+/// One connection for the operators' questions (readiness, the gauges read at each scrape):
+/// a request pool that is busy must neither make the service look dead nor keep its metrics
+/// from answering. Its statements are cancelled after 2 s, as requests' are.
+pub async fn connect_for_operations(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
+    let mut config: tokio_postgres::Config = expose(&settings.read_database_url).parse()?;
+    cancel_statements_after(&mut config, REQUEST_STATEMENT_TIMEOUT);
+    pool(config, 1).await
+}
+
+/// A start-up option, so it costs no round trip; added to any options the URL has.
+fn cancel_statements_after(config: &mut tokio_postgres::Config, timeout: Duration) {
+    let timeout = format!("-c statement_timeout={}", timeout.as_millis());
+    let options = match config.get_options() {
+        Some(options) => format!("{options} {timeout}"),
+        None => timeout,
+    };
+    config.options(options);
+}
+
 async fn build(
     settings: &ReadStoreSettings,
     statement_timeout: Option<Duration>,
@@ -40,13 +59,7 @@ async fn build(
     migrate(url).await?;
     let mut config: tokio_postgres::Config = url.parse()?;
     if let Some(timeout) = statement_timeout {
-        // A start-up option, so it costs no round trip; added to any options the URL has.
-        let timeout = format!("-c statement_timeout={}", timeout.as_millis());
-        let options = match config.get_options() {
-            Some(options) => format!("{options} {timeout}"),
-            None => timeout,
-        };
-        config.options(options);
+        cancel_statements_after(&mut config, timeout);
     }
     pool(config, settings.read_database_pool_size as usize).await
 }

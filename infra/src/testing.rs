@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -19,13 +20,27 @@ fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".into())
 }
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+/// What every name a test makes begins with: its databases, Redis keys, topics, consumer
+/// groups and media folders. `make test` gives each run one of its own (`TEST_RUN_PREFIX`,
+/// `test-<time>-<n>-`), so that it can remove exactly what its tests made and nothing of
+/// `make run`'s, nor of another run's (`remove-test-run`, in system-tests).
+pub fn run_prefix() -> String {
+    std::env::var("TEST_RUN_PREFIX").unwrap_or_else(|_| "test-".into())
+}
+
+/// A name nobody else uses, under the run's prefix.
+pub fn unique(label: &str) -> String {
+    format!("{}{label}{}", run_prefix(), uuid::Uuid::new_v4().simple())
+}
+
+/// Where tests keep uploaded media: one folder per run under the system's temporary folder.
+pub fn media_root() -> std::path::PathBuf {
+    std::env::temp_dir().join("douyin-test-media")
 }
 
 /// Creates an empty database and returns its URL.
 pub async fn fresh_database(label: &str) -> String {
-    let name = unique(&format!("test_{label}_"));
+    let name = unique(&format!("{label}-"));
     let server = server_url();
     let mut connection = PgConnection::connect(&format!("{server}/postgres"))
         .await
@@ -55,7 +70,7 @@ impl TestSettings {
     pub async fn new() -> Self {
         let (event_store, read_store) =
             tokio::join!(fresh_database("events"), fresh_database("read"));
-        let run = unique("t");
+        let run = unique("");
         Self {
             event_store: EventStoreSettings {
                 database_url: secret(&event_store),
@@ -91,7 +106,7 @@ impl TestSettings {
             },
             media: MediaSettings {
                 media_store: MediaBackend::Local,
-                media_dir: std::env::temp_dir().join("douyin-test-media").join(&run),
+                media_dir: media_root().join(&run),
                 media_bucket: None,
                 max_upload_bytes: 100 * 1024 * 1024,
                 ffmpeg: "ffmpeg".into(),
@@ -111,6 +126,27 @@ pub fn read_topic(
     deadline: Duration,
     settle: Duration,
 ) -> Vec<PublishedEvent> {
+    read_messages(kafka, topic, done, deadline, settle)
+        .into_iter()
+        .map(|message| message.event)
+        .collect()
+}
+
+/// A message as consumers get it: the event, and the message's headers.
+#[derive(Debug, Clone)]
+pub struct ReadMessage {
+    pub event: PublishedEvent,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// As [`read_topic`], with each message's headers.
+pub fn read_messages(
+    kafka: &KafkaSettings,
+    topic: &str,
+    done: impl Fn(&[PublishedEvent]) -> bool,
+    deadline: Duration,
+    settle: Duration,
+) -> Vec<ReadMessage> {
     let consumer: BaseConsumer = crate::kafka::consumer_config(kafka, &unique("reader-"))
         .create()
         .expect("a consumer can be created");
@@ -142,6 +178,7 @@ pub fn read_topic(
         .expect("partitions can be assigned");
 
     let mut events = Vec::new();
+    let mut messages = Vec::new();
     let mut settled_at = None;
     loop {
         let now = Instant::now();
@@ -149,13 +186,29 @@ pub fn read_topic(
             settled_at = Some(now + settle);
         }
         if settled_at.is_some_and(|until| now >= until) {
-            return events;
+            return messages;
         }
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.expect("the broker delivers messages");
             let event = PublishedEvent::from_json(message.payload().unwrap_or_default())
                 .expect("every message is an event envelope");
-            events.push(event);
+            let headers = message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|header| {
+                            let value = header.value.unwrap_or_default();
+                            (
+                                header.key.to_owned(),
+                                String::from_utf8_lossy(value).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            events.push(event.clone());
+            messages.push(ReadMessage { event, headers });
         }
     }
 }

@@ -15,7 +15,7 @@ fn redis_url() -> String {
 fn redis_settings(url: &str) -> RedisSettings {
     RedisSettings {
         redis_url: secret(url),
-        redis_key_prefix: unique("t"),
+        redis_key_prefix: unique(""),
     }
 }
 

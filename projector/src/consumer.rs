@@ -28,7 +28,30 @@ use crate::span::Span;
 /// the new owner's repeat of them changes nothing (both stores drop repeats).
 pub struct CommitOnRevoke;
 
-impl ClientContext for CommitOnRevoke {}
+/// Also turns librdkafka's statistics (every [`STATISTICS_INTERVAL`]) into the consumer-lag
+/// gauge, per partition: 0 for a partition another projector of the group owns, so that the
+/// group's lag is the sum over its projectors.
+impl ClientContext for CommitOnRevoke {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, partitions) in &statistics.topics {
+            for (partition, stats) in &partitions.partitions {
+                // -1 is librdkafka's partition for messages not yet given one.
+                if *partition < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    infra::metrics::CONSUMER_LAG,
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(stats.consumer_lag.max(0) as f64);
+            }
+        }
+    }
+}
+
+/// How often librdkafka reports its statistics (the consumer lag among them).
+pub const STATISTICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ConsumerContext for CommitOnRevoke {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -131,10 +154,16 @@ impl EventLoop<'_> {
                 .iter()
                 .map(|message| (message.topic(), message.partition(), message.offset())),
         );
+        let started = std::time::Instant::now();
         let Some(outcomes) = retry(stop, || self.projections.execute(&items, &span)).await else {
             return false;
         };
+        metrics::histogram!(infra::metrics::PROJECTOR_APPLY_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(infra::metrics::PROJECTOR_BATCH_SIZE).record(batch.len() as f64);
         for (message, outcome) in batch.iter().zip(outcomes) {
+            metrics::counter!(infra::metrics::PROJECTOR_EVENTS, "outcome" => outcome.name())
+                .increment(1);
             tracing::debug!(
                 topic = message.topic(),
                 partition = message.partition(),

@@ -5,6 +5,7 @@
 pub mod applied;
 pub mod consumer;
 pub mod dead_letters;
+pub mod operations;
 pub mod projections;
 pub mod rebuild;
 pub mod redrive;

@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             return rebuild(&settings, &options).await;
         }
         Some(Command::RebuildRedis) => return rebuild_redis(&settings).await,
-        Some(Command::Redrive) => return redrive(settings).await,
+        Some(Command::Redrive) => return redrive(&settings).await,
         Some(Command::Waiting) => return waiting(&settings).await,
     }
     let projector = Projector::build(settings).await?;
@@ -132,10 +132,17 @@ async fn rebuild_redis(settings: &Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn redrive(settings: Settings) -> anyhow::Result<ExitCode> {
-    let projector = Projector::build(settings).await?;
-    let redriven =
-        projector::redrive::redrive(projector.read_store(), projector.projections()).await?;
+async fn redrive(settings: &Settings) -> anyhow::Result<ExitCode> {
+    // The projections alone: no consumer, and no operator routes (the running projector
+    // serves those on PROJECTOR_ADDR).
+    let read_store = infra::read_store::connect_for_batches(&settings.read_store).await?;
+    let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
+    let projections = projector::projections::Projections::new(
+        read_store.clone(),
+        redis,
+        infra::redis_store::Keys::new(&settings.redis),
+    );
+    let redriven = projector::redrive::redrive(&read_store, &projections).await?;
     tracing::info!(?redriven, "dead letters redriven");
     if redriven.left > 0 {
         tracing::error!(

@@ -1,11 +1,14 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use infra::kafka::{consumer_config, ensure_topics, Topics};
 use infra::redis_store::Keys;
 use rdkafka::consumer::Consumer;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{CommitOnRevoke, EventConsumer, EventLoop};
+use crate::consumer::{CommitOnRevoke, EventConsumer, EventLoop, STATISTICS_INTERVAL};
+use crate::operations::Operations;
 use crate::projections::Projections;
 use crate::settings::Settings;
 
@@ -13,7 +16,7 @@ pub struct Projector {
     settings: Settings,
     consumer: EventConsumer,
     projections: Projections,
-    read_store: deadpool_postgres::Pool,
+    operations: (TcpListener, Arc<Operations>),
 }
 
 impl Projector {
@@ -21,34 +24,58 @@ impl Projector {
         let read_store = infra::read_store::connect_for_batches(&settings.read_store).await?;
         let consumer: EventConsumer =
             consumer_config(&settings.kafka, &settings.group.projector_group)
+                .set(
+                    "statistics.interval.ms",
+                    STATISTICS_INTERVAL.as_millis().to_string(),
+                )
                 .create_with_context(CommitOnRevoke)?;
         let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
+        let listener = TcpListener::bind(settings.listen).await?;
+        let operations = Arc::new(Operations::new(&settings).await?);
         Ok(Self {
-            projections: Projections::new(read_store.clone(), redis, Keys::new(&settings.redis)),
-            read_store,
+            projections: Projections::new(read_store, redis, Keys::new(&settings.redis)),
             consumer,
+            operations: (listener, operations),
             settings,
         })
     }
 
-    pub fn projections(&self) -> &Projections {
-        &self.projections
-    }
-
-    pub fn read_store(&self) -> &deadpool_postgres::Pool {
-        &self.read_store
+    /// The port of its operators' routes (`/metrics`, `/readyz`).
+    pub fn port(&self) -> u16 {
+        self.operations
+            .0
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
     }
 
     /// Consumes until `stop`, then commits what it has applied.
     pub async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
-        let topics = Topics::new(&self.settings.kafka);
+        let (listener, operations) = self.operations;
+        // Its own token, so that a projector that stops by itself stops serving too.
+        let serving_stop = stop.child_token();
+        let serving = tokio::spawn(operations.serve(listener, serving_stop.clone()));
+        let projected =
+            Self::project(&self.settings, &self.consumer, &self.projections, &stop).await;
+        serving_stop.cancel();
+        serving.await?;
+        projected
+    }
+
+    async fn project(
+        settings: &Settings,
+        consumer: &EventConsumer,
+        projections: &Projections,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let topics = Topics::new(&settings.kafka);
         let names: Vec<String> = Projections::aggregate_types()
             .iter()
             .map(|aggregate_type| topics.for_aggregate(aggregate_type))
             .collect();
         // The projector may start before anything was published: create the topics rather
         // than subscribe to nothing.
-        while let Err(error) = ensure_topics(&self.settings.kafka, &names).await {
+        while let Err(error) = ensure_topics(&settings.kafka, &names).await {
             tracing::warn!(%error, "waiting for the broker");
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -59,17 +86,17 @@ impl Projector {
         // data, rebuild them before consuming rather than at the first event. Redis away is
         // no reason to wait: the Postgres read models keep up, and Redis is rebuilt once it
         // answers (see `Projections::execute`).
-        if let Err(error) = self.projections.restore_redis().await {
+        if let Err(error) = projections.restore_redis().await {
             tracing::warn!(%error, "could not check the Redis read models yet: batches will");
         }
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        self.consumer.subscribe(&names)?;
-        tracing::info!(topics = ?names, group = %self.settings.group.projector_group, "projecting");
+        consumer.subscribe(&names)?;
+        tracing::info!(topics = ?names, group = %settings.group.projector_group, "projecting");
         EventLoop {
-            consumer: &self.consumer,
-            projections: &self.projections,
+            consumer,
+            projections,
         }
-        .run(&stop)
+        .run(stop)
         .await;
         Ok(())
     }

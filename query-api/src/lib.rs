@@ -2,6 +2,7 @@
 //! It never reads the event store.
 
 pub mod errors;
+pub mod operations;
 pub mod reads;
 pub mod routes;
 pub mod settings;

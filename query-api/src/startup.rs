@@ -1,7 +1,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use infra::auth::Tokens;
 use infra::http::{done, route_not_found};
@@ -9,6 +9,7 @@ use infra::redis_store::{self, Keys};
 use infra::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 use tracing_actix_web::TracingLogger;
 
+use crate::operations::{self, Operations};
 use crate::reads::Reads;
 use crate::routes;
 use crate::settings::Settings;
@@ -30,18 +31,26 @@ impl Application {
         let reads = web::Data::new(Reads::new(read_store, cards));
         let media = web::Data::new(MediaStore::connect(&settings.media)?);
         let proxies = web::Data::new(settings.proxies.clone());
+        let operations = web::Data::new(Operations {
+            metrics: infra::metrics::install(),
+            read_store: infra::read_store::connect_for_operations(&settings.read_store).await?,
+            redis: redis_store::connect(&settings.redis).await?,
+        });
 
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(infra::ops::record_request))
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::<RequestSpan>::new())
+                .app_data(operations.clone())
                 .app_data(tokens.clone())
                 .app_data(reads.clone())
                 .app_data(media.clone())
                 .app_data(proxies.clone())
                 .configure(routes::configure)
+                .configure(operations::configure)
                 .route("/healthz", web::get().to(|| async { done() }))
                 .default_service(web::to(route_not_found))
         })

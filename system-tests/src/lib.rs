@@ -1,6 +1,8 @@
 //! A whole backend for one test: command API (with its relay), projector and query API, each
 //! on its own port, over databases, topics and Redis keys of the test's own.
 
+pub mod leftovers;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 fn projector_settings(settings: &TestSettings, group: &str) -> projector::settings::Settings {
     projector::settings::Settings {
+        listen: LOCAL,
         kafka: settings.kafka.clone(),
         read_store: settings.read_store.clone(),
         redis: settings.redis.clone(),
@@ -30,6 +33,8 @@ pub struct TestStack {
     pub settings: TestSettings,
     pub command_url: String,
     pub query_url: String,
+    /// Where the projector's `/metrics` and `/readyz` answer.
+    pub projector_url: String,
     pub http: reqwest::Client,
     pub event_store: PgPool,
     pub read_store: PgPool,
@@ -73,6 +78,7 @@ impl TestStack {
             projector::startup::Projector::build(projector_settings(&settings, &projector_group))
                 .await
                 .expect("the projector starts");
+        let projector_url = format!("http://127.0.0.1:{}", projector.port());
         let stop_projector = CancellationToken::new();
         tokio::spawn(projector.run(stop_projector.clone()));
 
@@ -103,6 +109,7 @@ impl TestStack {
             settings,
             command_url,
             query_url,
+            projector_url,
             http: reqwest::Client::new(),
             event_store,
             read_store,

@@ -1,4 +1,5 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::PasswordHash;
@@ -6,10 +7,12 @@ use crate::UserId;
 
 /// Events of the `account` aggregate. The password hash is kept in the event store only: it
 /// is removed from what is published (see [`crate::published`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum AccountEvent {
     AccountOpened {
         user_id: UserId,
+        /// Never published: not in the published schema either.
+        #[schemars(skip)]
         password_hash: PasswordHash,
     },
 }

@@ -1,4 +1,5 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::text::CommentText;
@@ -6,7 +7,7 @@ use crate::{UserId, VideoId};
 
 /// Events of the `comment` aggregate; their JSON is part of the public contract
 /// (docs/events.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum CommentEvent {
     CommentPosted {
         video_id: VideoId,

@@ -1,4 +1,5 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::text::MessageText;
@@ -6,7 +7,7 @@ use crate::{MessageId, UserId};
 
 /// Events of the `conversation` aggregate; their JSON is part of the public contract
 /// (docs/events.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConversationEvent {
     MessageSent {
         message_id: MessageId,

@@ -1,11 +1,12 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::UserId;
 
 /// Events of the `follow` aggregate; their JSON is part of the public contract
 /// (docs/events.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum FollowEvent {
     UserFollowed {
         follower_id: UserId,

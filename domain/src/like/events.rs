@@ -1,10 +1,11 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{UserId, VideoId};
 
 /// Events of the `like` aggregate; their JSON is part of the public contract (docs/events.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum LikeEvent {
     VideoLiked {
         video_id: VideoId,

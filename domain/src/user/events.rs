@@ -1,10 +1,11 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::UserName;
 
 /// Events of the `user` aggregate; their JSON is part of the public contract (docs/events.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum UserEvent {
     UserRegistered { name: UserName },
 }

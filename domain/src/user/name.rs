@@ -25,7 +25,7 @@ pub enum UserNameError {
 ///
 /// Deserialising does not check the rules: names in stored events were valid under the rules
 /// of their day, and a later, stricter rule must not make history unreadable.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct UserName(String);
 

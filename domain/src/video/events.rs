@@ -1,11 +1,12 @@
 use cqrs_es::DomainEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::text::Title;
 use crate::UserId;
 
 /// Events of the `video` aggregate; their JSON is part of the public contract (docs/events.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum VideoEvent {
     VideoPublished {
         author_id: UserId,

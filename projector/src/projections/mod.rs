@@ -44,6 +44,20 @@ pub enum Outcome {
     Waiting,
 }
 
+impl Outcome {
+    /// Its label in the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::AlreadyApplied => "repeat",
+            Self::Ignored => "ignored",
+            Self::DeadLettered => "dead_lettered",
+            Self::HeldBack => "held_back",
+            Self::Waiting => "waiting",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     /// The event cannot be understood; retrying will not help.

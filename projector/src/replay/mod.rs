@@ -45,8 +45,19 @@ use crate::rebuild::{
     drop_generations_even_replaying, next_generation, OLD_GENERATION_KEPT, REBUILD_LOCK,
 };
 use crate::settings::Settings;
-pub use generation::Schemas;
+pub use generation::{Recorded, Schemas};
 use history::History;
+
+/// Where a rebuild begun and not yet switched stands (running, or stopped midway): None when
+/// there is none. For the projector's metrics.
+pub async fn progress(
+    control: &tokio_postgres::Client,
+) -> Result<Option<Recorded>, tokio_postgres::Error> {
+    match Schemas::of(control).await? {
+        Some(schemas) => schemas.recorded(control).await,
+        None => Ok(None),
+    }
+}
 
 /// For the replay's own sessions, whatever the server's defaults: the connection holding the
 /// replays' lock sits idle for most of a replay (a server that closed it would let a second

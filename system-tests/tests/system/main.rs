@@ -2,10 +2,13 @@
 //! once per file (each link is hundreds of megabytes and most of a build's time).
 
 mod accounts;
+mod contract;
 mod dead_letters;
 mod hostile;
 mod interactions;
+mod leftovers;
 mod openapi;
+mod operations;
 mod rebuild;
 mod replay;
 mod verify;
