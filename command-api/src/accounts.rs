@@ -6,7 +6,7 @@ use domain::account::{Account, AccountCommand, AccountError, Password};
 use domain::user::{User, UserCommand, UserName};
 use domain::UserId;
 use infra::auth::{PasswordCheckError, PasswordChecks, Tokens};
-use infra::event_store::EventStore;
+use infra::event_store::{self, EventStore};
 use postgres_es::PostgresCqrs;
 
 use crate::writes::WriteError;
@@ -73,7 +73,7 @@ impl Accounts {
             user_id,
             password_hash,
         };
-        match self.accounts.execute(name.as_str(), open).await {
+        match event_store::record(&self.accounts, name.as_str(), open).await {
             Ok(()) => {}
             // A simultaneous registration of the same name committed first.
             Err(AggregateError::UserError(AccountError::NameTaken))
@@ -110,9 +110,7 @@ impl Accounts {
         let id = user_id.to_string();
         let user: User = self.store.load(&id).await?;
         if !user.is_registered() {
-            self.users
-                .execute(&id, UserCommand::Register { name })
-                .await?;
+            event_store::record(&self.users, &id, UserCommand::Register { name }).await?;
         }
         Ok(())
     }

@@ -53,5 +53,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "command API listening");
-    app.run_until_stopped().await
+    let served = app.run_until_stopped().await;
+    infra::telemetry::shutdown();
+    served
 }

@@ -77,7 +77,7 @@ where
     A::Error: Send + Sync + 'static,
 {
     for _ in 0..ATTEMPTS {
-        match cqrs.execute(id, command.clone()).await {
+        match event_store::record(cqrs, id, command.clone()).await {
             Ok(()) => return Ok(()),
             Err(AggregateError::AggregateConflict) => continue,
             Err(AggregateError::UserError(error)) => return Err(refusal(error)),

@@ -10,6 +10,7 @@ use domain::{CommentId, MessageId, UserId, VideoId};
 use postgres_es::{PostgresCqrs, PostgresEventRepository};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+use tracing::Instrument;
 
 use crate::outbox::Doorbell;
 use crate::settings::{expose, EventStoreSettings};
@@ -42,6 +43,29 @@ async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
 /// Whether the event store failed to answer (no connection in time, a statement cancelled by
 /// its timeout, a server going away) rather than refused what was asked: "try again", not a
 /// fault of ours.
+/// Runs `command` on aggregate `id` and records the events it decides, each stored with the
+/// trace context of the write (event metadata `traceparent`), in a span of its own: the
+/// relay's and the projector's spans continue that trace.
+pub async fn record<A: Aggregate>(
+    cqrs: &PostgresCqrs<A>,
+    id: &str,
+    command: A::Command,
+) -> Result<(), AggregateError<A::Error>> {
+    let span = tracing::info_span!(
+        "record events",
+        otel.kind = "client",
+        db.system = "postgresql",
+        aggregate.type = A::TYPE,
+        aggregate.id = id,
+    );
+    async {
+        let metadata = crate::telemetry::current_trace_context();
+        cqrs.execute_with_metadata(id, command, metadata).await
+    }
+    .instrument(span)
+    .await
+}
+
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,

@@ -6,7 +6,7 @@
 //! it: a relay that dies in between publishes it again when it restarts, and consumers drop
 //! the repeat by its sequence.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,7 +182,7 @@ impl Relay {
         }
         let rows = sqlx::query(
             "SELECT o.id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
-                    e.event_version, e.payload, e.recorded_at
+                    e.event_version, e.payload, e.recorded_at, e.metadata
                FROM outbox o
                JOIN events e USING (aggregate_type, aggregate_id, sequence)
               WHERE o.parked_because IS NULL
@@ -200,6 +200,8 @@ impl Relay {
 
         let mut published = Vec::with_capacity(rows.len());
         let mut deliveries = Vec::with_capacity(rows.len());
+        // One span per traced event, from its enqueuing to the broker's acknowledgement.
+        let mut spans = Vec::new();
         // Aggregates with an event parked in this batch: their later events wait too.
         let mut held_back = HashSet::new();
         for row in &rows {
@@ -233,8 +235,8 @@ impl Relay {
             };
             let topic = self.topics.for_aggregate(&event.aggregate_type);
             let value = event.to_json();
-            let headers = event.cloud_event_headers().into_iter().fold(
-                OwnedHeaders::new_with_capacity(7),
+            let mut headers = event.cloud_event_headers().into_iter().fold(
+                OwnedHeaders::new_with_capacity(8),
                 |headers, (key, value)| {
                     headers.insert(Header {
                         key,
@@ -242,6 +244,26 @@ impl Relay {
                     })
                 },
             );
+            // The write's trace goes on: this span is a child of the span that recorded the
+            // event, and the message carries its own context to the consumers.
+            let write = trace_context(row.get("metadata"));
+            if !write.is_empty() {
+                let span = tracing::info_span!(
+                    "publish event",
+                    otel.kind = "producer",
+                    messaging.system = "kafka",
+                    messaging.destination.name = %topic,
+                    event_id = %event.event_id,
+                );
+                crate::telemetry::continue_trace(&span, &write);
+                for (key, value) in span.in_scope(crate::telemetry::current_trace_context) {
+                    headers = headers.insert(Header {
+                        key: &key,
+                        value: Some(&value),
+                    });
+                }
+                spans.push(span);
+            }
             // Enqueue every message before awaiting any: the producer batches them, and keeps
             // their order within a partition.
             let delivery = self
@@ -267,6 +289,7 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        drop(spans);
         metrics::counter!(RELAY_PUBLISHED).increment(published.len() as u64);
         Ok(rows.len())
     }
@@ -416,4 +439,19 @@ impl Backlog {
         metrics::gauge!(OUTBOX_BACKLOG).set(self.events as f64);
         metrics::gauge!(OUTBOX_OLDEST_AGE).set(self.oldest_age.as_secs_f64());
     }
+}
+
+/// The trace context an event was stored with (its metadata's `traceparent` and `tracestate`):
+/// empty for events recorded untraced, or before metadata held one.
+fn trace_context(metadata: Option<serde_json::Value>) -> HashMap<String, String> {
+    let Some(serde_json::Value::Object(fields)) = metadata else {
+        return HashMap::new();
+    };
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|key| match fields.get(key) {
+            Some(serde_json::Value::String(value)) => Some((key.to_owned(), value.clone())),
+            _ => None,
+        })
+        .collect()
 }

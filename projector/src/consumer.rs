@@ -13,7 +13,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -154,10 +154,13 @@ impl EventLoop<'_> {
                 .iter()
                 .map(|message| (message.topic(), message.partition(), message.offset())),
         );
+        // Each traced write's trace goes on in a span of the batch that applies its event.
+        let traces: Vec<tracing::Span> = batch.iter().filter_map(applying).collect();
         let started = std::time::Instant::now();
         let Some(outcomes) = retry(stop, || self.projections.execute(&items, &span)).await else {
             return false;
         };
+        drop(traces);
         metrics::histogram!(infra::metrics::PROJECTOR_APPLY_DURATION)
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!(infra::metrics::PROJECTOR_BATCH_SIZE).record(batch.len() as f64);
@@ -174,6 +177,33 @@ impl EventLoop<'_> {
         }
         true
     }
+}
+
+/// A span for applying `message`, child of the span that published it, if the message
+/// carries a trace context (`traceparent`).
+fn applying(message: &BorrowedMessage<'_>) -> Option<tracing::Span> {
+    let headers = message.headers()?;
+    let context: std::collections::HashMap<String, String> = headers
+        .iter()
+        .filter(|header| matches!(header.key, "traceparent" | "tracestate"))
+        .filter_map(|header| {
+            let value = std::str::from_utf8(header.value?).ok()?;
+            Some((header.key.to_owned(), value.to_owned()))
+        })
+        .collect();
+    if !context.contains_key("traceparent") {
+        return None;
+    }
+    let span = tracing::info_span!(
+        "apply event",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = message.topic(),
+        messaging.kafka.partition = message.partition(),
+        messaging.kafka.offset = message.offset(),
+    );
+    infra::telemetry::continue_trace(&span, &context);
+    Some(span)
 }
 
 /// Runs `attempt` until it succeeds, backing off between failures. None when stopped first.

@@ -89,7 +89,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             stop.cancel();
         }
     });
-    projector.run(stop).await?;
+    let projected = projector.run(stop).await;
+    infra::telemetry::shutdown();
+    projected?;
     Ok(ExitCode::SUCCESS)
 }
 

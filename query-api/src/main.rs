@@ -19,5 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;
     tracing::info!(port = app.port(), "query API listening");
-    app.run_until_stopped().await
+    let served = app.run_until_stopped().await;
+    infra::telemetry::shutdown();
+    served
 }

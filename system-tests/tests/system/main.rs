@@ -11,5 +11,6 @@ mod openapi;
 mod operations;
 mod rebuild;
 mod replay;
+mod traces;
 mod verify;
 mod videos;
