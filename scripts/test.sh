@@ -28,6 +28,12 @@ log "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 python3 "$ROOT/scripts/rust_version.py"
+# The projector serves no client: none of the HTTP services' weight (nor their attack surface).
+for crate in actix-web argon2 jsonwebtoken object_store; do
+    if cargo tree -p projector -e normal --prefix none | grep -q "^$crate v"; then
+        die "the projector links $crate (it belongs in http-api, not infra)"
+    fi
+done
 
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -5,7 +5,7 @@ use cqrs_es::AggregateError;
 use domain::account::{Account, AccountCommand, AccountError, Password};
 use domain::user::{User, UserCommand, UserName};
 use domain::UserId;
-use infra::auth::{PasswordCheckError, PasswordChecks, Tokens};
+use http_api::auth::{PasswordCheckError, PasswordChecks, Tokens};
 use infra::event_store::{self, EventStore};
 use postgres_es::PostgresCqrs;
 

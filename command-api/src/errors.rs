@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use infra::auth::PasswordCheckError;
-use infra::http::ApiError;
+use http_api::auth::PasswordCheckError;
+use http_api::http::ApiError;
 
 use crate::accounts::AccountsError;
 use crate::writes::WriteError;

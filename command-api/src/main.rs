@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
                 command_api::sweep::MIN_GRACE.as_secs()
             );
             let store = infra::event_store::EventStore::connect(&settings.event_store).await?;
-            let media = infra::media::MediaStore::connect(&settings.media)?;
+            let media = http_api::media::MediaStore::connect(&settings.media)?;
             let swept = command_api::sweep::sweep_media(&store, &media, grace).await?;
             tracing::info!(?swept, "media swept");
             return Ok(());

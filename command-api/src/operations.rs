@@ -3,8 +3,8 @@
 //! store answers, the one dependency it cannot accept a write without.
 
 use actix_web::{web, HttpResponse};
+use http_api::ops::{metrics_answer, readiness_answer};
 use infra::metrics::{Dependency, Readiness};
-use infra::ops::{metrics_answer, readiness_answer};
 use infra::outbox::Backlog;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;

@@ -3,9 +3,9 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
-use infra::auth::{PasswordChecks, Tokens};
+use http_api::auth::{PasswordChecks, Tokens};
+use http_api::http::{done, route_not_found};
 use infra::event_store::EventStore;
-use infra::http::{done, route_not_found};
 use infra::outbox::Relay;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,11 +22,11 @@ use crate::settings::Settings;
 use crate::upload::UploadSlots;
 use crate::videos::Videos;
 use crate::writes::Facts;
-use infra::cards::Cards;
-use infra::media::MediaStore;
-use infra::rate_limit::RateLimits;
+use http_api::cards::Cards;
+use http_api::media::MediaStore;
+use http_api::rate_limit::RateLimits;
+use http_api::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 use infra::redis_store::{self, Keys};
-use infra::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 
 pub struct Application {
     port: u16,
@@ -89,7 +89,7 @@ impl Application {
         ));
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(from_fn(infra::ops::record_request))
+                .wrap(from_fn(http_api::ops::record_request))
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(operations.clone())

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
+use http_api::media::MediaStore;
 use infra::event_store::EventStore;
-use infra::media::MediaStore;
 
 /// How long an upload may take from storing its objects to its command being decided.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);

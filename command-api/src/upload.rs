@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_multipart::Multipart;
 use actix_web::HttpRequest;
 use futures::{Stream, StreamExt};
-use infra::http::{declared_length, malformed_multipart, query_pairs, ApiError, Params};
+use http_api::http::{declared_length, malformed_multipart, query_pairs, ApiError, Params};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

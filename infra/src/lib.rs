@@ -1,19 +1,16 @@
-//! Adapters: everything in the backend that touches the outside world.
+//! Adapters shared by every binary: the event store and its outbox relay, Kafka, the read
+//! stores (Postgres and Redis), settings, metrics, logs and traces, and the published events'
+//! contract. What only the two HTTP services need (actix-web, tokens and passwords, media,
+//! rate limits) is in `http-api`, so that the projector links none of it.
 
-pub mod auth;
 pub mod backoff;
-pub mod cards;
-pub mod client;
 pub mod contract;
 pub mod envelope;
 pub mod event_store;
-pub mod http;
 pub mod kafka;
-pub mod media;
+pub mod limits;
 pub mod metrics;
-pub mod ops;
 pub mod outbox;
-pub mod rate_limit;
 pub mod read_store;
 pub mod redis_store;
 pub mod settings;

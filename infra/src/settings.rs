@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::rate_limit::{Limit, Rate};
+use crate::limits::{Limit, Rate};
 
 /// Reads one group of settings from the process environment.
 pub fn from_env<T: DeserializeOwned>() -> Result<T, ConfigError> {

@@ -1,6 +1,6 @@
 //! Where the errors of the read side become the client's envelope.
 
-use infra::http::ApiError;
+use http_api::http::ApiError;
 
 use crate::reads::ReadError;
 

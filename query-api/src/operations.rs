@@ -2,8 +2,8 @@
 //! whether the two read stores answer, since every read needs one or the other.
 
 use actix_web::{web, HttpResponse};
+use http_api::ops::{metrics_answer, readiness_answer};
 use infra::metrics::{Dependency, Readiness};
-use infra::ops::{metrics_answer, readiness_answer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 

@@ -2,7 +2,7 @@
 //! bounded, hydrated into cards from Redis in a constant number of round trips.
 
 use domain::{UserId, VideoId};
-use infra::cards::{Cards, CommentCard, UserCard, VideoCard};
+use http_api::cards::{Cards, CommentCard, UserCard, VideoCard};
 use serde::Serialize;
 
 /// The most items a list answers with. The client does not page lists (only the feed).

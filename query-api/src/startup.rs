@@ -3,18 +3,18 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
-use infra::auth::Tokens;
-use infra::http::{done, route_not_found};
+use http_api::auth::Tokens;
+use http_api::http::{done, route_not_found};
+use http_api::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 use infra::redis_store::{self, Keys};
-use infra::telemetry::{RequestSpan, IDLE_CONNECTION_KEPT};
 use tracing_actix_web::TracingLogger;
 
 use crate::operations::{self, Operations};
 use crate::reads::Reads;
 use crate::routes;
 use crate::settings::Settings;
-use infra::cards::Cards;
-use infra::media::MediaStore;
+use http_api::cards::Cards;
+use http_api::media::MediaStore;
 
 pub struct Application {
     port: u16,
@@ -41,7 +41,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(from_fn(infra::ops::record_request))
+                .wrap(from_fn(http_api::ops::record_request))
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(operations.clone())

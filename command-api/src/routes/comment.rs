@@ -1,12 +1,12 @@
 use actix_web::{post, web, HttpResponse};
 use domain::text::CommentText;
 use domain::{CommentId, VideoId};
-use infra::auth::Tokens;
-use infra::rate_limit::RateLimits;
+use http_api::auth::Tokens;
+use http_api::rate_limit::RateLimits;
 
 use super::writer;
-use infra::cards::{Cards, CommentCard};
-use infra::http::{done, ok, ApiError, Params};
+use http_api::cards::{Cards, CommentCard};
+use http_api::http::{done, ok, ApiError, Params};
 use serde::Serialize;
 
 use crate::comments::Comments;

@@ -1,9 +1,9 @@
 use actix_web::{post, web, HttpResponse};
 use domain::text::MessageText;
 use domain::UserId;
-use infra::auth::Tokens;
-use infra::http::{done, ApiError, Params};
-use infra::rate_limit::RateLimits;
+use http_api::auth::Tokens;
+use http_api::http::{done, ApiError, Params};
+use http_api::rate_limit::RateLimits;
 
 use super::writer;
 use crate::messages::Messages;

@@ -7,9 +7,9 @@ mod user;
 
 use actix_web::web;
 use domain::UserId;
-use infra::auth::Tokens;
-use infra::http::{ApiError, Params};
-use infra::rate_limit::{Limit, RateLimits, Subject};
+use http_api::auth::Tokens;
+use http_api::http::{ApiError, Params};
+use http_api::rate_limit::{Limit, RateLimits, Subject};
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config

@@ -1,9 +1,9 @@
 use actix_multipart::Multipart;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use domain::text::Title;
-use infra::auth::Tokens;
-use infra::http::{done, ApiError, Params};
-use infra::rate_limit::{Limit, RateLimits, Subject};
+use http_api::auth::Tokens;
+use http_api::http::{done, ApiError, Params};
+use http_api::rate_limit::{Limit, RateLimits, Subject};
 use infra::settings::MediaSettings;
 
 use crate::upload::{self, UploadSlots};

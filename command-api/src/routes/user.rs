@@ -3,9 +3,9 @@ use std::net::IpAddr;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use domain::account::Password;
 use domain::user::UserName;
-use infra::client;
-use infra::http::{ok, ApiError, Params};
-use infra::rate_limit::{Limit, RateLimits, Subject};
+use http_api::client;
+use http_api::http::{ok, ApiError, Params};
+use http_api::rate_limit::{Limit, RateLimits, Subject};
 use serde::Serialize;
 
 use crate::accounts::{Accounts, AccountsError, Session};

@@ -1,7 +1,7 @@
 use actix_web::{get, web, HttpResponse};
-use infra::auth::Tokens;
-use infra::cards::VideoCard;
-use infra::http::{ok, ApiError, Params};
+use http_api::auth::Tokens;
+use http_api::cards::VideoCard;
+use http_api::http::{ok, ApiError, Params};
 use serde::Serialize;
 
 use crate::reads::Reads;

@@ -6,8 +6,8 @@ use actix_web::http::header::{
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::TryStreamExt;
-use infra::http::{not_found, ApiError};
-use infra::media::MediaStore;
+use http_api::http::{not_found, ApiError};
+use http_api::media::MediaStore;
 use object_store::GetRange;
 
 use crate::reads::ReadError;

@@ -8,7 +8,7 @@ mod videos;
 
 use actix_web::web;
 use domain::UserId;
-use infra::http::{method_not_allowed, ApiError};
+use http_api::http::{method_not_allowed, ApiError};
 
 use crate::reads::{ReadError, Reads};
 

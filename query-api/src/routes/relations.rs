@@ -1,8 +1,8 @@
 use actix_web::{get, web, HttpResponse};
 use domain::UserId;
-use infra::auth::Tokens;
-use infra::cards::UserCard;
-use infra::http::{ok, ApiError, Params};
+use http_api::auth::Tokens;
+use http_api::cards::UserCard;
+use http_api::http::{ok, ApiError, Params};
 use serde::Serialize;
 
 use super::existing_user;

@@ -1,8 +1,8 @@
 use actix_web::{get, web, HttpResponse};
 use domain::{UserId, VideoId};
-use infra::auth::Tokens;
-use infra::cards::{CommentCard, VideoCard};
-use infra::http::{ok, ApiError, Params};
+use http_api::auth::Tokens;
+use http_api::cards::{CommentCard, VideoCard};
+use http_api::http::{ok, ApiError, Params};
 use serde::Serialize;
 
 use super::existing_user;

@@ -195,13 +195,13 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         parts[2] = parts[2].chars().rev().collect();
         parts.join(".")
     };
-    let other_key = infra::auth::Tokens::new(&infra::settings::AuthSettings {
+    let other_key = http_api::auth::Tokens::new(&infra::settings::AuthSettings {
         jwt_secret: infra::settings::secret("a different secret, also long enough"),
         token_ttl_secs: 3600,
     })
     .unwrap();
     let signed_elsewhere = other_key.issue(user_id.try_into().unwrap());
-    let expired = infra::auth::Tokens::new(&stack.settings.auth)
+    let expired = http_api::auth::Tokens::new(&stack.settings.auth)
         .unwrap()
         .issue_at(
             user_id.try_into().unwrap(),

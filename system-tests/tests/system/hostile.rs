@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use infra::rate_limit::Rate;
+use http_api::rate_limit::Rate;
 use serde_json::Value;
 use system_tests::TestStack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

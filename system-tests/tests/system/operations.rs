@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use infra::rate_limit::Rate;
+use http_api::rate_limit::Rate;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use system_tests::TestStack;

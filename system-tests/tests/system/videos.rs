@@ -382,7 +382,7 @@ async fn the_media_sweep_removes_only_old_objects_no_video_refers_to() {
     let (ann, token) = stack.registered("ann", "password1").await;
     let video = stack.published(ann, &token, "cats").await;
     // What an upload leaves when its process dies after storing, before its command runs.
-    let media = infra::media::MediaStore::connect(&stack.settings.media).unwrap();
+    let media = http_api::media::MediaStore::connect(&stack.settings.media).unwrap();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), sample_video()).unwrap();
     media

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use domain::user::UserName;
-use infra::rate_limit::{Limit, Rate, RateLimitError, RateLimits, Subject};
+use http_api::rate_limit::{Limit, Rate, RateLimitError, RateLimits, Subject};
 use infra::settings::{secret, RateLimitSettings, RedisSettings};
 use infra::testing::unique;
 

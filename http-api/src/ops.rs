@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::http::EnvelopeStatus;
-use crate::metrics::{Readiness, HTTP_REQUESTS, HTTP_REQUEST_DURATION, PROMETHEUS_TEXT};
+use infra::metrics::{Readiness, HTTP_REQUESTS, HTTP_REQUEST_DURATION, PROMETHEUS_TEXT};
 
 /// Counts every answer by route pattern and envelope `status_code`, and times it. Requests
 /// matching no route count under `default`: a label per raw path would let any client grow

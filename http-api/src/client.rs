@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::{web, HttpRequest};
 
-use crate::settings::ProxySettings;
+use infra::settings::ProxySettings;
 
 /// The address of the client a request comes from. Behind nginx every peer is nginx, which
 /// passes the address it saw as `X-Real-IP`: that header is believed only from a trusted proxy

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Semaphore};
 
-use crate::settings::{AuthSettings, PasswordSettings};
+use infra::settings::{AuthSettings, PasswordSettings};
 
 /// HS256 keys shorter than the hash output are weak; refuse to start with one.
 const MIN_SECRET_BYTES: usize = 32;
@@ -211,7 +211,7 @@ fn verify_against_nothing(password: &Password) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::secret;
+    use infra::settings::secret;
 
     fn tokens(ttl_secs: u64) -> Tokens {
         Tokens::new(&AuthSettings {

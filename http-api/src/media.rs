@@ -13,7 +13,7 @@ use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
 use tokio::io::AsyncWriteExt;
 
-use crate::settings::{MediaBackend, MediaSettings};
+use infra::settings::{MediaBackend, MediaSettings};
 
 #[derive(Clone)]
 pub struct MediaStore {

@@ -9,8 +9,8 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
 use serde::Serialize;
 
-use crate::redis_store::{cached, Keys};
-use crate::settings::PublicSettings;
+use infra::redis_store::{cached, Keys};
+use infra::settings::PublicSettings;
 
 /// Paths of the images shown until a user or video has its own.
 pub const DEFAULT_AVATAR: &str = "/static/avatar.png";
@@ -127,7 +127,7 @@ impl Cards {
     /// The keys of the generation of the read models to read now (see [`Keys`]): a request
     /// resolves it once, and reads everything from it.
     pub async fn current_keys(&self) -> Result<Keys, RedisError> {
-        crate::redis_store::current(&mut self.redis.clone(), &self.keys).await
+        infra::redis_store::current(&mut self.redis.clone(), &self.keys).await
     }
 
     /// Cards of the users `ids` that are registered, as `viewer` sees them, by id.
