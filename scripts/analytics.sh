@@ -9,18 +9,19 @@
 #   scripts/analytics.sh run | report ...      any command of the binary (--help)
 #
 # PROFILE=release|dev picks the cargo profile (release by default, as `make run` builds);
-# ANALYTICS_DATABASE_URL, ANALYTICS_GROUP, KAFKA_BROKERS and KAFKA_TOPIC_PREFIX override the
-# defaults.
+# ANALYTICS_DATABASE_URL (then made by whoever sets it), ANALYTICS_GROUP, KAFKA_BROKERS and
+# KAFKA_TOPIC_PREFIX override the defaults.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 PROFILE=${PROFILE:-release}
-export ANALYTICS_DATABASE_URL=${ANALYTICS_DATABASE_URL:-$PG_SERVER/douyin_analytics$PG_OPTIONS}
 export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}
-export RUST_LOG=${RUST_LOG:-info}
 
 port_open "$KAFKA_PORT" || die "no broker on :$KAFKA_PORT: start the stack first (make run, or make up)"
-create_database douyin_analytics
+if [ -z "${ANALYTICS_DATABASE_URL:-}" ]; then
+    create_database douyin_analytics
+    export ANALYTICS_DATABASE_URL=$PG_SERVER/douyin_analytics$PG_OPTIONS
+fi
 
 dir=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$PROFILE" = dev ]; then dir=$dir/debug; else dir=$dir/$PROFILE; fi

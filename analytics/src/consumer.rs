@@ -248,8 +248,12 @@ impl Analytics {
             while batch.len() < MAX_BATCH {
                 match self.consumer.recv().now_or_never() {
                     Some(Ok(message)) => batch.push(incoming(&message)),
-                    // Left for the next turn, which backs off if it lasts.
-                    Some(Err(_)) | None => break,
+                    // The batch is counted as it is; the next turn backs off if this lasts.
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "could not read from the broker");
+                        break;
+                    }
+                    None => break,
                 }
             }
             let Some(outcome) = self.apply(&batch, stop).await else {

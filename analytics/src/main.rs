@@ -26,13 +26,13 @@ enum Command {
     /// Counts what the topics hold now, then prints the report and exits (`make analytics`).
     CatchUp {
         /// How many hours the report covers, up to the current one.
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
         hours: u32,
     },
     /// Prints the hourly numbers counted so far, as a table (reads only the database).
     Report {
         /// How many hours the report covers, up to the current one.
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
         hours: u32,
     },
 }
@@ -106,7 +106,9 @@ fn stop_on_signals() -> CancellationToken {
 
 /// As the services' logs (`RUST_LOG`, `LOG_FORMAT=json`), but on stderr: stdout is the report.
 fn init_logs() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // sqlx tells at `info` of every migration table that already exists: noise on each run.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -59,8 +59,9 @@ impl Store {
         &self.pool
     }
 
-    /// Counts the new events of `batch`, and records them as seen, in one transaction.
-    #[tracing::instrument(skip_all, fields(messages = batch.len()), err)]
+    /// Counts the new events of `batch`, and records them as seen, in one transaction. An error
+    /// is the caller's to log (it retries).
+    #[tracing::instrument(skip_all, fields(messages = batch.len()))]
     pub async fn apply(&self, batch: &[Incoming]) -> Result<Outcome, Error> {
         let mut transaction = self.pool.begin().await?;
         let mut seen = lock_seen(&mut transaction, &tally::aggregates(batch)).await?;
