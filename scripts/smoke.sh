@@ -78,11 +78,15 @@ for path in /metrics /readyz /healthz /metrics/ //readyz /%6detrics; do
     status=$(curl -sS -o /dev/null -w '%{http_code}' "$BASE$path")
     [ "$status" = 404 ] || die "$path answered $status through nginx, not 404"
 done
+# (Read whole before grep: `grep -q` stops at the first match, and curl, cut off, would fail.)
 for service in "$COMMAND_API_ADDR" "$QUERY_API_ADDR" "$PROJECTOR_ADDR"; do
-    curl -fsS "http://$service/readyz" | grep -q '"ready":true' || die "$service is not ready"
-    curl -fsS "http://$service/metrics" | grep -q '^# TYPE ' || die "$service serves no metrics"
+    readiness=$(curl -fsS "http://$service/readyz")
+    grep -q '"ready":true' <<<"$readiness" || die "$service is not ready: $readiness"
+    metrics=$(curl -fsS "http://$service/metrics")
+    grep -q '^# TYPE ' <<<"$metrics" || die "$service serves no metrics"
 done
-curl -fsS "http://$COMMAND_API_ADDR/metrics" | grep -q '^http_requests_total{method="POST",route="/douyin/user/register/"' ||
+metrics=$(curl -fsS "http://$COMMAND_API_ADDR/metrics")
+grep -q '^http_requests_total{method="POST",route="/douyin/user/register/"' <<<"$metrics" ||
     die "the command API's metrics do not count sign-ups"
 
 # JSON is gzipped for a client that asks, and sent as it is to one that does not.
