@@ -6,6 +6,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::upcast::Upcasters;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PublishedEvent {
     /// `<aggregate_type>/<aggregate_id>/<sequence>`: unique, so consumers can drop repeats.
@@ -127,12 +129,25 @@ impl PublishedEvent {
     /// The domain event carried, for consumers that share our event types. An event of a
     /// version other than the one this build writes is refused, even when its fields happen
     /// to fit: a new version may mean something else.
+    ///
+    /// An event of an older version is first brought up to the current one by this build's
+    /// upcasters ([`crate::upcast`]), so that old events still replay.
     pub fn domain_event<E: DomainEvent>(&self) -> Result<E, EnvelopeError> {
+        self.domain_event_with(&Upcasters::CURRENT)
+    }
+
+    /// As [`Self::domain_event`], with the given upcasters.
+    pub fn domain_event_with<E: DomainEvent>(
+        &self,
+        upcasters: &Upcasters,
+    ) -> Result<E, EnvelopeError> {
+        let (version, payload) =
+            upcasters.upcast(&self.event_type, self.event_version, self.payload.clone());
         let mut tagged = Map::new();
-        tagged.insert(self.event_type.clone(), Value::Object(self.payload.clone()));
+        tagged.insert(self.event_type.clone(), Value::Object(payload));
         let event: E = serde_json::from_value(Value::Object(tagged))?;
         let known = event.event_version();
-        if known != self.event_version.to_string() {
+        if known != version.to_string() {
             return Err(EnvelopeError::UnknownVersion {
                 event_type: self.event_type.clone(),
                 version: self.event_version,
@@ -159,6 +174,59 @@ mod tests {
             payload,
             recorded_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         }
+    }
+
+    /// A v2 of `VideoLiked` as a later build might write it (the liker renamed), and the
+    /// upcaster that build would add.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum LaterLikeEvent {
+        VideoLiked { video_id: i64, liker_id: i64 },
+    }
+
+    impl DomainEvent for LaterLikeEvent {
+        fn event_type(&self) -> String {
+            "VideoLiked".into()
+        }
+
+        fn event_version(&self) -> String {
+            "2".into()
+        }
+    }
+
+    const RENAMED_LIKER: &[crate::upcast::Upcaster] = &[crate::upcast::Upcaster {
+        event_type: "VideoLiked",
+        from: 1,
+        upcast: |mut payload| {
+            if let Some(liker) = payload.remove("user_id") {
+                payload.insert("liker_id".into(), liker);
+            }
+            payload
+        },
+    }];
+
+    #[test]
+    fn an_event_of_an_older_version_replays_through_its_upcaster() {
+        let v1 = PublishedEvent::from_stored(stored(
+            "like",
+            "VideoLiked",
+            json!({"VideoLiked": {"video_id": 3, "user_id": 7}}),
+        ))
+        .unwrap();
+        let event: LaterLikeEvent = v1
+            .domain_event_with(&Upcasters::new(RENAMED_LIKER))
+            .expect("the v1 event reads as v2");
+        assert_eq!(
+            event,
+            LaterLikeEvent::VideoLiked {
+                video_id: 3,
+                liker_id: 7
+            }
+        );
+        // Without the upcaster, a build that writes v2 refuses v1 rather than misread it.
+        assert!(matches!(
+            v1.domain_event_with::<LaterLikeEvent>(&Upcasters::new(&[])),
+            Err(EnvelopeError::Json(_) | EnvelopeError::UnknownVersion { .. })
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore as _};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore as _};
 use domain::id::IdError;
 use domain::{CommentId, MessageId, UserId, VideoId};
 use postgres_es::{PostgresCqrs, PostgresEventRepository};
@@ -13,6 +13,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use tracing::Instrument;
 
 use crate::outbox::Doorbell;
+use crate::upcast::Upcasters;
 use crate::settings::{expose, EventStoreSettings};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/event_store");
@@ -172,7 +173,9 @@ impl EventStore {
     /// after commit is lost if the process dies), but from the outbox through Kafka; the only
     /// query rings the relays' doorbell.
     pub fn cqrs<A: Aggregate>(&self, services: A::Services) -> PostgresCqrs<A> {
-        postgres_es::postgres_cqrs(self.pool.clone(), vec![self.doorbell.on_commit()], services)
+        let store = PersistedEventStore::new_event_store(self.repository())
+            .with_upcasters(Upcasters::CURRENT.for_event_store());
+        CqrsFramework::new(store, vec![self.doorbell.on_commit()], services)
     }
 
     /// A command executor for aggregates whose histories grow long (a conversation): it
@@ -183,18 +186,21 @@ impl EventStore {
         every: usize,
         services: A::Services,
     ) -> PostgresCqrs<A> {
-        postgres_es::postgres_snapshot_cqrs(
-            self.pool.clone(),
-            vec![self.doorbell.on_commit()],
-            every,
-            services,
-        )
+        let store = PersistedEventStore::new_snapshot_store(self.repository(), every)
+            .with_upcasters(Upcasters::CURRENT.for_event_store());
+        CqrsFramework::new(store, vec![self.doorbell.on_commit()], services)
+    }
+
+    /// Events read through it are upcast to their current versions ([`crate::upcast`]).
+    fn repository(&self) -> PostgresEventRepository {
+        PostgresEventRepository::new(self.pool.clone())
     }
 
     /// The current state of one aggregate, straight from its events.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
         let store: PersistedEventStore<PostgresEventRepository, A> =
-            PersistedEventStore::new_event_store(PostgresEventRepository::new(self.pool.clone()));
+            PersistedEventStore::new_event_store(self.repository())
+                .with_upcasters(Upcasters::CURRENT.for_event_store());
         let mut context = store.load_aggregate(id).await?;
         Ok(std::mem::take(context.aggregate()))
     }

@@ -15,6 +15,7 @@ pub mod read_store;
 pub mod redis_store;
 pub mod settings;
 pub mod telemetry;
+pub mod upcast;
 #[cfg(feature = "testing")]
 pub mod testing;
 
