@@ -13,7 +13,7 @@ use object_store::path::Path as Key;
 use object_store::{GetOptions, GetRange, GetResult, ObjectStore};
 use tokio::io::AsyncWriteExt;
 
-use infra::settings::{MediaBackend, MediaSettings};
+use infra::settings::{expose, MediaBackend, MediaSettings};
 
 #[derive(Clone)]
 pub struct MediaStore {
@@ -32,11 +32,16 @@ impl MediaStore {
                     .media_bucket
                     .as_deref()
                     .ok_or_else(|| anyhow::anyhow!("MEDIA_STORE=s3 needs MEDIA_BUCKET"))?;
-                Arc::new(
-                    AmazonS3Builder::from_env()
-                        .with_bucket_name(bucket)
-                        .build()?,
-                )
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(connection) = &settings.s3_connection {
+                    builder = builder
+                        .with_endpoint(&connection.endpoint)
+                        .with_allow_http(connection.endpoint.starts_with("http://"))
+                        .with_region(&connection.region)
+                        .with_access_key_id(&connection.access_key_id)
+                        .with_secret_access_key(expose(&connection.secret_access_key));
+                }
+                Arc::new(builder.build()?)
             }
         };
         Ok(Self { store })

@@ -13,8 +13,8 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use tracing::Instrument;
 
 use crate::outbox::Doorbell;
-use crate::upcast::Upcasters;
 use crate::settings::{expose, EventStoreSettings};
+use crate::upcast::Upcasters;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/event_store");
 

@@ -15,9 +15,9 @@ pub mod read_store;
 pub mod redis_store;
 pub mod settings;
 pub mod telemetry;
-pub mod upcast;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod upcast;
 
 /// Whether a Postgres error code (SQLSTATE) says the server did not answer rather than refused
 /// what was asked: classes 08 (connection), 53 (insufficient resources) and 57 (operator

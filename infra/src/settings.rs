@@ -323,9 +323,9 @@ impl PublicSettings {
 
 /// `MEDIA_STORE` (`local` or `s3`), `MEDIA_DIR`, `MEDIA_BUCKET`, `MAX_UPLOAD_BYTES`, `FFMPEG`,
 /// `FFMPEG_MAX_CONCURRENT`, `UPLOADS_AT_ONCE`: where uploaded videos and their covers are
-/// kept, how covers are taken, and how many uploads are received at once. With `s3`, the standard `AWS_*` variables
-/// (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
-/// `AWS_ALLOW_HTTP`) say how to reach the store.
+/// kept, how covers are taken, and how many uploads are received at once. With `s3`, the
+/// standard `AWS_*` variables (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_REGION`, `AWS_ALLOW_HTTP`) say how to reach the store.
 #[derive(Clone, Debug, Deserialize)]
 pub struct MediaSettings {
     #[serde(default)]
@@ -345,6 +345,20 @@ pub struct MediaSettings {
     /// of up to `max_upload_bytes`; one more is answered "busy" before a byte of it is read.
     #[serde(default = "default_uploads_at_once")]
     pub uploads_at_once: usize,
+    /// Where an `s3` store is, given in code rather than by the `AWS_*` variables (tests
+    /// point at a server of their own); overrides them.
+    #[serde(skip)]
+    pub s3_connection: Option<S3Connection>,
+}
+
+/// An S3-compatible server and the credentials to use there.
+#[derive(Clone, Debug)]
+pub struct S3Connection {
+    /// `http://host:port` (plain HTTP is allowed then) or `https://...`.
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

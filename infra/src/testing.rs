@@ -112,6 +112,7 @@ impl TestSettings {
                 ffmpeg: "ffmpeg".into(),
                 ffmpeg_max_concurrent: 2,
                 uploads_at_once: 32,
+                s3_connection: None,
             },
         }
     }

@@ -138,7 +138,10 @@ mod tests {
         let v3 = fields(json!({"liker_id": 7, "source": "feed"}));
         assert_eq!(upcasters.upcast("VideoLiked", 3, v3.clone()), (3, v3));
         let other = fields(json!({"user_id": 7}));
-        assert_eq!(upcasters.upcast("VideoUnliked", 1, other.clone()), (1, other));
+        assert_eq!(
+            upcasters.upcast("VideoUnliked", 1, other.clone()),
+            (1, other)
+        );
     }
 
     #[test]
@@ -168,6 +171,8 @@ mod tests {
     #[test]
     fn this_build_has_no_upcaster_yet_and_every_event_type_is_at_version_one() {
         assert!(UPCASTERS.is_empty());
-        assert!(domain::published::EVENT_TYPES.iter().all(|event| event.version == 1));
+        assert!(domain::published::EVENT_TYPES
+            .iter()
+            .all(|event| event.version == 1));
     }
 }

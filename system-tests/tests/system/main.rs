@@ -11,6 +11,7 @@ mod openapi;
 mod operations;
 mod rebuild;
 mod replay;
+mod s3;
 mod traces;
 mod verify;
 mod videos;

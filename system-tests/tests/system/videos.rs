@@ -5,12 +5,50 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use futures::StreamExt;
+use infra::settings::MediaBackend;
 use serde_json::Value;
 use system_tests::{sample_video, TestStack, PUBLIC_BASE_URL};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_video_is_listed_with_its_cover_and_streams_by_ranges() {
     let stack = TestStack::spawn().await;
+    publishes_and_streams_by_ranges(&stack).await;
+}
+
+/// `MEDIA_STORE=s3`: the same, against an S3 server (s3s-fs) over HTTP, with credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_s3_store_a_published_video_streams_by_ranges_as_well() {
+    let s3 = crate::s3::S3Server::start("douyin-media").await;
+    let stack = TestStack::spawn_with(|settings| {
+        settings.media.media_store = MediaBackend::S3;
+        settings.media.media_bucket = Some("douyin-media".into());
+        settings.media.s3_connection = Some(s3.connection());
+    })
+    .await;
+    publishes_and_streams_by_ranges(&stack).await;
+    // The video and its cover went to the S3 server, not to a folder of the stack's.
+    let stored = s3.objects("douyin-media");
+    assert!(
+        stored.iter().any(|key| key.starts_with("videos/")),
+        "{stored:?}"
+    );
+    assert!(
+        stored.iter().any(|key| key.starts_with("covers/")),
+        "{stored:?}"
+    );
+    assert!(stack.stored_objects().is_empty());
+    // Wrong credentials are refused by the server: the store is really checked.
+    let mut wrong = s3.connection();
+    wrong.secret_access_key = infra::settings::secret("not-the-secret");
+    let media = http_api::media::MediaStore::connect(&infra::settings::MediaSettings {
+        s3_connection: Some(wrong),
+        ..stack.settings.media.clone()
+    })
+    .unwrap();
+    assert!(media.size(&stored[0]).await.is_err());
+}
+
+async fn publishes_and_streams_by_ranges(stack: &TestStack) {
     let (ann, token) = stack.registered("ann", "password1").await;
 
     let video = stack.published(ann, &token, "cats").await;
