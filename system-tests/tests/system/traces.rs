@@ -96,6 +96,24 @@ async fn a_like_is_one_trace_from_the_request_through_kafka_to_the_projector() {
         .unwrap()
         .ends_with(".like"));
 
+    // The trace as a collector would show it (`cargo nextest run ... --no-capture`).
+    for (depth, span) in [request, recorded, published, applied].iter().enumerate() {
+        eprintln!(
+            "{:indent$}{} [{} .. {}] trace {} span {} {:?}",
+            "",
+            span.name,
+            humantime(span.start_time),
+            humantime(span.end_time),
+            span.span_context.trace_id(),
+            span.span_context.span_id(),
+            span.attributes
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect::<Vec<_>>(),
+            indent = depth * 2
+        );
+    }
+
     // No secret in anything exported: the token travels in the query string, the password
     // was in a sign-up's.
     for span in &spans {
@@ -103,4 +121,10 @@ async fn a_like_is_one_trace_from_the_request_through_kafka_to_the_projector() {
         assert!(!exported.contains(&ann_token), "a token in {span:#?}");
         assert!(!exported.contains(password), "a password in {span:#?}");
     }
+}
+
+fn humantime(at: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at)
+        .format("%H:%M:%S%.6f")
+        .to_string()
 }
