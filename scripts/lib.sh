@@ -194,9 +194,15 @@ remove_test_runs() { # prefix...
         log "keeping what test run $1 made (KEEP_TEST_DATA is set)"
         return
     fi
+    # Built with the tests (and with any stack): a run stopped before either made nothing yet,
+    # and is left on record for the next run, rather than building everything to remove it.
+    local remover=${CARGO_TARGET_DIR:-$ROOT/target}/debug/remove-test-run
+    if [ ! -x "$remover" ]; then
+        log "no test was built yet: nothing of test run $1 to remove"
+        return
+    fi
     for prefix in "$@"; do
-        (cd "$ROOT" && cargo run --quiet -p system-tests --bin remove-test-run -- "$prefix") &&
-            rm -f "$ROOT/.run/test-runs/$prefix"
+        "$remover" "$prefix" && rm -f "$ROOT/.run/test-runs/$prefix"
     done
 }
 
