@@ -179,13 +179,37 @@ own_test_run() {
     export TEST_RUN_PREFIX
     local runs=$ROOT/.run/test-runs run
     mkdir -p "$runs"
-    echo $$ >"$runs/$TEST_RUN_PREFIX"
+    # Whole or not at all: a run starting meanwhile must not read an empty record as stopped.
+    echo $$ >"$runs/.$TEST_RUN_PREFIX" && mv "$runs/.$TEST_RUN_PREFIX" "$runs/$TEST_RUN_PREFIX"
     local stopped=("$TEST_RUN_PREFIX")
     for run in "$runs"/*; do
         [ "$(basename "$run")" = "$TEST_RUN_PREFIX" ] && continue
-        kill -0 "$(cat "$run" 2>/dev/null)" 2>/dev/null || stopped+=("$(basename "$run")")
+        if ! kill -0 "$(cat "$run" 2>/dev/null)" 2>/dev/null; then
+            stopped+=("$(basename "$run")")
+            # Its stacks first, now: they hold ports this run's stacks may want.
+            stop_stacks_of "$(basename "$run")"
+        fi
+    done
+    # Folders of finished runs' stacks (their logs, kept for one run).
+    local dir prefix
+    for dir in "$ROOT"/.run/test-*/; do
+        [ -d "$dir" ] || continue
+        prefix=$(basename "$dir" | sed -n 's/^\(test-[0-9a-f]\{8\}-\).*/\1/p')
+        [ -n "$prefix" ] || continue
+        kill -0 "$(cat "$runs/$prefix" 2>/dev/null)" 2>/dev/null || stop_stacks_of "$prefix"
     done
     at_exit remove_test_runs "${stopped[@]}"
+}
+
+# Stops the stacks a test run started (own_stack) and removes their folders; with `keep-logs`,
+# their logs stay (until the next run) for a failure to be looked into.
+stop_stacks_of() { # prefix [keep-logs]
+    local dir
+    for dir in "$ROOT/.run/$1"*/; do
+        [ -d "$dir" ] || continue
+        RUN_DIR=${dir%/} "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
+        if [ "${2:-}" = keep-logs ]; then rm -rf "$dir/media"; else rm -rf "$dir"; fi
+    done
 }
 
 remove_test_runs() { # prefix...
@@ -201,20 +225,26 @@ remove_test_runs() { # prefix...
         log "no test was built yet: nothing of test run $1 to remove"
         return
     fi
+    stop_stacks_of "$1" keep-logs
     for prefix in "$@"; do
-        "$remover" "$prefix" && rm -f "$ROOT/.run/test-runs/$prefix"
+        # The servers the tests used, whatever a stack's settings said.
+        TEST_POSTGRES_URL=$PG_SERVER REDIS_URL=redis://127.0.0.1:$REDIS_PORT \
+            KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT "$remover" "$prefix" &&
+            rm -f "$ROOT/.run/test-runs/$prefix"
     done
 }
 
 # A whole stack of a test's own beside `make run`'s (scripts/stack.sh, with these settings):
-# four ports from $2 (nginx, command API, query API, projector), a folder .run/$1 for its logs and media, and databases, Redis keys,
-# topics and a consumer group named under the test run (own_test_run).
+# four ports from $2 (nginx, command API, query API, projector), a folder of its own for logs
+# and media (.run/<run prefix><name>), and databases, Redis keys, topics and a consumer group
+# named under the test run (own_test_run). Refuses ports in use: it never stops a stack it
+# did not start.
 own_stack() { # name, first of four ports
-    local own=$TEST_RUN_PREFIX$1
-    export RUN_DIR=$ROOT/.run/$1
-    # What an interrupted run of the same test left running.
-    if [ -d "$RUN_DIR" ]; then "$ROOT/scripts/stack.sh" down; fi
-    rm -rf "$RUN_DIR"
+    local own=$TEST_RUN_PREFIX$1 port
+    for port in "$2" $(($2 + 1)) $(($2 + 2)) $(($2 + 3)); do
+        if port_open "$port"; then die "port $port is taken: another stack runs there"; fi
+    done
+    export RUN_DIR=$ROOT/.run/$own
     mkdir -p "$RUN_DIR"
     export PROFILE=${PROFILE:-dev}
     export PROXY_PORT=$2
@@ -229,10 +259,4 @@ own_stack() { # name, first of four ports
     export PROJECTOR_GROUP=$own-projector
     export RATE_LIMIT_KEY_PREFIX=$own-limits:
     export MEDIA_DIR=$RUN_DIR/media
-    local port
-    for port in "$2" $(($2 + 1)) $(($2 + 2)) $(($2 + 3)); do
-        if port_open "$port"; then die "port $port is taken: another stack runs there"; fi
-    done
-    create_database "$own-events"
-    create_database "$own-read"
 }

@@ -49,6 +49,15 @@ alive() { kill -0 "$1" 2>/dev/null && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev
 
 running() { [ -s "$RUN_DIR/$1.pid" ] && alive "$(cat "$RUN_DIR/$1.pid")"; }
 
+# Whether process $1 is still the one a pid file named $2 was written for: after a restart of
+# the machine, the number may belong to anything.
+is_ours() { # pid, name
+    local program=${2%-2}
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q -- "$program"
+}
+
+database_of() { local url=${1%%\?*}; echo "${url##*/}"; }
+
 start_service() { # name [binary]
     local name=$1 binary=${2:-$1}
     if running "$name"; then return; fi
@@ -104,8 +113,9 @@ nginx_bin() { command -v nginx || echo /usr/sbin/nginx; }
 up() {
     ensure_services
     ensure_nginx
-    create_database douyin
-    create_database douyin_read
+    # The databases of this stack's settings (a test's stack has its own).
+    create_database "$(database_of "$DATABASE_URL")"
+    create_database "$(database_of "$READ_DATABASE_URL")"
     jwt_secret
     log "building the services ($PROFILE)"
     (cd "$ROOT" && cargo build --profile "$PROFILE" --bins --quiet)
@@ -141,7 +151,7 @@ stop_pid() { # name
     # nginx removes its own pid file as it quits, maybe between a check and a read.
     pid=$(cat "$file" 2>/dev/null) || return 0
     [ -n "$pid" ] || return 0
-    if alive "$pid"; then
+    if alive "$pid" && is_ours "$pid" "$1"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true

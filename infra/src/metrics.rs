@@ -23,10 +23,13 @@ pub const HTTP_REQUEST_DURATION: &str = "http_request_duration_seconds";
 /// Tries refused by a rate limit, by `limit`.
 pub const RATE_LIMIT_REFUSALS: &str = "rate_limit_refusals_total";
 
-/// Events committed and not yet acknowledged by the broker (read at each scrape).
+/// Events committed and not yet acknowledged by the broker, parked ones aside (read at each
+/// scrape).
 pub const OUTBOX_BACKLOG: &str = "outbox_backlog_events";
-/// Seconds since the oldest event waiting in the outbox was recorded; 0 when none waits.
+/// Seconds since the oldest of them was recorded; 0 when none waits.
 pub const OUTBOX_OLDEST_AGE: &str = "outbox_oldest_event_age_seconds";
+/// Events parked in the outbox as unpublishable, waiting for an operator.
+pub const OUTBOX_PARKED: &str = "outbox_parked_events";
 /// Events the relay published (the broker acknowledged them).
 pub const RELAY_PUBLISHED: &str = "relay_published_events_total";
 /// Relay attempts that failed (the broker or the event store away), each retried.
@@ -231,7 +234,11 @@ pub fn redis_at(settings: &crate::settings::RedisSettings) -> CheckFuture<'stati
 pub fn broker(client: std::sync::Arc<rdkafka::consumer::BaseConsumer>) -> CheckFuture<'static> {
     Box::pin(async move {
         tokio::task::spawn_blocking(move || {
-            rdkafka::consumer::Consumer::fetch_metadata(&*client, None, CHECK_TIMEOUT)
+            let answer = rdkafka::consumer::Consumer::fetch_metadata(&*client, None, CHECK_TIMEOUT);
+            // Serves the events librdkafka queued meanwhile (errors while the broker was
+            // away), which would otherwise pile up in this never-polled client.
+            while client.poll(std::time::Duration::ZERO).is_some() {}
+            answer
         })
         .await??;
         Ok(())

@@ -24,7 +24,7 @@ use crate::backoff::Backoff;
 use crate::envelope::{PublishedEvent, StoredEvent};
 use crate::kafka::{ensure_topics, Topics};
 use crate::metrics::{
-    OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, RELAY_ERRORS, RELAY_PARKED, RELAY_PUBLISHED,
+    OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED, RELAY_ERRORS, RELAY_PARKED, RELAY_PUBLISHED,
 };
 use crate::settings::KafkaSettings;
 
@@ -408,29 +408,35 @@ impl Relay {
     }
 }
 
-/// What waits in the outbox: how many events, and how long the oldest has waited.
+/// What waits in the outbox: how many events, how long the oldest has waited, and how many
+/// are parked (unpublishable, held for an operator: docs/architecture.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backlog {
     pub events: i64,
     pub oldest_age: Duration,
+    pub parked: i64,
 }
 
 impl Backlog {
-    /// Reads the outbox (an index-only count: the backlog is small unless the broker is away).
+    /// Reads the outbox (small, unless the broker is away). Parked events are counted apart:
+    /// they stay until an operator acts, and would otherwise keep the age growing for ever.
     pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let (events, oldest_age): (i64, f64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM outbox),
+        let (events, oldest_age, parked): (i64, f64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM outbox WHERE parked_because IS NULL),
                     coalesce((SELECT extract(epoch FROM now() - e.recorded_at)::float8
                                 FROM outbox o
                                 JOIN events e USING (aggregate_type, aggregate_id, sequence)
+                               WHERE o.parked_because IS NULL
                                ORDER BY o.id
-                               LIMIT 1), 0)",
+                               LIMIT 1), 0),
+                    (SELECT count(*) FROM outbox WHERE parked_because IS NOT NULL)",
         )
         .fetch_one(pool)
         .await?;
         Ok(Self {
             events,
             oldest_age: Duration::from_secs_f64(oldest_age.max(0.0)),
+            parked,
         })
     }
 
@@ -438,6 +444,7 @@ impl Backlog {
     pub fn record(&self) {
         metrics::gauge!(OUTBOX_BACKLOG).set(self.events as f64);
         metrics::gauge!(OUTBOX_OLDEST_AGE).set(self.oldest_age.as_secs_f64());
+        metrics::gauge!(OUTBOX_PARKED).set(self.parked as f64);
     }
 }
 

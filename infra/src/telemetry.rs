@@ -41,8 +41,8 @@ pub fn init() {
 }
 
 /// As [`init`], exporting traces to `provider` if one is given (a test gives an in-memory
-/// one). The first call in a process wins.
-pub fn init_with(provider: Option<SdkTracerProvider>) {
+/// one). The first call in a process wins: returns whether this one did.
+pub fn init_with(provider: Option<SdkTracerProvider>) -> bool {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
         tracing_subscriber::fmt::layer().json().boxed()
@@ -58,13 +58,20 @@ pub fn init_with(provider: Option<SdkTracerProvider>) {
         .with(traces)
         .try_init();
     // A second call (several apps in one test process) keeps the first subscriber.
-    if result.is_ok() {
-        if let Some(provider) = provider {
-            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-            let _ = TRACES.set(provider);
-        }
-        log_panics();
+    if result.is_err() {
+        return false;
     }
+    if let Some(provider) = provider {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let _ = TRACES.set(provider);
+    }
+    log_panics();
+    true
+}
+
+/// Whether this process exports traces.
+pub fn traces_on() -> bool {
+    TRACES.get().is_some()
 }
 
 /// Sends the traces not exported yet; call before the process exits.
@@ -117,7 +124,7 @@ pub fn current_trace_context() -> HashMap<String, String> {
 /// Makes `span` a child of the trace context in `carrier` (an event's metadata, a message's
 /// headers); a carrier without a valid one leaves `span` a root.
 pub fn continue_trace(span: &Span, carrier: &HashMap<String, String>) {
-    if TRACES.get().is_none() {
+    if !traces_on() {
         return;
     }
     let parent = TraceContextPropagator::new().extract(carrier);

@@ -182,6 +182,9 @@ impl EventLoop<'_> {
 /// A span for applying `message`, child of the span that published it, if the message
 /// carries a trace context (`traceparent`).
 fn applying(message: &BorrowedMessage<'_>) -> Option<tracing::Span> {
+    if !infra::telemetry::traces_on() {
+        return None;
+    }
     let headers = message.headers()?;
     let context: std::collections::HashMap<String, String> = headers
         .iter()

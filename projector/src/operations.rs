@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use infra::metrics::{
     Dependency, Readiness, CHECK_TIMEOUT, PROJECTOR_DEAD_LETTERS, PROJECTOR_HELD_BACK,
     REBUILD_IN_PROGRESS, REBUILD_READ_THROUGH, REBUILD_REPLAYED,
@@ -22,6 +22,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::Settings;
+
+/// How long a connection may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Operations {
     metrics: PrometheusHandle,
@@ -62,7 +65,11 @@ impl Operations {
                     let operations = operations.clone();
                     async move { Ok::<_, Infallible>(operations.answer(request).await) }
                 });
+                // A client that opens a connection and sends nothing is let go after a
+                // while rather than held for ever.
                 let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), service);
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "an operator's connection failed");

@@ -77,15 +77,15 @@ impl Services {
     }
 }
 
-/// Accepts only one run's prefix: `test-`, something of its own, and a dash. `test-` alone would
-/// take every run's names, and anything else might be another deployment's.
+/// Accepts only one run's prefix: `test-`, letters and digits of its own, and a dash. `test-`
+/// alone would take every run's names, and anything else might be another deployment's.
 fn check(prefix: &str) -> Result<(), LeftoversError> {
     let id = prefix
         .strip_prefix("test-")
         .and_then(|rest| rest.strip_suffix('-'))
         .unwrap_or_default();
-    let harmless = id.chars().any(|c| c.is_ascii_alphanumeric())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    // No dash inside: `test-ci-` would take `test-ci-7-`'s names too.
+    let harmless = !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric());
     if harmless {
         Ok(())
     } else {
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn only_one_runs_prefix_is_accepted() {
-        for prefix in ["test-1a2b3c4d-", "test-ci-7-"] {
+        for prefix in ["test-1a2b3c4d-", "test-dev0001-"] {
             assert!(check(prefix).is_ok(), "{prefix}");
         }
         for prefix in [

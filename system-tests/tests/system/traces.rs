@@ -27,7 +27,11 @@ async fn a_like_is_one_trace_from_the_request_through_kafka_to_the_projector() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    infra::telemetry::init_with(Some(provider.clone()));
+    assert!(
+        infra::telemetry::init_with(Some(provider.clone())),
+        "the test exporter is this process's first subscriber (run the test under nextest, a \
+         process per test)"
+    );
     let stack = TestStack::spawn().await;
     let password = "password-of-ann";
     let (ann, ann_token) = stack.registered("ann", password).await;
