@@ -172,3 +172,32 @@ fn sample(aggregate_type: &str, event_type: &str, version: u32) -> infra::envelo
         payload: serde_json::Map::new(),
     }
 }
+
+#[test]
+fn every_committed_schema_file_is_a_schema_of_a_known_event_type() {
+    let dir = workspace().join(SCHEMA_DIR);
+    let known: Vec<&str> = domain::published::EVENT_TYPES
+        .iter()
+        .map(|event| event.event_type)
+        .collect();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let schema: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(&name)).unwrap())
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert!(
+            jsonschema::validator_for(&schema).is_ok(),
+            "{name} is not a schema"
+        );
+        if name == ENVELOPE_FILE {
+            continue;
+        }
+        // Old versions stay (their events are still in the store and on the topics).
+        let (event_type, version) = name
+            .strip_suffix(".json")
+            .and_then(|stem| stem.rsplit_once(".v"))
+            .unwrap_or_else(|| panic!("{name} is not <event_type>.v<version>.json"));
+        assert!(known.contains(&event_type), "{name}: no such event type");
+        assert!(version.parse::<u32>().is_ok_and(|v| v >= 1), "{name}");
+    }
+}
