@@ -176,8 +176,8 @@ mod tests {
         }
     }
 
-    /// A v2 of `VideoLiked` as a later build might write it (the liker renamed), and the
-    /// upcaster that build would add.
+    /// A v2 of `VideoLiked` as a later build might write it (the liker renamed: the upcaster
+    /// is `crate::upcast::example::RENAMED_LIKER`).
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum LaterLikeEvent {
         VideoLiked { video_id: i64, liker_id: i64 },
@@ -193,16 +193,7 @@ mod tests {
         }
     }
 
-    const RENAMED_LIKER: &[crate::upcast::Upcaster] = &[crate::upcast::Upcaster {
-        event_type: "VideoLiked",
-        from: 1,
-        upcast: |mut payload| {
-            if let Some(liker) = payload.remove("user_id") {
-                payload.insert("liker_id".into(), liker);
-            }
-            payload
-        },
-    }];
+    const RENAMED_LIKER: &[crate::upcast::Upcaster] = &[crate::upcast::example::RENAMED_LIKER];
 
     #[test]
     fn an_event_of_an_older_version_replays_through_its_upcaster() {

@@ -52,6 +52,31 @@ pub async fn fresh_database(label: &str) -> String {
     format!("{server}/{name}")
 }
 
+/// An event as the relay would publish it, at its type's first version, for tests that feed
+/// consumers by hand.
+pub fn published_event(
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    event_type: &str,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    payload: serde_json::Value,
+) -> PublishedEvent {
+    PublishedEvent {
+        event_id: format!("{aggregate_type}/{aggregate_id}/{sequence}"),
+        event_type: event_type.to_owned(),
+        event_version: 1,
+        aggregate_type: aggregate_type.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        sequence,
+        occurred_at,
+        payload: match payload {
+            serde_json::Value::Object(fields) => fields,
+            other => panic!("a payload is an object, not {other}"),
+        },
+    }
+}
+
 /// Settings for one test: fresh databases, and prefixes nobody else uses.
 #[derive(Clone, Debug)]
 pub struct TestSettings {

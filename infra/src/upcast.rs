@@ -88,33 +88,44 @@ impl EventUpcaster for Upcaster {
     }
 }
 
+/// The worked example of docs/events.md, for the tests: suppose `VideoLiked` v2 named the
+/// liker `liker_id` where v1 said `user_id`, and v3 added where the like came from.
+#[cfg(test)]
+pub(crate) mod example {
+    use serde_json::json;
+
+    use super::Upcaster;
+
+    pub const RENAMED_LIKER: Upcaster = Upcaster {
+        event_type: "VideoLiked",
+        from: 1,
+        upcast: |mut payload| {
+            if let Some(liker) = payload.remove("user_id") {
+                payload.insert("liker_id".into(), liker);
+            }
+            payload
+        },
+    };
+
+    pub const SOURCE_ADDED: Upcaster = Upcaster {
+        event_type: "VideoLiked",
+        from: 2,
+        upcast: |mut payload| {
+            payload.insert("source".into(), json!("unknown"));
+            payload
+        },
+    };
+
+    /// Out of order on purpose: a chain is found by version, not by place.
+    pub const EXAMPLE: &[Upcaster] = &[SOURCE_ADDED, RENAMED_LIKER];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The worked example of docs/events.md: suppose `VideoLiked` v2 named the liker
-    /// `liker_id` where v1 said `user_id`, and v3 added where the like came from.
-    const EXAMPLE: &[Upcaster] = &[
-        Upcaster {
-            event_type: "VideoLiked",
-            from: 2,
-            upcast: |mut payload| {
-                payload.insert("source".into(), json!("unknown"));
-                payload
-            },
-        },
-        Upcaster {
-            event_type: "VideoLiked",
-            from: 1,
-            upcast: |mut payload| {
-                if let Some(liker) = payload.remove("user_id") {
-                    payload.insert("liker_id".into(), liker);
-                }
-                payload
-            },
-        },
-    ];
+    use super::example::EXAMPLE;
 
     fn fields(value: Value) -> Map<String, Value> {
         match value {

@@ -161,16 +161,16 @@ fn the_asyncapi_document_describes_every_topic_and_event_as_published() {
 }
 
 fn sample(aggregate_type: &str, event_type: &str, version: u32) -> infra::envelope::PublishedEvent {
-    infra::envelope::PublishedEvent {
-        event_id: format!("{aggregate_type}/1/1"),
-        event_type: event_type.to_owned(),
-        event_version: version,
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id: "1".to_owned(),
-        sequence: 1,
-        occurred_at: chrono::Utc::now(),
-        payload: serde_json::Map::new(),
-    }
+    let mut event = infra::testing::published_event(
+        aggregate_type,
+        "1",
+        1,
+        event_type,
+        chrono::Utc::now(),
+        serde_json::json!({}),
+    );
+    event.event_version = version;
+    event
 }
 
 #[test]

@@ -121,16 +121,14 @@ fn event(
     event_type: &str,
     payload: serde_json::Value,
 ) -> PublishedEvent {
-    PublishedEvent {
-        event_id: format!("{aggregate_type}/{aggregate_id}/{sequence}"),
-        event_type: event_type.to_owned(),
-        event_version: 1,
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id: aggregate_id.to_owned(),
+    infra::testing::published_event(
+        aggregate_type,
+        aggregate_id,
         sequence,
-        occurred_at: Utc::now(),
-        payload: payload.as_object().unwrap().clone(),
-    }
+        event_type,
+        Utc::now(),
+        payload,
+    )
 }
 
 fn liked(sequence: i64) -> PublishedEvent {

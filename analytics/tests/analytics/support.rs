@@ -5,13 +5,11 @@ use std::time::Duration;
 
 use analytics::consumer::Progress;
 use analytics::{Analytics, AnalyticsSettings, Settings};
-use chrono::{DateTime, Utc};
 use infra::envelope::PublishedEvent;
 use infra::kafka::{ensure_topics, producer, Topics};
 use infra::settings::{secret, KafkaSettings};
 use infra::testing::{fresh_database, unique};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// The aggregate types of docs/events.md: a topic each.
@@ -64,25 +62,7 @@ pub async fn catch_up(settings: &Settings) -> Progress {
 }
 
 /// An event of the contract's first version.
-pub fn event(
-    aggregate_type: &str,
-    aggregate_id: &str,
-    sequence: i64,
-    event_type: &str,
-    occurred_at: DateTime<Utc>,
-    payload: Value,
-) -> PublishedEvent {
-    PublishedEvent {
-        event_id: format!("{aggregate_type}/{aggregate_id}/{sequence}"),
-        event_type: event_type.to_owned(),
-        event_version: 1,
-        aggregate_type: aggregate_type.to_owned(),
-        aggregate_id: aggregate_id.to_owned(),
-        sequence,
-        occurred_at,
-        payload: payload.as_object().expect("a payload is an object").clone(),
-    }
-}
+pub use infra::testing::published_event as event;
 
 /// Publishes as the relay does: to the aggregate type's topic, keyed by aggregate id.
 pub struct Publisher {
