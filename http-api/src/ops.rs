@@ -83,12 +83,11 @@ pub fn metrics_answer(handle: &PrometheusHandle) -> HttpResponse {
 
 /// `/readyz`: 200 when every dependency answered, else 503 naming those that did not.
 pub fn readiness_answer(readiness: &Readiness) -> HttpResponse {
-    let mut answer = if readiness.ready {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
-    answer.content_type(ContentType::json()).json(readiness)
+    let status = actix_web::http::StatusCode::from_u16(readiness.http_status())
+        .expect("200 and 503 are statuses");
+    HttpResponse::build(status)
+        .content_type(ContentType::json())
+        .json(readiness)
 }
 
 #[cfg(test)]

@@ -186,6 +186,15 @@ impl Readiness {
             checks,
         }
     }
+
+    /// The HTTP status `/readyz` answers with.
+    pub fn http_status(&self) -> u16 {
+        if self.ready {
+            200
+        } else {
+            503
+        }
+    }
 }
 
 /// A boxed readiness check, so that one service's checks of different stores fit one list.
@@ -208,17 +217,8 @@ pub fn postgres_pool(pool: &deadpool_postgres::Pool) -> CheckFuture<'_> {
     })
 }
 
-/// Redis answers a PING.
-pub fn redis(connection: &redis::aio::ConnectionManager) -> CheckFuture<'static> {
-    let mut connection = connection.clone();
-    Box::pin(async move {
-        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
-        Ok(())
-    })
-}
-
-/// Redis answers a PING on a connection of the check's own (for a service whose own
-/// connection may be waiting out a reconnection backoff).
+/// Redis answers a PING, on a connection of the check's own: a service's own connection may
+/// be waiting out a reconnection backoff, and a probe every few seconds costs little.
 pub fn redis_at(settings: &crate::settings::RedisSettings) -> CheckFuture<'static> {
     let url = crate::settings::expose(&settings.redis_url).to_owned();
     Box::pin(async move {

@@ -246,7 +246,11 @@ impl Relay {
             );
             // The write's trace goes on: this span is a child of the span that recorded the
             // event, and the message carries its own context to the consumers.
-            let write = trace_context(row.get("metadata"));
+            let write = if crate::telemetry::traces_on() {
+                trace_context(row.get("metadata"))
+            } else {
+                HashMap::new()
+            };
             if !write.is_empty() {
                 let span = tracing::info_span!(
                     "publish event",

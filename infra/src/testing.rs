@@ -268,6 +268,17 @@ pub async fn wipe_redis(settings: &RedisSettings) {
     .expect("Redis runs the script");
 }
 
+/// Asserts that `binary --help` lists each of `commands`, and that each answers `--help` of
+/// its own: the operators' command line, checked without settings or services.
+pub fn assert_help_lists(binary: &str, commands: &[&str]) {
+    let usage = help(binary, &[]);
+    assert!(usage.contains("Usage:"), "{usage}");
+    for command in commands {
+        assert!(usage.contains(command), "{command} is listed: {usage}");
+        assert!(help(binary, &[command]).contains("Usage:"));
+    }
+}
+
 /// What `binary` prints for `<args> --help`, run without settings or services; panics unless
 /// it succeeds. For the tests of the operators' command lines.
 pub fn help(binary: &str, args: &[&str]) -> String {

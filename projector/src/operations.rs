@@ -96,11 +96,8 @@ impl Operations {
             }
             "/readyz" => {
                 let readiness = self.readiness().await;
-                let status = if readiness.ready {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
+                let status = StatusCode::from_u16(readiness.http_status())
+                    .expect("200 and 503 are statuses");
                 let mut answer = text(
                     status,
                     serde_json::to_string(&readiness).expect("readiness is JSON"),

@@ -4,15 +4,15 @@
 use actix_web::{web, HttpResponse};
 use http_api::ops::{metrics_answer, readiness_answer};
 use infra::metrics::{Dependency, Readiness};
+use infra::settings::RedisSettings;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 
 /// What the two routes need: the process's metrics, and connections of their own to the read
 /// stores, apart from the requests' (see [`infra::read_store::connect_for_operations`]).
 pub struct Operations {
     pub metrics: PrometheusHandle,
     pub read_store: deadpool_postgres::Pool,
-    pub redis: ConnectionManager,
+    pub redis: RedisSettings,
 }
 
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -31,7 +31,10 @@ async fn readyz(operations: web::Data<Operations>) -> HttpResponse {
             Dependency::Postgres,
             infra::metrics::postgres_pool(&operations.read_store),
         ),
-        (Dependency::Redis, infra::metrics::redis(&operations.redis)),
+        (
+            Dependency::Redis,
+            infra::metrics::redis_at(&operations.redis),
+        ),
     ])
     .await;
     readiness_answer(&readiness)

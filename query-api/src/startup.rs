@@ -34,7 +34,7 @@ impl Application {
         let operations = web::Data::new(Operations {
             metrics: infra::metrics::install(),
             read_store: infra::read_store::connect_for_operations(&settings.read_store).await?,
-            redis: redis_store::connect(&settings.redis).await?,
+            redis: settings.redis.clone(),
         });
 
         let listener = TcpListener::bind(settings.listen)?;
