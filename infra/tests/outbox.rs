@@ -253,7 +253,12 @@ async fn a_relay_whose_topic_is_gone_makes_it_again_and_publishes_on() {
             .create()
             .unwrap();
     admin
-        .delete_topics(&[topic.as_str()], &rdkafka::admin::AdminOptions::new())
+        .delete_topics(
+            &[topic.as_str()],
+            // The answer waits for the deletion to be done: an event published meanwhile
+            // would go down with the topic.
+            &rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .unwrap();
     insert_event(&pool, "2", 1).await;

@@ -275,6 +275,26 @@ impl TestStack {
         }
     }
 
+    /// Polls a user's card (as `token`'s holder sees it) until `holds` is true of it (10 s
+    /// at most); returns the card. Counters are in Redis, made after the Postgres lists of the
+    /// same events: a list that shows an event does not mean the counts do yet.
+    pub async fn user_eventually(
+        &self,
+        user_id: i64,
+        token: &str,
+        holds: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let user_id = user_id.to_string();
+        let reply = self
+            .eventually(
+                "/douyin/user/",
+                &[("user_id", &user_id), ("token", token)],
+                |reply| holds(&reply["user"]),
+            )
+            .await;
+        reply["user"].clone()
+    }
+
     /// GETs a URL the stack handed out, from the query API.
     pub async fn fetch(&self, url: &str, range: Option<&str>) -> reqwest::Response {
         let path = url
@@ -309,6 +329,38 @@ impl TestStack {
             .fetch_one(&self.event_store)
             .await
             .expect("the event store answers")
+    }
+
+    /// Waits (10 s at most) until the Postgres read models have applied every stored event of
+    /// `aggregate_type`: from then on, only the Redis side of the last batch may still be on
+    /// its way, and counts read no longer move but to their final value.
+    pub async fn projected_all(&self, aggregate_type: &str) {
+        let start = Instant::now();
+        loop {
+            let stored: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
+                    .bind(aggregate_type)
+                    .fetch_one(&self.event_store)
+                    .await
+                    .expect("the event store answers");
+            // An aggregate's events are numbered from 1 without a gap, and applied in order.
+            let applied: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(sequence), 0)::bigint FROM applied_sequences
+                  WHERE aggregate_type = $1",
+            )
+            .bind(aggregate_type)
+            .fetch_one(&self.read_store)
+            .await
+            .expect("the read store answers");
+            if applied == stored {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{applied} of {stored} {aggregate_type} events applied"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

@@ -328,5 +328,6 @@ async fn a_user_is_readable_soon_after_registering() {
         "register reply to readable: median {median:?}, worst {:?}",
         lags[lags.len() - 1]
     );
-    assert!(median < Duration::from_millis(500), "median lag {median:?}");
+    // Not a speed check (`make bench` measures the lag): "soon", on a loaded test machine.
+    assert!(median < Duration::from_secs(2), "median lag {median:?}");
 }

@@ -38,7 +38,8 @@ async fn make_things(services: &Services, prefix: &str) {
     admin
         .create_topics(
             &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
+            // The answer waits for the topic to be made, so the remover finds it.
+            &AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(10))),
         )
         .await
         .unwrap();

@@ -57,6 +57,7 @@ async fn history() -> History {
                 && video["is_favorite"] == true
                 && video["author"]["follower_count"] == 1
                 && video["author"]["is_follow"] == true
+                && video["author"]["total_favorited"] == 1
         })
         .await;
     History {
@@ -114,13 +115,19 @@ async fn unlike_counts_once(history: &History) {
                 && video["is_favorite"] == false
                 && video["author"]["is_follow"] == true
                 && video["author"]["follower_count"] == 1
+                && video["author"]["total_favorited"] == 0
         })
         .await;
-    let bob_card = stack.user(history.bob, &history.bob_token).await;
-    assert_eq!(bob_card["user"]["favorite_count"], 0);
-    let ann_card = stack.user(history.ann, &history.bob_token).await;
-    assert_eq!(ann_card["user"]["total_favorited"], 0);
-    assert_eq!(ann_card["user"]["follower_count"], 1);
+    stack
+        .user_eventually(history.bob, &history.bob_token, |bob| {
+            bob["favorite_count"] == 0
+        })
+        .await;
+    stack
+        .user_eventually(history.ann, &history.bob_token, |ann| {
+            ann["total_favorited"] == 0 && ann["follower_count"] == 1
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

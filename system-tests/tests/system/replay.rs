@@ -323,6 +323,7 @@ async fn stop_a_replay_midway(stack: &TestStack) {
     ))
     .await
     .unwrap();
+    let started = std::time::Instant::now();
     loop {
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT events FROM public_replay.replay_progress")
@@ -335,6 +336,10 @@ async fn stop_a_replay_midway(stack: &TestStack) {
         assert!(
             !replaying.is_finished(),
             "the replay ended before it could be stopped"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the replay made no progress"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

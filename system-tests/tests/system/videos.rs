@@ -318,7 +318,12 @@ async fn a_publish_that_waits_too_long_for_ffmpeg_is_refused_as_busy() {
 
     let (first, second) = tokio::join!(stack.publish(&token, "first", sample_video()), async {
         let started = dir.path().join("started");
+        let waiting = std::time::Instant::now();
         while !started.exists() {
+            assert!(
+                waiting.elapsed() < std::time::Duration::from_secs(10),
+                "the first publish never started ffmpeg"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let events = stack.count_events().await;
@@ -519,7 +524,9 @@ async fn uploads_past_the_number_at_once_are_busy_before_they_are_read() {
     let (author, token) = stack.registered("ann", "password").await;
     // An anonymous upload whose rest never comes holds the only slot.
     let holding = tokio::spawn(stalled_publish(&stack, &[]));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Nothing outside shows the slot taken: time for the request's head to arrive, with room
+    // for a loaded machine.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 
     let busy = stack.publish(&token, "cats", sample_video()).await;
     assert_eq!(busy["status_code"], 503, "{busy}");
