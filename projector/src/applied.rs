@@ -4,11 +4,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Transaction;
-use futures::future::try_join_all;
 use infra::envelope::PublishedEvent;
-use tokio_postgres::types::ToSql;
-
-use crate::projections::Param;
 
 pub type Aggregate = (String, String);
 
@@ -128,40 +124,4 @@ impl AppliedSequences {
         .await?;
         Ok(())
     }
-}
-
-/// Runs `statements` in order, sent one after another without waiting for each reply (the
-/// client pipelines the requests of futures polled together, in the order first polled), so
-/// a batch of a hundred statements costs about one round trip, not a hundred. Each distinct
-/// statement is prepared once per connection.
-pub async fn execute_pipelined(
-    tx: &Transaction<'_>,
-    statements: &[&(&'static str, Vec<Param>)],
-) -> Result<(), tokio_postgres::Error> {
-    if statements.is_empty() {
-        return Ok(());
-    }
-    let mut prepared = HashMap::new();
-    for (sql, _) in statements {
-        if !prepared.contains_key(sql) {
-            prepared.insert(*sql, tx.prepare_cached(sql).await?);
-        }
-    }
-    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
-        .iter()
-        .map(|(_, params)| {
-            params
-                .iter()
-                .map(|param| param.as_ref() as &(dyn ToSql + Sync))
-                .collect()
-        })
-        .collect();
-    try_join_all(
-        statements
-            .iter()
-            .zip(&params)
-            .map(|((sql, _), params)| tx.execute(&prepared[sql], params)),
-    )
-    .await?;
-    Ok(())
 }

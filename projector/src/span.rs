@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::projections::Param;
-
 /// Per partition (`topic`, `partition`), the first and last offsets of a batch's messages.
 /// Empty for events an operator redrives (they come from the dead letters, not the broker).
 #[derive(Debug, Default, Clone)]
@@ -38,8 +36,15 @@ impl Span {
             .collect()
     }
 
-    /// The statement recording the batch's last offsets in `applied_offsets`.
-    pub fn record(&self) -> (&'static str, Vec<Param>) {
+    /// Records the batch's last offsets in `applied_offsets`, in its transaction (nothing for
+    /// an empty span).
+    pub async fn record(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.is_empty() {
+            return Ok(());
+        }
         let mut topics = vec![];
         let mut partitions = vec![];
         let mut offsets = vec![];
@@ -48,12 +53,16 @@ impl Span {
             partitions.push(*partition);
             offsets.push(*last);
         }
-        (
-            "INSERT INTO applied_offsets AS applied (topic, partition, \"offset\")
-             SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
-             ON CONFLICT (topic, partition) DO UPDATE
-                SET \"offset\" = GREATEST(applied.\"offset\", excluded.\"offset\")",
-            vec![Box::new(topics), Box::new(partitions), Box::new(offsets)],
-        )
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO applied_offsets AS applied (topic, partition, \"offset\")
+                 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])
+                 ON CONFLICT (topic, partition) DO UPDATE
+                    SET \"offset\" = GREATEST(applied.\"offset\", excluded.\"offset\")",
+            )
+            .await?;
+        tx.execute(&statement, &[&topics, &partitions, &offsets])
+            .await?;
+        Ok(())
     }
 }

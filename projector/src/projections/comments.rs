@@ -4,7 +4,7 @@ use domain::comment::CommentEvent;
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
-use super::plan::{p, Plan};
+use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
     let comment_id: i64 = event
@@ -19,22 +19,29 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
             posted_at,
             ..
         } => Plan::new()
-            .sql(
+            .row(
                 "INSERT INTO comments (id, video_id, user_id, content, posted_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+                                      $5::bigint[])
+                 ON CONFLICT (id) DO NOTHING",
                 vec![
-                    p(comment_id),
-                    p(video_id.get()),
-                    p(user_id.get()),
-                    p(content.to_string()),
-                    p(posted_at),
+                    comment_id.into(),
+                    video_id.get().into(),
+                    user_id.get().into(),
+                    content.to_string().into(),
+                    posted_at.into(),
                 ],
             )
             .redis(|change| change.hincr(keys.video(video_id.get()), "comment_count", 1)),
         CommentEvent::CommentDeleted { video_id, .. } => Plan::new()
-            .sql(
-                "UPDATE comments SET deleted_at = $2 WHERE id = $1",
-                vec![p(comment_id), p(event.occurred_at.timestamp_millis())],
+            .row(
+                "UPDATE comments SET deleted_at = gone.deleted_at
+                   FROM unnest($1::bigint[], $2::bigint[]) AS gone (id, deleted_at)
+                  WHERE comments.id = gone.id",
+                vec![
+                    comment_id.into(),
+                    event.occurred_at.timestamp_millis().into(),
+                ],
             )
             .redis(|change| change.hincr(keys.video(video_id.get()), "comment_count", -1)),
     })

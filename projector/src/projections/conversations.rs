@@ -3,7 +3,7 @@
 use domain::conversation::ConversationEvent;
 use infra::envelope::{EnvelopeError, PublishedEvent};
 
-use super::plan::{p, Plan};
+use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent) -> Result<Plan, EnvelopeError> {
     Ok(match event.domain_event()? {
@@ -15,17 +15,19 @@ pub fn plan(event: &PublishedEvent) -> Result<Plan, EnvelopeError> {
             sent_at,
         } => {
             let (from, to) = (from_user_id.get(), to_user_id.get());
-            Plan::new().sql(
+            Plan::new().row(
                 "INSERT INTO messages (id, low_id, high_id, from_id, to_id, content, sent_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                      $5::bigint[], $6::text[], $7::bigint[])
+                 ON CONFLICT (id) DO NOTHING",
                 vec![
-                    p(message_id.get()),
-                    p(from.min(to)),
-                    p(from.max(to)),
-                    p(from),
-                    p(to),
-                    p(content.to_string()),
-                    p(sent_at),
+                    message_id.get().into(),
+                    from.min(to).into(),
+                    from.max(to).into(),
+                    from.into(),
+                    to.into(),
+                    content.to_string().into(),
+                    sent_at.into(),
                 ],
             )
         }

@@ -5,7 +5,7 @@ use domain::follow::FollowEvent;
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
-use super::plan::{p, Plan};
+use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
     Ok(match event.domain_event()? {
@@ -16,10 +16,11 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
         } => {
             let (follower, followee) = (follower_id.get(), followee_id.get());
             Plan::new()
-                .sql(
+                .row(
                     "INSERT INTO follows (follower_id, followee_id, followed_at)
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    vec![p(follower), p(followee), p(followed_at)],
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
+                     ON CONFLICT DO NOTHING",
+                    vec![follower.into(), followee.into(), followed_at.into()],
                 )
                 .redis(|change| {
                     change
@@ -34,9 +35,12 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
         } => {
             let (follower, followee) = (follower_id.get(), followee_id.get());
             Plan::new()
-                .sql(
-                    "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2",
-                    vec![p(follower), p(followee)],
+                .row(
+                    "DELETE FROM follows
+                      USING unnest($1::bigint[], $2::bigint[]) AS gone (follower_id, followee_id)
+                      WHERE follows.follower_id = gone.follower_id
+                        AND follows.followee_id = gone.followee_id",
+                    vec![follower.into(), followee.into()],
                 )
                 .redis(|change| {
                     change

@@ -6,7 +6,7 @@ use domain::like::LikeEvent;
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
-use super::plan::{p, Plan};
+use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
     Ok(match event.domain_event()? {
@@ -18,10 +18,11 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
         } => {
             let (video, user, author) = (video_id.get(), user_id.get(), video_author_id.get());
             Plan::new()
-                .sql(
-                    "INSERT INTO likes (user_id, video_id, liked_at) VALUES ($1, $2, $3)
+                .row(
+                    "INSERT INTO likes (user_id, video_id, liked_at)
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])
                      ON CONFLICT (user_id, video_id) DO UPDATE SET liked_at = EXCLUDED.liked_at",
-                    vec![p(user), p(video), p(liked_at)],
+                    vec![user.into(), video.into(), liked_at.into()],
                 )
                 .redis(|change| counters(change, keys, video, user, author, 1))
         }
@@ -32,9 +33,10 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
         } => {
             let (video, user, author) = (video_id.get(), user_id.get(), video_author_id.get());
             Plan::new()
-                .sql(
-                    "DELETE FROM likes WHERE user_id = $1 AND video_id = $2",
-                    vec![p(user), p(video)],
+                .row(
+                    "DELETE FROM likes USING unnest($1::bigint[], $2::bigint[]) AS gone (user_id, video_id)
+                      WHERE likes.user_id = gone.user_id AND likes.video_id = gone.video_id",
+                    vec![user.into(), video.into()],
                 )
                 .redis(|change| counters(change, keys, video, user, author, -1))
         }

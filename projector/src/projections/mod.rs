@@ -6,6 +6,7 @@ mod conversations;
 mod follows;
 mod likes;
 mod plan;
+pub(crate) mod rows;
 mod users;
 mod videos;
 
@@ -24,7 +25,8 @@ use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
 use plan::{execute_all, InRedis};
-pub use plan::{Item, Param, Plan, Source};
+pub use plan::{Item, Plan, Source};
+pub use rows::Value;
 
 use crate::dead_letters::Received;
 use crate::span::Span;

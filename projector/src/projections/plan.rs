@@ -4,20 +4,18 @@
 
 use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys};
 use redis::aio::ConnectionManager;
-use tokio_postgres::types::ToSql;
 
+use super::rows::{self, Row, Value};
 use super::{Outcome, ProjectionError};
-use crate::applied::{execute_pipelined, Aggregate, AppliedSequences, Order};
+use crate::applied::{Aggregate, AppliedSequences, Order};
 use crate::dead_letters::{self, HeldBack, Received};
 use crate::span::Span;
 use crate::waiting::{self, Waiting};
 use infra::envelope::PublishedEvent;
 
-pub type Param = Box<dyn ToSql + Sync + Send>;
-
 #[derive(Default)]
 pub struct Plan {
-    statements: Vec<(&'static str, Vec<Param>)>,
+    rows: Vec<Row>,
     redis: Change,
 }
 
@@ -26,8 +24,10 @@ impl Plan {
         Self::default()
     }
 
-    pub fn sql(mut self, statement: &'static str, params: Vec<Param>) -> Self {
-        self.statements.push((statement, params));
+    /// A row to write with `statement`, which takes rows as columns (see [`rows`]) and
+    /// touches only rows of the event's own aggregate.
+    pub fn row(mut self, statement: &'static str, values: Vec<Value>) -> Self {
+        self.rows.push(Row { statement, values });
         self
     }
 
@@ -36,9 +36,13 @@ impl Plan {
         self
     }
 
-    /// Its SQL statements, in order, with their parameters.
-    pub fn statements(&self) -> impl Iterator<Item = &(&'static str, Vec<Param>)> {
-        self.statements.iter()
+    /// Its rows to write, in order, with the aggregate of `event` (its event).
+    pub fn writes<'a>(
+        &'a self,
+        event: &'a PublishedEvent,
+    ) -> impl Iterator<Item = rows::Write<'a>> {
+        let aggregate = (event.aggregate_type.as_str(), event.aggregate_id.as_str());
+        self.rows.iter().map(move |row| (aggregate, row))
     }
 
     /// Its Redis change, with keys unprefixed.
@@ -195,7 +199,7 @@ pub async fn execute_all(
     let mut waiting = Waiting::new(&stored, |event| {
         applied.last(&(event.aggregate_type.clone(), event.aggregate_id.clone()))
     });
-    let mut statements = vec![];
+    let mut writes: Vec<rows::Write<'_>> = vec![];
     let mut redis_changes: Vec<RedisChange<'_>> = waiting
         .released_before()
         .iter()
@@ -205,7 +209,7 @@ pub async fn execute_all(
     for aggregate in waiting.aggregates() {
         while let Some((event, plan)) = waiting.take_next(&aggregate, applied.last(&aggregate)) {
             applied.advance(event);
-            statements.extend(plan.statements.iter());
+            writes.extend(plan.writes(event));
             redis_changes.push(RedisChange::of(event, plan, None));
         }
     }
@@ -219,7 +223,7 @@ pub async fn execute_all(
             }
             Order::Next => {
                 applied.advance(event);
-                statements.extend(plan.statements.iter());
+                writes.extend(plan.writes(event));
                 outcomes[i] = Outcome::Applied;
                 // And what was waiting for it.
                 let aggregate = (event.aggregate_type.clone(), event.aggregate_id.clone());
@@ -227,7 +231,7 @@ pub async fn execute_all(
                     waiting.take_next(&aggregate, applied.last(&aggregate))
                 {
                     applied.advance(event);
-                    statements.extend(plan.statements.iter());
+                    writes.extend(plan.writes(event));
                     redis_changes.push(RedisChange::of(event, plan, None));
                 }
             }
@@ -235,9 +239,7 @@ pub async fn execute_all(
         // Applied now, or before (its Redis change may be what a crash left out).
         redis_changes.push(RedisChange::of(event, plan, Some(i)));
     }
-    let offsets = (!span.is_empty()).then(|| span.record());
-    statements.extend(offsets.as_ref());
-    execute_pipelined(&tx, &statements).await?;
+    futures::try_join!(rows::write(&tx, writes), span.record(&tx))?;
     applied.store(&tx).await?;
     waiting.store(&tx).await?;
     tx.commit().await?;
@@ -304,9 +306,4 @@ impl<'a> RedisChange<'a> {
             item,
         }
     }
-}
-
-/// Boxes a statement parameter.
-pub fn p<T: ToSql + Sync + Send + 'static>(value: T) -> Param {
-    Box::new(value)
 }

@@ -4,7 +4,7 @@ use domain::user::UserEvent;
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
-use super::plan::{p, Plan};
+use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
     let user_id: i64 = event
@@ -13,10 +13,15 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
         .map_err(|_| EnvelopeError::BadAggregateId(event.event_id.clone()))?;
     Ok(match event.domain_event()? {
         UserEvent::UserRegistered { name } => Plan::new()
-            .sql(
-                "INSERT INTO users (id, name, registered_at) VALUES ($1, $2, $3)
+            .row(
+                "INSERT INTO users (id, name, registered_at)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[])
                  ON CONFLICT (id) DO NOTHING",
-                vec![p(user_id), p(name.to_string()), p(event.occurred_at)],
+                vec![
+                    user_id.into(),
+                    name.to_string().into(),
+                    event.occurred_at.into(),
+                ],
             )
             .redis(|change| {
                 change.hset(

@@ -5,7 +5,7 @@ use domain::video::VideoEvent;
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
-use super::plan::{p, Plan};
+use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
     let video_id: i64 = event
@@ -22,16 +22,18 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
         } => {
             let author_id = author_id.get();
             Plan::new()
-                .sql(
+                .row(
                     "INSERT INTO videos (id, author_id, title, video_key, cover_key, published_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+                                          $5::text[], $6::bigint[])
+                     ON CONFLICT (id) DO NOTHING",
                     vec![
-                        p(video_id),
-                        p(author_id),
-                        p(title.to_string()),
-                        p(video_key.clone()),
-                        p(cover_key.clone()),
-                        p(published_at),
+                        video_id.into(),
+                        author_id.into(),
+                        title.to_string().into(),
+                        video_key.clone().into(),
+                        cover_key.clone().into(),
+                        published_at.into(),
                     ],
                 )
                 .redis(|change| {

@@ -39,8 +39,8 @@ use infra::settings::{expose, EventStoreSettings};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use crate::applied::{execute_pipelined, Aggregate};
-use crate::projections::{plan_event, Plan};
+use crate::applied::Aggregate;
+use crate::projections::{plan_event, rows, Plan};
 use crate::rebuild::{
     drop_generations_even_replaying, next_generation, OLD_GENERATION_KEPT, REBUILD_LOCK,
 };
@@ -647,10 +647,6 @@ impl Replay {
                 )
             })
             .collect();
-        let statements: Vec<_> = to_apply
-            .iter()
-            .flat_map(|applying| applying.plan.statements())
-            .collect();
         let (count, in_redis) = (to_apply.len() as i64, changes.len() as i64);
 
         let mut client = self.target.get().await?;
@@ -659,7 +655,13 @@ impl Replay {
         let redis_side =
             infra::redis_store::apply_all_once_in(&mut redis, &self.generation, &changes);
         let postgres_side = async {
-            execute_pipelined(&tx, &statements).await?;
+            rows::write(
+                &tx,
+                to_apply
+                    .iter()
+                    .flat_map(|applying| applying.plan.writes(&applying.event)),
+            )
+            .await?;
             log_applied(&tx, &advanced).await?;
             tx.execute(
                 "UPDATE replay_progress
