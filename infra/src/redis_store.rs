@@ -304,45 +304,61 @@ local function whole_prefix(base)
 end
 ";
 
-/// Lua: applies the operations that follow the first three arguments (the prefix, the
-/// aggregate, the event's sequence) under `prefix`, unless the aggregate's last applied
-/// sequence there is already at or past this event's; returns 1 if applied, 0 if not. Each
-/// operation is a command name, its argument count, and its arguments, the first of them a
-/// key without the generation's prefix.
+/// Lua: applies the operations in `ARGV[first]` to `ARGV[last]` under `prefix`, unless the
+/// aggregate's last applied sequence there is already at or past this event's (`sequence`);
+/// returns 1 if applied, 0 if not. Each operation is a command name, its argument count, and
+/// its arguments, the first of them a key without the generation's prefix.
 const APPLY_CHANGE: &str = r"
-local function apply_change(prefix)
+local function apply_change(prefix, aggregate, sequence, first, last)
   local applied = prefix .. 'applied'
-  local last = tonumber(redis.call('HGET', applied, ARGV[2]) or '0')
-  if last >= tonumber(ARGV[3]) then return 0 end
-  local i = 4
-  while i <= #ARGV do
+  local done = tonumber(redis.call('HGET', applied, aggregate) or '0')
+  if done >= tonumber(sequence) then return 0 end
+  local i = first
+  while i <= last do
     local count = tonumber(ARGV[i + 1])
     redis.call(ARGV[i], prefix .. ARGV[i + 2], unpack(ARGV, i + 3, i + 1 + count))
     i = i + 2 + count
   end
-  redis.call('HSET', applied, ARGV[2], ARGV[3])
+  redis.call('HSET', applied, aggregate, sequence)
   return 1
 end
 ";
 
-/// An event's changes (see [`APPLY_CHANGE`]) made in the current generation. Returns -1,
-/// changing nothing, while the read models are not whole (no `ready`) or a rebuild is under
-/// way. Keys: the generation pointer, the rebuild's token.
-const APPLY_ONCE: &str = r"
-local prefix = whole_prefix(ARGV[1])
-if not prefix then return -1 end
-return apply_change(prefix)
+/// Lua: applies the events that follow the first argument in order under `prefix`, and
+/// returns per event 1 (applied) or 0 (applied before). Per event: its aggregate, its
+/// sequence, how many arguments its operations take, its operations (see [`APPLY_CHANGE`]).
+const APPLY_EVENTS: &str = r"
+local function apply_events(prefix)
+  local outcomes, i = {}, 2
+  while i <= #ARGV do
+    local length = tonumber(ARGV[i + 2])
+    outcomes[#outcomes + 1] = apply_change(prefix, ARGV[i], ARGV[i + 1], i + 3, i + 2 + length)
+    i = i + 3 + length
+  end
+  return outcomes
+end
 ";
 
-/// An event's changes (see [`APPLY_CHANGE`]) made in the generation being built under ARGV[1]
-/// by a replay, counted in its `replayed` counter when made. Returns -1, changing nothing, if
-/// that generation's `building` mark is gone (Redis lost its data since the replay began).
-/// Keys: the mark, the counter.
-const APPLY_ONCE_IN: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local applied = apply_change(ARGV[1])
-if applied == 1 then redis.call('INCR', KEYS[2]) end
-return applied
+/// Several events' changes (see [`APPLY_EVENTS`]) made in the current generation. Returns
+/// `{-1}`, changing nothing, while the read models are not whole (no `ready`) or a rebuild is
+/// under way. Keys: the generation pointer, the rebuild's token. Arguments: the base prefix,
+/// the events.
+const APPLY_ALL: &str = r"
+local prefix = whole_prefix(ARGV[1])
+if not prefix then return {-1} end
+return apply_events(prefix)
+";
+
+/// Several events' changes (see [`APPLY_EVENTS`]), in order, made in the generation being
+/// built under ARGV[1] by a replay, counted in its `replayed` counter. Returns per event 1 (applied) or 0 (applied before); or `{-1}`, changing
+/// nothing, if that generation's `building` mark is gone (Redis lost its data since the
+/// replay began). Keys: the mark, the counter.
+const APPLY_ALL_IN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local outcomes, made = apply_events(ARGV[1]), 0
+for _, outcome in ipairs(outcomes) do made = made + outcome end
+if made > 0 then redis.call('INCRBY', KEYS[2], made) end
+return outcomes
 ";
 
 /// Whether Redis holds everything through the given offsets: before a batch's changes, every
@@ -445,10 +461,13 @@ fn with_current_prefix(body: &str) -> Script {
     Script::new(&format!("{CURRENT_PREFIX}{body}"))
 }
 
-static APPLY_ONCE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{CURRENT_PREFIX}{APPLY_CHANGE}{APPLY_ONCE}")));
-static APPLY_ONCE_IN_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{APPLY_CHANGE}{APPLY_ONCE_IN}")));
+static APPLY_ALL_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{CURRENT_PREFIX}{APPLY_CHANGE}{APPLY_EVENTS}{APPLY_ALL}"
+    ))
+});
+static APPLY_ALL_IN_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{APPLY_CHANGE}{APPLY_EVENTS}{APPLY_ALL_IN}")));
 static HOLDS_BEFORE_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(HOLDS_BEFORE));
 static HELD_THROUGH_SCRIPT: LazyLock<Script> = LazyLock::new(|| with_current_prefix(HELD_THROUGH));
 
@@ -464,8 +483,8 @@ fn invocation<'s>(script: &'s Script, keys: &Keys) -> redis::ScriptInvocation<'s
 pub type PartitionSpan = (String, i64, i64);
 
 /// Runs the changes of several events, `(aggregate, sequence, change)` in order, in one round
-/// trip, on the current generation of the read models under `keys`'s prefix: each atomically,
-/// and only if event `sequence` of its aggregate was not applied before and the read models
+/// trip, on the current generation of the read models under `keys`'s prefix: atomically, a
+/// few hundred at a time (see [`CHANGES_PER_CALL`]), each only if event `sequence` of its aggregate was not applied before and the read models
 /// are whole. The changes name keys without a prefix ([`Keys::unprefixed`]). With the messages they came in, `span`: first checked to
 /// follow what Redis holds (see [`HOLDS_BEFORE`]), then recorded.
 pub async fn apply_all_once(
@@ -480,15 +499,12 @@ pub async fn apply_all_once(
             whole: true,
         });
     }
-    let script = &*APPLY_ONCE_SCRIPT;
+    let script = &*APPLY_ALL_SCRIPT;
     let invocations: Vec<_> = changes
-        .iter()
-        .map(|(aggregate, sequence, change)| {
+        .chunks(CHANGES_PER_CALL)
+        .map(|chunk| {
             let mut invocation = invocation(script, keys);
-            invocation.arg(*aggregate).arg(*sequence);
-            for (command, args) in &change.operations {
-                invocation.arg(*command).arg(args.len()).arg(args);
-            }
+            push_events(&mut invocation, chunk);
             invocation
         })
         .collect();
@@ -514,20 +530,26 @@ pub async fn apply_all_once(
     if !span.is_empty() {
         pipe.invoke_script(&held_through).ignore();
     }
-    let mut replies: Vec<i64> = pipe.query_async(redis).await?;
+    let replies: Vec<redis::Value> = pipe.query_async(redis).await?;
+    let mut replies = replies.into_iter();
     let held_before = if span.is_empty() {
         true
     } else {
-        replies.remove(0) == 0
+        let reply = replies.next().unwrap_or(redis::Value::Nil);
+        redis::from_redis_value::<i64>(reply)? == 0
     };
-    let outcomes: Vec<ApplyOnce> = replies
-        .into_iter()
-        .map(|outcome| match outcome {
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for (chunk, replies) in changes.chunks(CHANGES_PER_CALL).zip(replies) {
+        let replies: Vec<i64> = redis::from_redis_value(replies)?;
+        if replies == [-1] {
+            outcomes.extend(std::iter::repeat_n(ApplyOnce::NotReady, chunk.len()));
+            continue;
+        }
+        outcomes.extend(replies.into_iter().map(|outcome| match outcome {
             1 => ApplyOnce::Applied,
-            0 => ApplyOnce::AppliedBefore,
-            _ => ApplyOnce::NotReady,
-        })
-        .collect();
+            _ => ApplyOnce::AppliedBefore,
+        }));
+    }
     Ok(AppliedOnce {
         whole: held_before && !outcomes.contains(&ApplyOnce::NotReady),
         outcomes,
@@ -536,9 +558,12 @@ pub async fn apply_all_once(
 
 /// Makes the changes of several events, `(aggregate, sequence, change)` in order, in one
 /// round trip, in the generation `generation` a replay is building (not the current one): each
-/// atomically, and only if event `sequence` of its aggregate was not applied there before, so
-/// a replay that resumes after a crash sends its last changes again without harm. Err if the
-/// generation's [`Keys::building`] mark is gone: Redis lost its data since the replay began.
+/// only if event `sequence` of its aggregate was not applied there before, so a replay that
+/// resumes after a crash sends its last changes again without harm. Err if the generation's
+/// [`Keys::building`] mark is gone: Redis lost its data since the replay began.
+///
+/// A script call makes [`CHANGES_PER_CALL`] events' changes at once, atomically: the per-call
+/// cost is most of what a small change costs Redis, and no reader waits long behind one.
 pub async fn apply_all_once_in(
     redis: &mut ConnectionManager,
     generation: &Keys,
@@ -547,24 +572,21 @@ pub async fn apply_all_once_in(
     if changes.is_empty() {
         return Ok(vec![]);
     }
-    let script = &*APPLY_ONCE_IN_SCRIPT;
+    let script = &*APPLY_ALL_IN_SCRIPT;
     let mut pipe = redis::pipe();
     pipe.load_script(script).ignore();
-    for (aggregate, sequence, change) in changes {
+    for chunk in changes.chunks(CHANGES_PER_CALL) {
         let mut invocation = script.key(generation.building());
         invocation
             .key(generation.replayed())
-            .arg(&generation.prefix)
-            .arg(*aggregate)
-            .arg(*sequence);
-        for (command, args) in &change.operations {
-            invocation.arg(*command).arg(args.len()).arg(args);
-        }
+            .arg(&generation.prefix);
+        push_events(&mut invocation, chunk);
         pipe.invoke_script(&invocation);
     }
-    let replies: Vec<i64> = pipe.query_async(redis).await?;
+    let replies: Vec<Vec<i64>> = pipe.query_async(redis).await?;
     replies
         .into_iter()
+        .flatten()
         .map(|reply| match reply {
             1 => Ok(ApplyOnce::Applied),
             0 => Ok(ApplyOnce::AppliedBefore),
@@ -572,6 +594,25 @@ pub async fn apply_all_once_in(
         })
         .collect()
 }
+
+/// The arguments of [`APPLY_EVENTS`] for `changes`.
+fn push_events(invocation: &mut redis::ScriptInvocation<'_>, changes: &[(&str, i64, &Change)]) {
+    for (aggregate, sequence, change) in changes {
+        let length: usize = change
+            .operations
+            .iter()
+            .map(|(_, args)| 2 + args.len())
+            .sum();
+        invocation.arg(*aggregate).arg(*sequence).arg(length);
+        for (command, args) in &change.operations {
+            invocation.arg(*command).arg(args.len()).arg(args);
+        }
+    }
+}
+
+/// Events whose changes one script call of [`apply_all_once`] or [`apply_all_once_in`]
+/// makes: Redis runs nothing else meanwhile (a millisecond or two).
+const CHANGES_PER_CALL: usize = 256;
 
 /// Why [`apply_all_once_in`] made nothing.
 #[derive(Debug, thiserror::Error)]

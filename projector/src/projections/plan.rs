@@ -113,8 +113,8 @@ struct RedisChange<'a> {
 ///
 /// The Postgres side takes a constant number of round trips whatever the batch's size: the
 /// batch's aggregates are locked and their applied sequences read in one statement, which
-/// events to apply is decided in memory, and their statements are sent pipelined, with the
-/// new applied sequences last.
+/// events to apply is decided in memory, and their rows are written with one statement per
+/// kind of write (see [`rows`]), the new applied sequences last.
 pub async fn execute_all(
     items: &[Item],
     span: &Span,
