@@ -350,9 +350,10 @@ return apply_events(prefix)
 ";
 
 /// Several events' changes (see [`APPLY_EVENTS`]), in order, made in the generation being
-/// built under ARGV[1] by a replay, counted in its `replayed` counter. Returns per event 1 (applied) or 0 (applied before); or `{-1}`, changing
-/// nothing, if that generation's `building` mark is gone (Redis lost its data since the
-/// replay began). Keys: the mark, the counter.
+/// built under ARGV[1] by a replay, counted in its `replayed` counter. Returns per event 1
+/// (applied) or 0 (applied before); or `{-1}`, changing nothing, if that generation's
+/// `building` mark is gone (Redis lost its data since the replay began). Keys: the mark, the
+/// counter.
 const APPLY_ALL_IN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local outcomes, made = apply_events(ARGV[1]), 0
@@ -484,9 +485,10 @@ pub type PartitionSpan = (String, i64, i64);
 
 /// Runs the changes of several events, `(aggregate, sequence, change)` in order, in one round
 /// trip, on the current generation of the read models under `keys`'s prefix: atomically, a
-/// few hundred at a time (see [`CHANGES_PER_CALL`]), each only if event `sequence` of its aggregate was not applied before and the read models
-/// are whole. The changes name keys without a prefix ([`Keys::unprefixed`]). With the messages they came in, `span`: first checked to
-/// follow what Redis holds (see [`HOLDS_BEFORE`]), then recorded.
+/// few hundred at a time (see [`CHANGES_PER_CALL`]), each only if event `sequence` of its
+/// aggregate was not applied before and the read models are whole. The changes name keys
+/// without a prefix ([`Keys::unprefixed`]). With the messages they came in, `span`: first
+/// checked to follow what Redis holds (see [`HOLDS_BEFORE`]), then recorded.
 pub async fn apply_all_once(
     redis: &mut ConnectionManager,
     keys: &Keys,
@@ -539,16 +541,11 @@ pub async fn apply_all_once(
         redis::from_redis_value::<i64>(reply)? == 0
     };
     let mut outcomes = Vec::with_capacity(changes.len());
-    for (chunk, replies) in changes.chunks(CHANGES_PER_CALL).zip(replies) {
-        let replies: Vec<i64> = redis::from_redis_value(replies)?;
-        if replies == [-1] {
-            outcomes.extend(std::iter::repeat_n(ApplyOnce::NotReady, chunk.len()));
-            continue;
+    for chunk in changes.chunks(CHANGES_PER_CALL) {
+        match chunk_outcomes(chunk.len(), replies.next())? {
+            Some(made) => outcomes.extend(made),
+            None => outcomes.extend(std::iter::repeat_n(ApplyOnce::NotReady, chunk.len())),
         }
-        outcomes.extend(replies.into_iter().map(|outcome| match outcome {
-            1 => ApplyOnce::Applied,
-            _ => ApplyOnce::AppliedBefore,
-        }));
     }
     Ok(AppliedOnce {
         whole: held_before && !outcomes.contains(&ApplyOnce::NotReady),
@@ -583,16 +580,45 @@ pub async fn apply_all_once_in(
         push_events(&mut invocation, chunk);
         pipe.invoke_script(&invocation);
     }
-    let replies: Vec<Vec<i64>> = pipe.query_async(redis).await?;
+    let replies: Vec<redis::Value> = pipe.query_async(redis).await?;
+    let mut replies = replies.into_iter();
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for chunk in changes.chunks(CHANGES_PER_CALL) {
+        outcomes.extend(chunk_outcomes(chunk.len(), replies.next())?.ok_or(GenerationLost::Lost)?);
+    }
+    Ok(outcomes)
+}
+
+/// What one call of a script over [`APPLY_EVENTS`] did with its `events`: None when it made
+/// nothing (`{-1}`: the generation not whole, or lost). A reply of another shape is an error,
+/// never taken for an outcome.
+fn chunk_outcomes(
+    events: usize,
+    reply: Option<redis::Value>,
+) -> Result<Option<Vec<ApplyOnce>>, redis::RedisError> {
+    let replies: Vec<i64> = redis::from_redis_value(reply.unwrap_or(redis::Value::Nil))?;
+    if replies == [-1] {
+        return Ok(None);
+    }
+    let unexpected = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "a script's outcomes do not match its events",
+            format!("{events} events, replies {replies:?}"),
+        ))
+    };
+    if replies.len() != events {
+        return Err(unexpected());
+    }
     replies
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|reply| match reply {
             1 => Ok(ApplyOnce::Applied),
             0 => Ok(ApplyOnce::AppliedBefore),
-            _ => Err(GenerationLost::Lost),
+            _ => Err(unexpected()),
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// The arguments of [`APPLY_EVENTS`] for `changes`.

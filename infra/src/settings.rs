@@ -77,6 +77,10 @@ pub struct KafkaSettings {
     pub kafka_partitions: i32,
     #[serde(default = "default_replication_factor")]
     pub kafka_replication_factor: i32,
+    /// How long the broker may hold a consumer's fetch waiting for data (librdkafka's
+    /// `fetch.wait.max.ms`), in milliseconds. See `infra::kafka::consumer_config`.
+    #[serde(default = "default_fetch_wait_ms")]
+    pub kafka_fetch_wait_ms: u32,
 }
 
 /// `JWT_SECRET` (required, at least 32 bytes), `TOKEN_TTL_SECS`.
@@ -419,6 +423,13 @@ fn default_topic_prefix() -> String {
 
 fn default_partitions() -> i32 {
     3
+}
+
+/// `KAFKA_FETCH_WAIT_MS` when unset.
+pub const DEFAULT_KAFKA_FETCH_WAIT_MS: u32 = 100;
+
+fn default_fetch_wait_ms() -> u32 {
+    DEFAULT_KAFKA_FETCH_WAIT_MS
 }
 
 fn default_replication_factor() -> i32 {

@@ -117,6 +117,7 @@ impl TestSettings {
                 kafka_topic_prefix: format!("{run}."),
                 kafka_partitions: 2,
                 kafka_replication_factor: 1,
+                kafka_fetch_wait_ms: crate::settings::DEFAULT_KAFKA_FETCH_WAIT_MS,
             },
             auth: AuthSettings {
                 jwt_secret: secret(&unique("test-secret-of-enough-length-")),

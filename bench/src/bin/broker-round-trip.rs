@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_topic_prefix: String::new(),
         kafka_partitions: 1,
         kafka_replication_factor: 1,
+        kafka_fetch_wait_ms: infra::settings::DEFAULT_KAFKA_FETCH_WAIT_MS,
     };
     infra::kafka::ensure_topics(&kafka, std::slice::from_ref(&topic)).await?;
     let producer: FutureProducer = infra::kafka::producer(&kafka)?;

@@ -1,7 +1,7 @@
 //! Follows: rows in `follows` (follow, follower and friend lists), the follower's set in
 //! Redis (`is_follow`), and both users' counters.
 
-use domain::follow::FollowEvent;
+use domain::follow::{Follow, FollowEvent};
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
@@ -14,6 +14,7 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
             followee_id,
             followed_at,
         } => {
+            super::aggregate_id_is(event, Follow::id(follower_id, followee_id))?;
             let (follower, followee) = (follower_id.get(), followee_id.get());
             Plan::new()
                 .row(
@@ -33,6 +34,7 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
             follower_id,
             followee_id,
         } => {
+            super::aggregate_id_is(event, Follow::id(follower_id, followee_id))?;
             let (follower, followee) = (follower_id.get(), followee_id.get());
             Plan::new()
                 .row(

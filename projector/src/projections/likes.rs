@@ -2,7 +2,7 @@
 //! and three counters: the video's `favorite_count`, the liker's `favorite_count` and the
 //! author's `total_favorited`.
 
-use domain::like::LikeEvent;
+use domain::like::{Like, LikeEvent};
 use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 
@@ -17,6 +17,7 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
             liked_at,
         } => {
             let (video, user, author) = (video_id.get(), user_id.get(), video_author_id.get());
+            super::aggregate_id_is(event, Like::id(video_id, user_id))?;
             Plan::new()
                 .row(
                     "INSERT INTO likes (user_id, video_id, liked_at)
@@ -32,9 +33,11 @@ pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> 
             video_author_id,
         } => {
             let (video, user, author) = (video_id.get(), user_id.get(), video_author_id.get());
+            super::aggregate_id_is(event, Like::id(video_id, user_id))?;
             Plan::new()
                 .row(
-                    "DELETE FROM likes USING unnest($1::bigint[], $2::bigint[]) AS gone (user_id, video_id)
+                    "DELETE FROM likes
+                      USING unnest($1::bigint[], $2::bigint[]) AS gone (user_id, video_id)
                       WHERE likes.user_id = gone.user_id AND likes.video_id = gone.video_id",
                     vec![user.into(), video.into()],
                 )

@@ -285,6 +285,27 @@ impl Projections {
     }
 }
 
+/// The event's aggregate id, a number written as this build writes it. A row belongs to one
+/// aggregate (see [`rows`]): "07" and "7" must not be two aggregates writing one row.
+fn numeric_aggregate_id(event: &PublishedEvent) -> Result<i64, EnvelopeError> {
+    event
+        .aggregate_id
+        .parse::<i64>()
+        .ok()
+        .filter(|id| id.to_string() == event.aggregate_id)
+        .ok_or_else(|| EnvelopeError::BadAggregateId(event.event_id.clone()))
+}
+
+/// Refuses an event whose aggregate id is not `expected`, the one its payload names (a like's
+/// row is its video and user's, written by their aggregate only: see [`rows`]).
+fn aggregate_id_is(event: &PublishedEvent, expected: String) -> Result<(), EnvelopeError> {
+    if event.aggregate_id == expected {
+        Ok(())
+    } else {
+        Err(EnvelopeError::BadAggregateId(event.event_id.clone()))
+    }
+}
+
 /// What `event` changes in the read models; None for aggregates no read model follows. Its
 /// Redis changes name keys without a prefix: they are made in whichever generation is
 /// current when they are (see `infra::redis_store::apply_all_once`).

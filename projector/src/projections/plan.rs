@@ -1,4 +1,4 @@
-//! What applying one event changes, worked out without IO, then carried out: SQL statements
+//! What applying one event changes, worked out without IO, then carried out: rows written
 //! in one read-store transaction that also records the event as applied, and a Redis
 //! [`Change`] applied at most once by its own record.
 

@@ -10,7 +10,12 @@
 //! aggregates commute, and only an aggregate's own rows need to be written in order. A batch is
 //! cut into rounds: the first row of each aggregate, then the second, and so on; in a round no
 //! two rows share an aggregate, so no two touch one row (an `ON CONFLICT DO UPDATE` refuses a
-//! statement that would). Nearly every batch is one round.
+//! statement that would). Nearly every batch is one round; a conversation's messages are
+//! the exception (one round a message of a batch, as before rows were written together).
+//!
+//! The projections refuse an event whose aggregate id is not the one its rows' keys make
+//! (`Like::id` of the like's video and user, say): such an event, written by hand, would
+//! otherwise share a round with its row's own aggregate.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -120,7 +125,8 @@ pub fn statements<'a>(writes: impl IntoIterator<Item = Write<'a>>) -> Vec<Statem
                 statements.last_mut().expect("just pushed")
             }
         };
-        debug_assert_eq!(
+        // A row short of a value would be padded with NULLs by `unnest`, not refused.
+        assert_eq!(
             statement.columns.len(),
             row.values.len(),
             "{}",
@@ -133,8 +139,8 @@ pub fn statements<'a>(writes: impl IntoIterator<Item = Write<'a>>) -> Vec<Statem
     rounds.into_iter().flatten().collect()
 }
 
-/// Writes `writes` in one pipelined exchange (see [`statements`]). Each kind of statement is
-/// prepared once per connection.
+/// Writes `writes`, the statements pipelined (see [`statements`]). Each kind of statement is
+/// prepared once per connection (a round trip each, the first time).
 pub async fn write<'a>(
     tx: &Transaction<'_>,
     writes: impl IntoIterator<Item = Write<'a>>,

@@ -8,10 +8,7 @@ use infra::redis_store::Keys;
 use super::plan::Plan;
 
 pub fn plan(event: &PublishedEvent, keys: &Keys) -> Result<Plan, EnvelopeError> {
-    let video_id: i64 = event
-        .aggregate_id
-        .parse()
-        .map_err(|_| EnvelopeError::BadAggregateId(event.event_id.clone()))?;
+    let video_id = super::numeric_aggregate_id(event)?;
     Ok(match event.domain_event()? {
         VideoEvent::VideoPublished {
             author_id,
