@@ -320,6 +320,68 @@ async fn a_batch_applies_an_aggregates_events_in_order_and_a_repeat_in_it_once()
     assert_eq!(like_rows(&pool).await, 1);
 }
 
+#[tokio::test]
+async fn a_batch_writes_many_aggregates_rows_together_and_each_aggregates_in_order() {
+    let (settings, projections, pool) = stores().await;
+    let like = |user: i64, sequence, liked: bool| {
+        let (event_type, payload) = if liked {
+            (
+                "VideoLiked",
+                json!({"video_id": 7, "user_id": user, "video_author_id": 1, "liked_at": 5}),
+            )
+        } else {
+            (
+                "VideoUnliked",
+                json!({"video_id": 7, "user_id": user, "video_author_id": 1}),
+            )
+        };
+        event("like", &format!("7:{user}"), sequence, event_type, payload)
+    };
+    // Three users like; the second unlikes and likes again, all in one batch.
+    let events = [
+        like(2, 1, true),
+        like(3, 1, true),
+        like(3, 2, false),
+        like(4, 1, true),
+        like(3, 3, true),
+    ];
+    let items: Vec<_> = events
+        .into_iter()
+        .map(|event| redriven(&projections, event))
+        .collect();
+
+    let outcomes = projections.execute(&items, &Span::default()).await.unwrap();
+
+    assert!(outcomes.iter().all(|outcome| *outcome == Outcome::Applied));
+    assert_eq!(like_rows(&pool).await, 3);
+    let (video, _, author) = counters(&settings).await;
+    assert_eq!((video, author), (3, 3));
+}
+
+#[tokio::test]
+async fn an_event_whose_aggregate_id_is_not_the_one_of_its_rows_is_refused_and_changes_nothing() {
+    let (settings, projections, pool) = stores().await;
+    // The payload's like is video 7's by user 2: its aggregate is "7:2".
+    let elsewhere = PublishedEvent {
+        aggregate_id: "8:2".to_owned(),
+        ..liked(1)
+    };
+    // User 1 is "1", never "01".
+    let padded = PublishedEvent {
+        aggregate_id: "01".to_owned(),
+        ..registered(1, 1, "ann")
+    };
+    for event in [elsewhere, padded] {
+        assert!(matches!(
+            projections.apply(event).await,
+            Err(ProjectionError::Unreadable(_))
+        ));
+    }
+    assert_eq!(counters(&settings).await, (0, 0, 0));
+    assert_eq!(like_rows(&pool).await, 0);
+    assert!(names(&pool).await.is_empty());
+}
+
 /// An event as `projector redrive` hands it over: not held back by dead letters.
 fn redriven(projections: &Projections, event: PublishedEvent) -> Item {
     Item::Event {
