@@ -261,18 +261,18 @@ impl TestStack {
         params: &[(&str, &str)],
         holds: impl Fn(&Value) -> bool,
     ) -> Value {
-        let start = Instant::now();
-        loop {
+        let holds = &holds;
+        polled(|| async move {
             let reply = self.query(path, params).await;
             if holds(&reply) {
-                return reply;
+                Ok(reply)
+            } else {
+                Err(format!(
+                    "{path} never showed what was expected; last reply: {reply}"
+                ))
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{path} never showed what was expected; last reply: {reply}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        })
+        .await
     }
 
     /// Polls a user's card (as `token`'s holder sees it) until `holds` is true of it (10 s
@@ -335,8 +335,7 @@ impl TestStack {
     /// `aggregate_type`: from then on, only the Redis side of the last batch may still be on
     /// its way, and counts read no longer move but to their final value.
     pub async fn projected_all(&self, aggregate_type: &str) {
-        let start = Instant::now();
-        loop {
+        polled(|| async {
             let stored: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
                     .bind(aggregate_type)
@@ -353,14 +352,31 @@ impl TestStack {
             .await
             .expect("the read store answers");
             if applied == stored {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "{applied} of {stored} {aggregate_type} events applied"
+                ))
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{applied} of {stored} {aggregate_type} events applied"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+        .await
+    }
+}
+
+/// Polls `attempt` until it gives `Ok` (10 s at most); returns what it gave. Past the time,
+/// panics with its last `Err`: what was seen instead.
+pub async fn polled<T, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        match attempt().await {
+            Ok(done) => return done,
+            Err(seen) => assert!(start.elapsed() < Duration::from_secs(10), "{seen}"),
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -26,7 +26,6 @@ use redis::aio::ConnectionManager;
 
 use plan::{execute_all, InRedis};
 pub use plan::{Item, Plan, Source};
-pub use rows::Value;
 
 use crate::dead_letters::Received;
 use crate::span::Span;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use infra::envelope::PublishedEvent;
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
-use system_tests::TestStack;
+use system_tests::{polled, TestStack};
 
 fn like_event(video: i64, user: i64, author: i64, sequence: i64, liked: bool) -> PublishedEvent {
     let (event_type, payload) = if liked {
@@ -94,8 +94,7 @@ async fn an_unreadable_event_holds_back_its_aggregate_until_redriven() {
         .await
         .unwrap();
     let client = pool.get().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let held: Vec<(i64, String)> = loop {
+    let held: Vec<(i64, String)> = polled(|| async {
         let rows: Vec<(i64, String)> = client
             .query(
                 "SELECT id, error FROM dead_letters WHERE redriven_at IS NULL ORDER BY id",
@@ -107,14 +106,12 @@ async fn an_unreadable_event_holds_back_its_aggregate_until_redriven() {
             .map(|row| (row.get(0), row.get(1)))
             .collect();
         if rows.len() == 3 {
-            break rows;
+            Ok(rows)
+        } else {
+            Err(format!("three dead letters expected: {rows:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "three dead letters expected: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert!(held[0].1.contains("version 2"), "{held:?}");
     assert!(held[1].1.contains("held back") || held[1].1.contains("dead-lettered"));
     let card = video_card(&stack, &bob_token).await;
@@ -219,16 +216,14 @@ async fn gaps_once(
     pool: &deadpool_postgres::Pool,
     ready: impl Fn(&[projector::waiting::Gap]) -> bool,
 ) -> Vec<projector::waiting::Gap> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let ready = &ready;
+    polled(|| async move {
         let gaps = projector::waiting::gaps(pool).await.unwrap();
         if ready(&gaps) {
-            return gaps;
+            Ok(gaps)
+        } else {
+            Err(format!("the gaps did not settle: {gaps:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the gaps did not settle: {gaps:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
