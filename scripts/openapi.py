@@ -374,8 +374,9 @@ def components():
                 "properties": {
                     "message": {
                         "type": "string",
-                        "description": "The latest message exchanged with this friend, "
-                        "either way, or empty.",
+                        "description": "The latest message the requesting user "
+                        "exchanged with this friend, either way, or empty (in another "
+                        "user's list too: never a message of theirs).",
                     },
                     "msgType": {
                         "type": "integer",
@@ -590,7 +591,29 @@ def routes():
         tag="base",
         summary="Register: a new user, logged in",
         auth="none",
-        params=[("username", True), ("password", True)],
+        params=[
+            (
+                "username",
+                True,
+                {
+                    **PARAMETERS["username"],
+                    "description": "As for login, and kept in Unicode's composed form "
+                    "(NFC): a name differing from a taken one only in form is taken. "
+                    "Invisible characters (default ignorable code points, but for a zero-width "
+                    "joiner or emoji presentation selector within an emoji) are refused.",
+                },
+            ),
+            (
+                "password",
+                True,
+                {
+                    **PARAMETERS["password"],
+                    "minLength": 6,
+                    "description": "6 to 32 characters (narrower than the client's 1 to 32: "
+                    "login takes any length).",
+                },
+            ),
+        ],
         reply="SessionReply",
         refusals=[409],
         description="409 when the name is taken.",

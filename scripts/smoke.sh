@@ -15,7 +15,7 @@ at_exit '"$ROOT/scripts/stack.sh" down'
 BASE=http://127.0.0.1:$PROXY_PORT
 
 name="smoke-$RANDOM$RANDOM"
-reply=$(curl -fsS -X POST "$BASE/douyin/user/register/?username=$name&password=pw-$RANDOM")
+reply=$(curl -fsS -X POST "$BASE/douyin/user/register/?username=$name&password=pw-$RANDOM$RANDOM")
 echo "register: $reply"
 token=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["status_code"]==0, r; print(r["token"])' "$reply")
 user_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["user_id"])' "$reply")

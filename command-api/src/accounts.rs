@@ -5,7 +5,7 @@ use cqrs_es::AggregateError;
 use domain::account::{Account, AccountCommand, AccountError, Password};
 use domain::user::{User, UserCommand, UserName};
 use domain::UserId;
-use http_api::auth::{PasswordCheckError, PasswordChecks, Tokens};
+use http_api::auth::{PasswordCheckError, PasswordChecks, Standing, Tokens};
 use infra::event_store::{self, EventStore};
 use postgres_es::PostgresCqrs;
 
@@ -86,22 +86,41 @@ impl Accounts {
         Ok(self.session(user_id))
     }
 
+    /// Logs in with `name` as typed; `standing` says which password-check slots it may take.
     pub async fn login(
         &self,
         name: UserName,
         password: Password,
+        standing: Standing,
     ) -> Result<Session, AccountsError> {
-        let account: Account = self.store.load(name.as_str()).await?;
+        let (name, account) = self.account_of(name).await?;
         let holder = account.holder().map(|(user_id, _)| user_id);
         // A name nobody holds costs as much as a wrong password (no hash to check against),
         // so the answer does not tell which names exist.
         let hash = account.holder().map(|(_, hash)| hash.clone());
-        let matches = self.passwords.verify(password, hash).await?;
+        let matches = self.passwords.verify(password, hash, standing).await?;
         let (Some(user_id), true) = (holder, matches) else {
             return Err(AccountsError::WrongCredentials);
         };
         self.ensure_profile(user_id, name).await?;
         Ok(self.session(user_id))
+    }
+
+    /// The account a login names: the one held under the name as typed (every account made
+    /// before names were kept composed logs in with its own spelling), else the one under its
+    /// composed form (NFC, as sign-ups keep names), with the name it is held under.
+    async fn account_of(&self, typed: UserName) -> Result<(UserName, Account), AccountsError> {
+        let account: Account = self.store.load(typed.as_str()).await?;
+        if account.holder().is_some() {
+            return Ok((typed, account));
+        }
+        match typed.composed() {
+            Some(composed) => {
+                let account = self.store.load(composed.as_str()).await?;
+                Ok((composed, account))
+            }
+            None => Ok((typed, account)),
+        }
     }
 
     /// Creates the user's profile unless it exists: completes a registration interrupted

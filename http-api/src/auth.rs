@@ -12,7 +12,7 @@ use domain::UserId;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use infra::settings::{AuthSettings, PasswordSettings};
 
@@ -103,16 +103,30 @@ pub enum PasswordCheckError {
     Interrupted,
 }
 
+/// Whom a password check is for. A flood of guesses must not leave honest people "busy":
+/// a quarter of the hashing slots is kept for sign-ups and for logins whose name and address
+/// have no recent failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// A sign-up, or a login from an address with no recent wrong password for that name.
+    Clear,
+    /// A login whose name and address failed recently: the shared slots only.
+    Suspect,
+}
+
 /// Argon2 costs tens of milliseconds of CPU and 19 MiB of memory a hash, by design. Run
 /// without a bound, a burst of anonymous sign-ups takes every core and gigabytes of memory;
 /// so at most `at_once` hashes run together (one per core by default), and a request that
-/// cannot get a slot within `wait` is turned away as busy rather than queued for ever.
+/// cannot get a slot within `wait` is turned away as busy rather than queued for ever. Of the
+/// slots, a quarter (rounded up, none of a single one) is kept for checks in
+/// [`Standing::Clear`].
 ///
 /// The hashes run on threads of their own, as many as the slots: on tokio's blocking pool they
 /// would queue behind file writes of uploads, past any wait.
 #[derive(Clone)]
 pub struct PasswordChecks {
-    slots: Arc<Semaphore>,
+    shared: Arc<Semaphore>,
+    kept: Arc<Semaphore>,
     wait: Duration,
     hashers: Arc<rayon::ThreadPool>,
 }
@@ -120,6 +134,7 @@ pub struct PasswordChecks {
 impl PasswordChecks {
     pub fn new(settings: &PasswordSettings) -> Result<Self, rayon::ThreadPoolBuildError> {
         let at_once = settings.password_hashes_at_once();
+        let kept = if at_once > 1 { at_once.div_ceil(4) } else { 0 };
         let hashers = rayon::ThreadPoolBuilder::new()
             .num_threads(at_once)
             .thread_name(|i| format!("password-hash-{i}"))
@@ -128,15 +143,17 @@ impl PasswordChecks {
             .panic_handler(|_| tracing::error!("a password check panicked"))
             .build()?;
         Ok(Self {
-            slots: Arc::new(Semaphore::new(at_once)),
+            shared: Arc::new(Semaphore::new(at_once - kept)),
+            kept: Arc::new(Semaphore::new(kept)),
             wait: settings.password_hash_wait(),
             hashers: Arc::new(hashers),
         })
     }
 
-    /// Hashes a new password.
+    /// Hashes a new password (a sign-up's: in [`Standing::Clear`]).
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, PasswordCheckError> {
-        self.run(move || hash_password(&password)).await
+        self.run(Standing::Clear, move || hash_password(&password))
+            .await
     }
 
     /// Checks a password against the hash of an account, or, for a name nobody holds, spends
@@ -145,8 +162,9 @@ impl PasswordChecks {
         &self,
         password: Password,
         hash: Option<PasswordHash>,
+        standing: Standing,
     ) -> Result<bool, PasswordCheckError> {
-        self.run(move || match hash {
+        self.run(standing, move || match hash {
             Some(hash) => verify_password(&password, &hash),
             None => {
                 verify_against_nothing(&password);
@@ -156,14 +174,28 @@ impl PasswordChecks {
         .await
     }
 
+    /// A slot for a check in `standing`: a shared one, or for a clear check whichever of a
+    /// shared and a kept one frees first.
+    async fn slot(&self, standing: Standing) -> OwnedSemaphorePermit {
+        let shared = self.shared.clone().acquire_owned();
+        let permit = match standing {
+            Standing::Suspect => shared.await,
+            Standing::Clear => tokio::select! {
+                permit = shared => permit,
+                permit = self.kept.clone().acquire_owned() => permit,
+            },
+        };
+        permit.expect("the semaphores are never closed")
+    }
+
     async fn run<T: Send + 'static>(
         &self,
+        standing: Standing,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordCheckError> {
-        let slot = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+        let slot = tokio::time::timeout(self.wait, self.slot(standing))
             .await
-            .map_err(|_| PasswordCheckError::Busy { waited: self.wait })?
-            .expect("the semaphore is never closed");
+            .map_err(|_| PasswordCheckError::Busy { waited: self.wait })?;
         // A request given up meanwhile (the client went away) leaves its hash to finish, and
         // the slot taken until then: the CPU is spent either way.
         let (done, result) = oneshot::channel();
@@ -257,6 +289,35 @@ mod tests {
             token_ttl_secs: 60,
         };
         assert!(Tokens::new(&settings).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_quarter_of_the_hashing_slots_is_kept_for_clear_checks() {
+        let checks = PasswordChecks::new(&PasswordSettings {
+            password_hashes_at_once: Some(2),
+            password_hash_wait_ms: 1,
+        })
+        .unwrap();
+        let _guess = checks.slot(Standing::Suspect).await;
+        // The shared slot is taken: another suspect check waits, a clear one does not.
+        let waited = Duration::from_millis(20);
+        assert!(
+            tokio::time::timeout(waited, checks.slot(Standing::Suspect))
+                .await
+                .is_err(),
+            "a suspect check took the kept slot"
+        );
+        let _sign_up = tokio::time::timeout(waited, checks.slot(Standing::Clear))
+            .await
+            .expect("a clear check has a slot kept for it");
+
+        // A single slot is shared by all.
+        let single = PasswordChecks::new(&PasswordSettings {
+            password_hashes_at_once: Some(1),
+            password_hash_wait_ms: 1,
+        })
+        .unwrap();
+        drop(single.slot(Standing::Suspect).await);
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl Subject {
         Self(user.to_string())
     }
 
+    /// An account, by its name, from wherever it is tried.
+    pub fn name(name: &UserName) -> Self {
+        Self(name.as_str().to_owned())
+    }
+
     /// A name tried from an address (or IPv6 /64). The name comes last, after a `|`, which
     /// no address or network contains, so two pairs never make one key.
     pub fn name_from(name: &UserName, address: IpAddr) -> Self {
@@ -80,6 +85,11 @@ if ARGV[3] == 'take' then
 end
 return 0
 ";
+
+/// How long an address an account signed in from stays one of its owner's.
+pub const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The keys of names signed in to from an address, beside the limits' keys.
+const KNOWN: &str = "signed-in";
 
 static GCRA_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA));
 
@@ -133,17 +143,58 @@ impl RateLimits {
         let _counted_still = self.ask(limit, subject, "refund").await;
     }
 
+    /// Whether `subject` has tries counted against `limit` still (a wrong password not long
+    /// ago, say). A Redis that does not answer says no.
+    pub async fn counted(&self, limit: Limit, subject: &Subject) -> bool {
+        self.settings.enabled() && self.exists(&self.key(limit.name(), subject)).await
+    }
+
+    /// Remembers that `subject` (a name from an address) signed in, for [`KNOWN_FOR`].
+    pub async fn remember(&self, subject: &Subject) {
+        if !self.settings.enabled() {
+            return;
+        }
+        let set: Result<(), _> = redis::cmd("SET")
+            .arg(self.key(KNOWN, subject))
+            .arg(1)
+            .arg("EX")
+            .arg(KNOWN_FOR.as_secs())
+            .query_async(&mut self.redis.clone())
+            .await;
+        if let Err(error) = set {
+            tracing::warn!(%error, "could not remember where an account signed in from");
+        }
+    }
+
+    /// Whether `subject` (a name from an address) signed in within [`KNOWN_FOR`].
+    pub async fn knows(&self, subject: &Subject) -> bool {
+        self.settings.enabled() && self.exists(&self.key(KNOWN, subject)).await
+    }
+
+    async fn exists(&self, key: &str) -> bool {
+        let exists: Result<bool, _> = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut self.redis.clone())
+            .await;
+        exists.unwrap_or_else(|error| {
+            tracing::warn!(%error, "rate limits unread");
+            false
+        })
+    }
+
+    fn key(&self, kind: &str, subject: &Subject) -> String {
+        format!(
+            "{}{kind}:{}",
+            self.settings.rate_limit_key_prefix, subject.0
+        )
+    }
+
     async fn ask(&self, limit: Limit, subject: &Subject, mode: &str) -> Result<(), RateLimitError> {
         if !self.settings.enabled() {
             return Ok(());
         }
         let rate = self.settings.rate(limit);
-        let key = format!(
-            "{}{}:{}",
-            self.settings.rate_limit_key_prefix,
-            limit.name(),
-            subject.0
-        );
+        let key = self.key(limit.name(), subject);
         let wait: Result<u64, _> = GCRA_SCRIPT
             .key(&key)
             .arg(rate.interval().as_millis().max(1) as u64)

@@ -17,6 +17,10 @@ pub enum Limit {
     /// Wrong passwords for one name from one address: guessing an owner's password is slowed
     /// down, but nobody elsewhere can lock the owner out.
     FailedLogin,
+    /// Wrong passwords for one name from addresses that never signed in to it: guesses spread
+    /// over many addresses (a /48 holds 65,536 /64s) are slowed down too, while the owner,
+    /// from an address they signed in from before, is never held back by them.
+    FailedLoginAccount,
     /// Likes, comments, follows and messages of one user.
     Write,
     /// Videos published by one user.
@@ -30,6 +34,7 @@ impl Limit {
             Self::Register => "register",
             Self::Login => "login",
             Self::FailedLogin => "failed-login",
+            Self::FailedLoginAccount => "failed-login-account",
             Self::Write => "write",
             Self::Publish => "publish",
         }
@@ -39,7 +44,10 @@ impl Limit {
     /// which an attacker floods, are refused then (fail closed); the writes of a logged-in
     /// user go on (fail open), since each costs the attacker an account.
     pub fn fails_closed(self) -> bool {
-        matches!(self, Self::Register | Self::Login | Self::FailedLogin)
+        matches!(
+            self,
+            Self::Register | Self::Login | Self::FailedLogin | Self::FailedLoginAccount
+        )
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Postgres read models: a deadpool of tokio-postgres connections, and the schema,
-//! migrated at start-up by each service that uses it.
+//! migrated by the projector when it starts (the one service that writes them); readers only
+//! wait for the schema they need, so that a query API can read from a replica.
 
 use std::time::Duration;
 
@@ -20,16 +21,25 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(2);
 /// overloaded) before it cancels it.
 const REQUEST_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a reader waits at start-up for the projector to migrate the read models.
+const SCHEMA_WAIT: Duration = Duration::from_secs(60);
+
 /// A pool for answering requests (the query API): a statement running longer than 2 s is
-/// cancelled.
+/// cancelled. It runs no migration (the database may be a read-only replica): it waits, up to
+/// a minute, until the schema has every migration this build knows.
 pub async fn connect(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
-    build(settings, Some(REQUEST_STATEMENT_TIMEOUT)).await
+    let url = expose(&settings.read_database_url);
+    until_migrated(url).await?;
+    build(url, Some(REQUEST_STATEMENT_TIMEOUT), settings).await
 }
 
 /// A pool whose statements may run as long as they need: the projector's Redis rebuild reads
-/// whole tables in one snapshot, and waits for another projector's rebuild to end.
+/// whole tables in one snapshot, and waits for another projector's rebuild to end. The
+/// projector's: it migrates the read models first.
 pub async fn connect_for_batches(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
-    build(settings, None).await
+    let url = expose(&settings.read_database_url);
+    migrate(url).await?;
+    build(url, None, settings).await
 }
 
 /// One connection for the operators' questions (readiness, the gauges read at each scrape):
@@ -52,11 +62,10 @@ fn cancel_statements_after(config: &mut tokio_postgres::Config, timeout: Duratio
 }
 
 async fn build(
-    settings: &ReadStoreSettings,
+    url: &str,
     statement_timeout: Option<Duration>,
+    settings: &ReadStoreSettings,
 ) -> anyhow::Result<Pool> {
-    let url = expose(&settings.read_database_url);
-    migrate(url).await?;
     let mut config: tokio_postgres::Config = url.parse()?;
     if let Some(timeout) = statement_timeout {
         cancel_statements_after(&mut config, timeout);
@@ -165,10 +174,59 @@ pub fn quote_identifier(name: &str) -> String {
 /// The migrations are run over one short sqlx connection: sqlx's migrator (checksums, a lock
 /// against concurrent runs) serves both databases, while queries go through deadpool. It has
 /// no statement timeout: a migration may take long, or wait for another service's.
-async fn migrate(url: &str) -> anyhow::Result<()> {
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
     let options = url.parse::<PgConnectOptions>()?;
     let mut connection = tokio::time::timeout(POOL_TIMEOUT, options.connect()).await??;
     MIGRATOR.run_direct(&mut connection).await?;
     connection.close().await?;
     Ok(())
+}
+
+/// Waits until the read models at `url` have every migration this build knows, reading only
+/// (sqlx's record of applied migrations), for [`SCHEMA_WAIT`] at most.
+async fn until_migrated(url: &str) -> anyhow::Result<()> {
+    let options = url.parse::<PgConnectOptions>()?;
+    let started = tokio::time::Instant::now();
+    let mut told = false;
+    loop {
+        let missing = missing_migrations(&options).await?;
+        let Some(first) = missing.first() else {
+            return Ok(());
+        };
+        if started.elapsed() >= SCHEMA_WAIT {
+            anyhow::bail!(
+                "the read store lacks {} migration(s) of this build (the first: {first}) after \
+                 {SCHEMA_WAIT:?}: the projector migrates it when it starts; start it (of this \
+                 build or a newer one) first",
+                missing.len()
+            );
+        }
+        if !told {
+            tracing::info!(first = %first, "waiting for the projector to migrate the read store");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The migrations of this build not (successfully) applied to the read models, described.
+async fn missing_migrations(options: &PgConnectOptions) -> anyhow::Result<Vec<String>> {
+    let mut connection = tokio::time::timeout(POOL_TIMEOUT, options.connect()).await??;
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut connection)
+            .await;
+    connection.close().await?;
+    let applied = match applied {
+        Ok(applied) => applied,
+        // Nothing migrated yet: no record at all.
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => vec![],
+        Err(error) => return Err(error.into()),
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .filter(|migration| !applied.contains(&migration.version))
+        .map(|migration| format!("{} {}", migration.version, migration.description))
+        .collect())
 }

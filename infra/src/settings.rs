@@ -100,7 +100,8 @@ impl AuthSettings {
 /// `RATE_LIMIT` (`on`, or `off` to turn every limit off, as benchmarks do),
 /// `RATE_LIMIT_KEY_PREFIX`, and one rate per limit (`COUNT/PERIOD`, e.g. `20/10m`):
 /// `RATE_LIMIT_REGISTER`, `RATE_LIMIT_LOGIN` (per client address), `RATE_LIMIT_FAILED_LOGIN`
-/// (per name and address), `RATE_LIMIT_WRITE`, `RATE_LIMIT_PUBLISH` (per user). The defaults
+/// (per name and address), `RATE_LIMIT_FAILED_LOGIN_ACCOUNT` (per name, from addresses that
+/// never signed in to it), `RATE_LIMIT_WRITE`, `RATE_LIMIT_PUBLISH` (per user). The defaults
 /// leave a person on a phone, or a few hundred behind one carrier's address, alone.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RateLimitSettings {
@@ -114,6 +115,8 @@ pub struct RateLimitSettings {
     pub rate_limit_login: Rate,
     #[serde(default = "default_failed_login_rate")]
     pub rate_limit_failed_login: Rate,
+    #[serde(default = "default_failed_login_account_rate")]
+    pub rate_limit_failed_login_account: Rate,
     #[serde(default = "default_write_rate")]
     pub rate_limit_write: Rate,
     #[serde(default = "default_publish_rate")]
@@ -129,6 +132,7 @@ impl RateLimitSettings {
             rate_limit_register: default_register_rate(),
             rate_limit_login: default_login_rate(),
             rate_limit_failed_login: default_failed_login_rate(),
+            rate_limit_failed_login_account: default_failed_login_account_rate(),
             rate_limit_write: default_write_rate(),
             rate_limit_publish: default_publish_rate(),
         }
@@ -164,6 +168,7 @@ impl RateLimitSettings {
             Limit::Register => self.rate_limit_register,
             Limit::Login => self.rate_limit_login,
             Limit::FailedLogin => self.rate_limit_failed_login,
+            Limit::FailedLoginAccount => self.rate_limit_failed_login_account,
             Limit::Write => self.rate_limit_write,
             Limit::Publish => self.rate_limit_publish,
         }
@@ -188,6 +193,11 @@ fn default_login_rate() -> Rate {
 
 fn default_failed_login_rate() -> Rate {
     Rate::new(10, Duration::from_secs(900))
+}
+
+/// Two addresses' worth of guesses: a guesser with many addresses gets no more than two.
+fn default_failed_login_account_rate() -> Rate {
+    Rate::new(20, Duration::from_secs(900))
 }
 
 fn default_write_rate() -> Rate {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use infra::envelope::PublishedEvent;
 use infra::event_store::EventStore;
 use infra::kafka::{ensure_topics, Topics};
-use infra::outbox::{Relay, RELAY_LOCK};
+use infra::outbox::{Backlog, Relay, RELAY_LOCK};
 use infra::testing::{read_topic, TestSettings};
 use sqlx::{Executor, PgPool};
 
@@ -273,4 +273,62 @@ async fn a_relay_whose_topic_is_gone_makes_it_again_and_publishes_on() {
     assert!(ids(&events).contains(&"user/2/1".to_owned()));
     stop.cancel();
     running.await.unwrap();
+}
+
+/// The gauges of the backlog are read at every scrape, also while the broker is away and the
+/// outbox grows by millions: the statement reads a few rows whatever the queue's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_is_read_from_the_ends_of_the_queue_however_long_it_is() {
+    let (_settings, pool, _relay, _topic) = setup().await;
+    assert_eq!(
+        Backlog::read(&pool).await.unwrap(),
+        Backlog {
+            events: 0,
+            oldest_age: Duration::ZERO,
+            parked: 0
+        }
+    );
+    const QUEUED: i64 = 5_000;
+    pool.execute(
+        format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT 'user', 'queued-' || n, 1, 'UserRegistered', '1', '{{}}', '{{}}'
+               FROM generate_series(1, {QUEUED}) n;
+             UPDATE outbox SET parked_because = 'held' WHERE aggregate_id IN ('queued-7', 'queued-8');
+             ANALYZE outbox;"
+        )
+        .as_str(),
+    )
+    .await
+    .unwrap();
+
+    let backlog = Backlog::read(&pool).await.unwrap();
+    assert_eq!((backlog.events, backlog.parked), (QUEUED - 2, 2));
+
+    let plan: (serde_json::Value,) = sqlx::query_as(&format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        Backlog::STATEMENT
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let rows_read = rows_read(&plan.0[0]["Plan"]);
+    assert!(
+        rows_read < 100,
+        "the backlog read {rows_read} rows of {QUEUED}: {}",
+        plan.0
+    );
+}
+
+/// The rows every scan of a plan returned, over all its loops.
+fn rows_read(node: &serde_json::Value) -> f64 {
+    let own = if node["Node Type"].as_str().unwrap_or("").contains("Scan") {
+        node["Actual Rows"].as_f64().unwrap_or(0.0) * node["Actual Loops"].as_f64().unwrap_or(1.0)
+    } else {
+        0.0
+    };
+    let children = node["Plans"]
+        .as_array()
+        .map_or(0.0, |plans| plans.iter().map(rows_read).sum());
+    own + children
 }

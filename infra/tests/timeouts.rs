@@ -25,6 +25,16 @@ const BOUND: Duration = Duration::from_secs(5);
 /// succeeds was not given one.
 const LONGER_THAN_A_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The query API's pool over the read models, migrated first as the projector does.
+async fn request_pool(settings: &TestSettings) -> deadpool_postgres::Pool {
+    infra::read_store::migrate(expose(&settings.read_store.read_database_url))
+        .await
+        .unwrap();
+    infra::read_store::connect(&settings.read_store)
+        .await
+        .unwrap()
+}
+
 async fn bounded<T>(what: &str, call: impl Future<Output = T>) -> T {
     tokio::time::timeout(BOUND, call)
         .await
@@ -66,9 +76,7 @@ async fn until_a_statement_waits_for_a_lock(url: &str) {
 async fn a_read_blocked_by_a_lock_is_cancelled() {
     let settings = TestSettings::new().await;
     let url = expose(&settings.read_store.read_database_url);
-    let pool = infra::read_store::connect(&settings.read_store)
-        .await
-        .unwrap();
+    let pool = request_pool(&settings).await;
     let _locker = lock_table(url, "videos").await;
 
     let client = bounded("getting a connection", pool.get()).await.unwrap();
@@ -112,9 +120,7 @@ async fn a_batch_read_waits_for_a_lock_as_long_as_it_takes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_read_pool_refuses_the_next_request() {
     let settings = TestSettings::new().await;
-    let pool = infra::read_store::connect(&settings.read_store)
-        .await
-        .unwrap();
+    let pool = request_pool(&settings).await;
     let mut held = Vec::new();
     for _ in 0..settings.read_store.read_database_pool_size {
         held.push(pool.get().await.unwrap());
@@ -140,9 +146,7 @@ async fn an_exhausted_read_pool_refuses_the_next_request() {
 async fn pooled_connections_closed_by_postgres_are_replaced_before_use() {
     let settings = TestSettings::new().await;
     let url = expose(&settings.read_store.read_database_url);
-    let pool = infra::read_store::connect(&settings.read_store)
-        .await
-        .unwrap();
+    let pool = request_pool(&settings).await;
     // Several idle connections in the pool.
     let clients: Vec<_> = futures::future::join_all((0..4).map(|_| pool.get()))
         .await

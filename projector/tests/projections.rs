@@ -23,7 +23,7 @@ fn registered(user_id: i64, sequence: i64, name: &str) -> PublishedEvent {
 /// Projections over a fresh read database and Redis prefix.
 async fn stores() -> (TestSettings, Projections, deadpool_postgres::Pool) {
     let settings = TestSettings::new().await;
-    let pool = infra::read_store::connect(&settings.read_store)
+    let pool = infra::read_store::connect_for_batches(&settings.read_store)
         .await
         .unwrap();
     let redis = infra::redis_store::connect(&settings.redis).await.unwrap();
@@ -38,7 +38,7 @@ async fn stores() -> (TestSettings, Projections, deadpool_postgres::Pool) {
 async fn stores_on(redis_url: &str) -> (TestSettings, Projections, deadpool_postgres::Pool) {
     let mut settings = TestSettings::new().await;
     settings.redis.redis_url = infra::settings::secret(redis_url);
-    let pool = infra::read_store::connect(&settings.read_store)
+    let pool = infra::read_store::connect_for_batches(&settings.read_store)
         .await
         .unwrap();
     let redis = infra::redis_store::connect_for_batches(&settings.redis)

@@ -192,11 +192,12 @@ impl Reads {
         Ok(ids.iter().filter_map(|id| cards.remove(id)).collect())
     }
 
-    /// Users who follow `user` and whom `user` follows, each with the latest message of
-    /// their conversation with `user`.
+    /// Users who follow `user` and whom `user` follows, each with the latest message
+    /// `viewer` exchanged with them (and `msg_type` from `viewer`'s side): in another user's
+    /// list, never a message of that user's, only one the viewer took part in.
     pub async fn friends(
         &self,
-        viewer: Option<UserId>,
+        viewer: UserId,
         user: UserId,
     ) -> Result<Vec<FriendCard>, ReadError> {
         let client = self.pool.get().await?;
@@ -208,18 +209,18 @@ impl Reads {
                                       AND theirs.followee_id = mine.follower_id
                    LEFT JOIN LATERAL (
                         SELECT content, from_id FROM messages
-                         WHERE low_id = LEAST(mine.follower_id, mine.followee_id)
-                           AND high_id = GREATEST(mine.follower_id, mine.followee_id)
+                         WHERE low_id = LEAST($3, mine.followee_id)
+                           AND high_id = GREATEST($3, mine.followee_id)
                          ORDER BY sent_at DESC LIMIT 1) latest ON true
                   WHERE mine.follower_id = $1
                   ORDER BY mine.followed_at DESC
                   LIMIT $2",
-                &[&user.get(), &LIST_LIMIT],
+                &[&user.get(), &LIST_LIMIT, &viewer.get()],
             )
             .await?;
         drop(client);
         let ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-        let mut cards = self.cards.users(viewer, &ids).await?;
+        let mut cards = self.cards.users(Some(viewer), &ids).await?;
         Ok(rows
             .iter()
             .filter_map(|row| {
@@ -228,7 +229,7 @@ impl Reads {
                 Some(FriendCard {
                     user: user_card,
                     message: row.get::<_, Option<String>>(1).unwrap_or_default(),
-                    msg_type: i64::from(from == Some(user.get())),
+                    msg_type: i64::from(from == Some(viewer.get())),
                 })
             })
             .collect())

@@ -24,6 +24,18 @@ fn projector_settings(settings: &TestSettings, group: &str) -> projector::settin
     }
 }
 
+fn query_settings(settings: &TestSettings) -> query_api::settings::Settings {
+    query_api::settings::Settings {
+        listen: LOCAL,
+        read_store: settings.read_store.clone(),
+        redis: settings.redis.clone(),
+        auth: settings.auth.clone(),
+        public: PublicSettings::new(PUBLIC_BASE_URL),
+        media: settings.media.clone(),
+        proxies: Default::default(),
+    }
+}
+
 /// The base of the URLs the stack hands out; [`TestStack::fetch`] maps it to the query API.
 pub const PUBLIC_BASE_URL: &str = "http://douyin.test";
 
@@ -63,7 +75,7 @@ impl TestStack {
             relay: command_api::settings::RelaySettings { outbox_relay: true },
             media: settings.media.clone(),
             redis: settings.redis.clone(),
-            public: public.clone(),
+            public,
             passwords: settings.passwords.clone(),
             rate_limits: settings.rate_limits.clone(),
             proxies: Default::default(),
@@ -82,17 +94,9 @@ impl TestStack {
         let stop_projector = CancellationToken::new();
         tokio::spawn(projector.run(stop_projector.clone()));
 
-        let query = query_api::startup::Application::build(query_api::settings::Settings {
-            listen: LOCAL,
-            read_store: settings.read_store.clone(),
-            redis: settings.redis.clone(),
-            auth: settings.auth.clone(),
-            public,
-            media: settings.media.clone(),
-            proxies: Default::default(),
-        })
-        .await
-        .expect("the query API starts");
+        let query = query_api::startup::Application::build(query_settings(&settings))
+            .await
+            .expect("the query API starts");
         let query_url = format!("http://127.0.0.1:{}", query.port());
         tokio::spawn(query.run_until_stopped());
 
@@ -121,6 +125,11 @@ impl TestStack {
     /// The settings of the stack's projector, for its operator commands.
     pub fn projector_settings(&self) -> projector::settings::Settings {
         projector_settings(&self.settings, &self.projector_group)
+    }
+
+    /// The settings of the stack's query API, for another one beside it.
+    pub fn query_settings(&self) -> query_api::settings::Settings {
+        query_settings(&self.settings)
     }
 
     /// The settings `make verify` would read for this stack.

@@ -1,8 +1,9 @@
 use std::net::IpAddr;
 
 use actix_web::{post, web, HttpRequest, HttpResponse};
-use domain::account::Password;
-use domain::user::UserName;
+use domain::account::{Password, PasswordError};
+use domain::user::{UserName, UserNameError};
+use http_api::auth::Standing;
 use http_api::client;
 use http_api::http::{ok, ApiError, Params};
 use http_api::rate_limit::{Limit, RateLimits, Subject};
@@ -32,21 +33,41 @@ struct Credentials {
     password: Password,
 }
 
+/// How a sign-up and a login read their name and password: a new account meets today's rules,
+/// a login takes any name and password an account could ever have been made with.
+struct Rules {
+    limit: Limit,
+    name: fn(&str) -> Result<UserName, UserNameError>,
+    password: fn(&str) -> Result<Password, PasswordError>,
+}
+
+const SIGN_UP: Rules = Rules {
+    limit: Limit::Register,
+    name: UserName::parse,
+    password: Password::parse_new,
+};
+
+const LOGIN: Rules = Rules {
+    limit: Limit::Login,
+    name: UserName::typed,
+    password: Password::parse,
+};
+
 impl Credentials {
-    /// Every try counts against its address under `limit` before anything else, refused ones
-    /// included: no free probing.
+    /// Every try counts against its address under the rules' limit before anything else,
+    /// refused ones included: no free probing.
     async fn read(
         req: &HttpRequest,
         params: &Params,
         limits: &RateLimits,
-        limit: Limit,
+        rules: Rules,
     ) -> Result<Self, ApiError> {
         let address = client::address(req);
-        limits.take(limit, &Subject::address(address)).await?;
+        limits.take(rules.limit, &Subject::address(address)).await?;
         Ok(Self {
             address,
-            name: params.parse_with("username", UserName::parse)?,
-            password: params.parse_with("password", Password::parse)?,
+            name: params.parse_with("username", rules.name)?,
+            password: params.parse_with("password", rules.password)?,
         })
     }
 }
@@ -58,14 +79,16 @@ async fn register(
     accounts: web::Data<Accounts>,
     limits: web::Data<RateLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    let sign_up = Credentials::read(&req, &params, &limits, Limit::Register).await?;
+    let sign_up = Credentials::read(&req, &params, &limits, SIGN_UP).await?;
     let session = accounts.register(sign_up.name, sign_up.password).await?;
     Ok(ok(SessionReply::from(session)))
 }
 
 /// Logins count against their address; wrong passwords also against the name tried from that
 /// address (an IPv6 /64), so guessing one account's password is slow while its owner,
-/// elsewhere, still logs in.
+/// elsewhere, still logs in; and against the name from every address it was never signed in
+/// from, so that guesses spread over many addresses are slow too, while its owner, from an
+/// address they signed in from before, is never held back by them.
 #[post("/douyin/user/login/")]
 async fn login(
     req: HttpRequest,
@@ -77,14 +100,42 @@ async fn login(
         address,
         name,
         password,
-    } = Credentials::read(&req, &params, &limits, Limit::Login).await?;
-    // Counted as a guess before the password is checked, and given back unless it proves
+    } = Credentials::read(&req, &params, &limits, LOGIN).await?;
+    let from_here = Subject::name_from(&name, address);
+    let known = limits.knows(&from_here).await;
+    // Logins that failed lately here do not get the password checks kept for the others.
+    let standing = if limits.counted(Limit::FailedLogin, &from_here).await {
+        Standing::Suspect
+    } else {
+        Standing::Clear
+    };
+    // Counted as guesses before the password is checked, and given back unless it proves
     // wrong: simultaneous guesses cannot all slip through while the first are being checked.
-    let guesses = Subject::name_from(&name, address);
-    limits.take(Limit::FailedLogin, &guesses).await?;
-    let login = accounts.login(name, password).await;
+    let mut guesses = vec![(Limit::FailedLogin, from_here.clone())];
+    if !known {
+        let account = Subject::name(&name.composed().unwrap_or_else(|| name.clone()));
+        guesses.push((Limit::FailedLoginAccount, account));
+    }
+    let mut taken = Vec::with_capacity(guesses.len());
+    for (limit, subject) in guesses {
+        if let Err(refused) = limits.take(limit, &subject).await {
+            give_back(&limits, taken).await;
+            return Err(refused.into());
+        }
+        taken.push((limit, subject));
+    }
+    let login = accounts.login(name, password, standing).await;
     if !matches!(login, Err(AccountsError::WrongCredentials)) {
-        limits.give_back(Limit::FailedLogin, &guesses).await;
+        give_back(&limits, taken).await;
+    }
+    if login.is_ok() {
+        limits.remember(&from_here).await;
     }
     Ok(ok(SessionReply::from(login?)))
+}
+
+async fn give_back(limits: &RateLimits, taken: Vec<(Limit, Subject)>) {
+    for (limit, subject) in taken {
+        limits.give_back(limit, &subject).await;
+    }
 }

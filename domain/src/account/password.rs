@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 /// The client allows passwords of 1 to 32 characters.
 pub const MAX_PASSWORD_CHARS: usize = 32;
+/// The shortest password a new account may have: the client's 1 would let one guess in a few
+/// hundred find it. Narrower than the contract's 1..=32, for sign-ups only: accounts made
+/// before still log in with theirs.
+pub const MIN_NEW_PASSWORD_CHARS: usize = 6;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordError {
@@ -11,6 +15,8 @@ pub enum PasswordError {
     Empty,
     #[error("must be at most {MAX_PASSWORD_CHARS} characters")]
     TooLong,
+    #[error("must be at least {MIN_NEW_PASSWORD_CHARS} characters")]
+    TooShort,
 }
 
 /// A password as typed. It never leaves the request that carries it: only its hash is kept.
@@ -26,6 +32,16 @@ impl Password {
             return Err(PasswordError::TooLong);
         }
         Ok(Self(value.to_owned()))
+    }
+
+    /// A password for a new account: as [`Password::parse`], and at least
+    /// [`MIN_NEW_PASSWORD_CHARS`] long.
+    pub fn parse_new(value: &str) -> Result<Self, PasswordError> {
+        let password = Self::parse(value)?;
+        if value.chars().count() < MIN_NEW_PASSWORD_CHARS {
+            return Err(PasswordError::TooShort);
+        }
+        Ok(password)
     }
 
     pub fn expose(&self) -> &str {
@@ -74,6 +90,26 @@ mod tests {
             Password::parse(&"x".repeat(33)).unwrap_err(),
             PasswordError::TooLong
         );
+    }
+
+    #[test]
+    fn new_passwords_are_at_least_six_characters_logins_take_any() {
+        assert_eq!(
+            Password::parse_new("12345").unwrap_err(),
+            PasswordError::TooShort
+        );
+        assert_eq!(
+            PasswordError::TooShort.to_string(),
+            "must be at least 6 characters"
+        );
+        assert!(Password::parse_new("123456").is_ok());
+        assert!(Password::parse_new("密码密码密码").is_ok());
+        assert_eq!(Password::parse_new("").unwrap_err(), PasswordError::Empty);
+        assert_eq!(
+            Password::parse_new(&"x".repeat(33)).unwrap_err(),
+            PasswordError::TooLong
+        );
+        assert!(Password::parse("12345").is_ok(), "an older account's password");
     }
 
     #[test]

@@ -54,7 +54,7 @@ async fn friends(
     reads: web::Data<Reads>,
 ) -> Result<HttpResponse, ApiError> {
     let (viewer, user) = list_of(&params, &tokens, &reads).await?;
-    let user_list: Vec<FriendCard> = reads.friends(Some(viewer), user).await?;
+    let user_list: Vec<FriendCard> = reads.friends(viewer, user).await?;
     Ok(ok(UserList { user_list }))
 }
 

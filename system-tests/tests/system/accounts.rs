@@ -134,6 +134,31 @@ async fn a_name_is_given_to_exactly_one_of_sixteen_simultaneous_registrations() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_one_account_whatever_their_unicode_form_and_log_in_as_typed() {
+    let stack = TestStack::spawn().await;
+    let decomposed = "Zoe\u{0301}";
+    let composed = "Zo\u{00E9}";
+    let (zoe, token) = stack.registered(decomposed, "password1").await;
+    let card = stack.wait_for_user(zoe, &token).await.0;
+    assert_eq!(card["user"]["name"], composed, "kept in composed form");
+
+    let again = stack.register(composed, "password2").await;
+    assert_eq!(again["status_code"], 409, "{again}");
+    // Either spelling logs in.
+    for spelling in [decomposed, composed] {
+        let login = stack
+            .command(
+                "/douyin/user/login/",
+                &[("username", spelling), ("password", "password1")],
+            )
+            .await;
+        assert_eq!(login["user_id"], zoe, "{spelling:?}: {login}");
+    }
+    // An emoji made with a joiner is a name like any other.
+    stack.registered("coder 👩\u{200D}💻", "password1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let stack = TestStack::spawn().await;
     let (user_id, token) = stack.registered("dave", "secret").await;
@@ -165,9 +190,25 @@ async fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             "`password` must not be empty",
         ),
         (
+            vec![("username", "erin"), ("password", "five5")],
+            400,
+            "`password` must be at least 6 characters",
+        ),
+        (
+            vec![("username", "er\u{200B}in"), ("password", "secret")],
+            400,
+            "`username` must not contain invisible characters (U+200B)",
+        ),
+        (
             vec![("username", "dave"), ("password", "another")],
             409,
             "the user name is already taken",
+        ),
+        (
+            // The same name, but for a byte order mark; and for a joiner outside an emoji.
+            vec![("username", "dave\u{FEFF}"), ("password", "another")],
+            400,
+            "`username` must not contain invisible characters (U+FEFF)",
         ),
     ];
     for (params, code, message) in register_cases {

@@ -175,6 +175,52 @@ async fn password_guesses_are_slowed_per_name_and_address_and_the_owner_still_lo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_from_many_networks_are_slowed_per_account_and_its_owner_still_logs_in() {
+    let stack = TestStack::spawn_with(|settings| {
+        settings.rate_limits.rate_limit = "on".into();
+        settings.rate_limits.rate_limit_failed_login = Rate::new(2, AN_HOUR);
+        settings.rate_limits.rate_limit_failed_login_account = Rate::new(3, AN_HOUR);
+    })
+    .await;
+    stack.registered("owner", "the-right-one").await;
+    let login = "/douyin/user/login/";
+    let owner_home = "2001:db8:aaaa:1::10";
+    let signed_in = post_from(&stack, owner_home, login, &register("owner", "the-right-one")).await;
+    assert_eq!(signed_in.code(), 0, "{}", signed_in.body);
+
+    // One guess from each of three /64s of the same /48: each within its own allowance.
+    for network in 1..=3 {
+        let address = format!("2001:db8:bbbb:{network}::1");
+        let wrong = post_from(&stack, &address, login, &register("owner", "guess")).await;
+        wrong.assert_refused(401);
+    }
+    // The account's allowance is spent: a fourth /64 is held back, the right password too.
+    let held = post_from(
+        &stack,
+        "2001:db8:bbbb:4::1",
+        login,
+        &register("owner", "the-right-one"),
+    )
+    .await;
+    held.assert_rate_limited();
+    // The owner, from where they signed in before (another address of that /64 too), is not.
+    for address in [owner_home, "2001:db8:aaaa:1::99"] {
+        let owner = post_from(&stack, address, login, &register("owner", "the-right-one")).await;
+        assert_eq!(owner.code(), 0, "{}", owner.body);
+    }
+    // Another account is untouched by the guesses at this one.
+    stack.registered("neighbour", "password1").await;
+    let other = post_from(
+        &stack,
+        "2001:db8:bbbb:5::1",
+        login,
+        &register("neighbour", "password1"),
+    )
+    .await;
+    assert_eq!(other.code(), 0, "{}", other.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_past_the_rate_of_a_user_are_refused() {
     let stack = TestStack::spawn_with(|settings| {
         settings.rate_limits.rate_limit = "on".into();
