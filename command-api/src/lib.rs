@@ -9,6 +9,7 @@ pub mod likes;
 pub mod messages;
 pub mod operations;
 pub mod routes;
+pub mod sandbox;
 pub mod settings;
 pub mod startup;
 pub mod sweep;

@@ -69,7 +69,9 @@ impl Application {
             settings.public.clone(),
         ));
         let media = MediaStore::connect(&settings.media)?;
-        let videos = web::Data::new(Videos::new(store.clone(), media, &settings.media));
+        infra::hardening::keep_secrets_from_other_processes();
+        let sandbox = crate::sandbox::Sandbox::probe().await;
+        let videos = web::Data::new(Videos::new(store.clone(), media, &settings.media, sandbox));
         let facts = Facts::new(store.clone());
         let likes = web::Data::new(Likes::new(&store, facts.clone()));
         let comments = web::Data::new(Comments::new(&store, facts.clone()));

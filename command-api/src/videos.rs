@@ -3,9 +3,10 @@
 //! stored objects are removed again.
 //!
 //! The cover is taken by ffmpeg from bytes anyone may have crafted, so ffmpeg is run as a
-//! program that may be made to misbehave: with an empty environment (the service's secrets
-//! are not its to read), reading only the uploaded file, as the container its signature
-//! says, under CPU, memory and file limits, on one thread, and a bounded number at once.
+//! program that may be made to misbehave: in a sandbox (another user, no network: see
+//! [`crate::sandbox`]), with an empty environment, reading only the uploaded file, as the
+//! container its signature says, under CPU, memory and file limits, on one thread, and a
+//! bounded number at once.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
@@ -20,11 +21,12 @@ use http_api::media::MediaStore;
 use infra::event_store::EventStore;
 use infra::settings::MediaSettings;
 use postgres_es::PostgresCqrs;
-use tempfile::NamedTempFile;
+use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
+use crate::sandbox::Sandbox;
 use crate::upload::VideoKind;
 use crate::writes::{execute, now_ms, WriteError};
 
@@ -58,12 +60,18 @@ pub struct Videos {
 }
 
 impl Videos {
-    pub fn new(store: EventStore, media: MediaStore, settings: &MediaSettings) -> Self {
+    /// `sandbox`: where ffmpeg may run ([`Sandbox::probe`]), or why nowhere.
+    pub fn new(
+        store: EventStore,
+        media: MediaStore,
+        settings: &MediaSettings,
+        sandbox: Result<Sandbox, String>,
+    ) -> Self {
         Self {
             videos: store.cqrs(()),
             store,
             media,
-            covers: Covers::new(settings),
+            covers: Covers::new(settings, sandbox),
         }
     }
 
@@ -77,61 +85,126 @@ impl Videos {
         // The cover first: a publish refused as busy then has taken no id.
         let cover = self.covers.take(file, kind).await?;
         let id = self.store.next_video_id().await?;
-        let video_key = format!("videos/{id}.{}", kind.extension);
-        let cover_key = cover.as_ref().map(|_| format!("covers/{id}.jpg"));
-
+        let media = Media {
+            video_key: format!("videos/{id}.{}", kind.extension),
+            cover_key: cover.as_ref().map(|_| format!("covers/{id}.jpg")),
+        };
         let stored = async {
-            self.media.put_file(&video_key, file).await?;
-            if let (Some(cover), Some(key)) = (&cover, &cover_key) {
-                self.media.put_file(key, cover.path()).await?;
+            self.media.put_file(&media.video_key, file).await?;
+            if let (Some(cover), Some(key)) = (&cover, &media.cover_key) {
+                self.media.put_file(key, &cover.path()).await?;
             }
             anyhow::Ok(())
         }
         .await;
-        let published = match stored {
-            Ok(()) => {
-                let command = VideoCommand::Publish {
-                    author,
-                    title,
-                    media: Media {
-                        video_key: video_key.clone(),
-                        cover_key: cover_key.clone(),
-                    },
-                    published_at: self.store.next_publish_time(now_ms()).await?,
-                };
-                execute(
-                    &self.videos,
-                    &id.to_string(),
-                    command,
-                    |error: VideoError| WriteError::Store(error.into()),
-                )
-                .await
-            }
-            Err(error) => Err(WriteError::Store(error)),
-        };
-        if let Err(error) = published {
-            // Nothing refers to these objects: leave no trace of the failed publish.
-            for key in std::iter::once(&video_key).chain(&cover_key) {
-                if let Err(error) = self.media.delete(key).await {
-                    tracing::warn!(%error, key, "could not remove an orphaned object");
-                }
-            }
-            return Err(error);
+        if let Err(error) = stored {
+            self.remove(&media).await;
+            return Err(WriteError::Store(error));
         }
-        Ok(id)
+        let recorded = self.record(id, author, title, media.clone()).await;
+        match recorded {
+            Ok(()) => Ok(id),
+            Err(error) if !error.may_have_committed() => {
+                // Nothing refers to these objects: leave no trace of the failed publish.
+                self.remove(&media).await;
+                Err(error)
+            }
+            Err(error) => self.after_an_unknown_outcome(id, &media, error).await,
+        }
+    }
+
+    async fn record(
+        &self,
+        id: VideoId,
+        author: UserId,
+        title: Title,
+        media: Media,
+    ) -> Result<(), WriteError> {
+        let command = VideoCommand::Publish {
+            author,
+            title,
+            media,
+            published_at: self.store.next_publish_time(now_ms()).await?,
+        };
+        execute(
+            &self.videos,
+            &id.to_string(),
+            command,
+            |error: VideoError| WriteError::Store(error.into()),
+        )
+        .await
+    }
+
+    /// The event store went away while the publish was recorded: it may have committed, its
+    /// `VideoPublished` on its way to the feed, and its objects must then stay. Asked again:
+    /// committed, the publish succeeded; not, its objects are removed; no answer, they are
+    /// left for `sweep-media` (which removes them only if no event refers to them).
+    async fn after_an_unknown_outcome(
+        &self,
+        id: VideoId,
+        media: &Media,
+        error: WriteError,
+    ) -> Result<VideoId, WriteError> {
+        match self.store.load::<Video>(&id.to_string()).await {
+            Ok(video) if video.author().is_some() => {
+                tracing::warn!(%error, video = %id, "the publish committed though its answer was lost");
+                Ok(id)
+            }
+            Ok(_) => {
+                self.remove(media).await;
+                Err(error)
+            }
+            Err(unknown) => {
+                tracing::warn!(%error, %unknown, video = %id,
+                    "cannot tell whether the publish committed: its objects are left to sweep-media");
+                Err(error)
+            }
+        }
+    }
+
+    async fn remove(&self, media: &Media) {
+        for key in std::iter::once(&media.video_key).chain(&media.cover_key) {
+            if let Err(error) = self.media.delete(key).await {
+                tracing::warn!(%error, key, "could not remove an orphaned object");
+            }
+        }
     }
 }
 
 /// Takes covers with ffmpeg, at most as many at once as `turns` has permits.
 struct Covers {
-    /// `prlimit` and ffmpeg, found once at start-up; None when either is missing, and every
-    /// video gets the default cover.
-    programs: Option<(PathBuf, PathBuf)>,
+    /// `prlimit`, ffmpeg and the sandbox to run them in, found once at start-up; None when
+    /// any is missing, and every video gets the default cover.
+    programs: Option<Programs>,
     turns: Semaphore,
 }
 
+struct Programs {
+    prlimit: PathBuf,
+    ffmpeg: PathBuf,
+    sandbox: Sandbox,
+}
+
+/// A cover ffmpeg made, in a folder of its own (the sandbox's user may write there, and
+/// nowhere of the service's); removed with it.
+pub struct Cover {
+    folder: TempDir,
+}
+
+impl Cover {
+    fn new(sandbox: &Sandbox) -> std::io::Result<Self> {
+        let folder = tempfile::Builder::new().prefix("cover-").tempdir()?;
+        sandbox.hand_over(folder.path())?;
+        Ok(Self { folder })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.folder.path().join("cover.jpg")
+    }
+}
+
 impl Covers {
-    fn new(settings: &MediaSettings) -> Self {
+    fn new(settings: &MediaSettings, sandbox: Result<Sandbox, String>) -> Self {
         // The child's environment is empty, so nothing in it could search a PATH.
         let prlimit = PRLIMIT_PATHS
             .iter()
@@ -145,8 +218,25 @@ impl Covers {
         if ffmpeg.is_none() {
             tracing::warn!(ffmpeg = %settings.ffmpeg.display(), "cannot find ffmpeg: default covers");
         }
+        let sandbox = match sandbox {
+            Ok(sandbox) => {
+                tracing::info!(?sandbox, "ffmpeg takes covers in a sandbox");
+                Some(sandbox)
+            }
+            Err(why) => {
+                tracing::warn!(%why, "no sandbox for ffmpeg can be made here: default covers");
+                None
+            }
+        };
         Self {
-            programs: prlimit.zip(ffmpeg),
+            programs: match (prlimit, ffmpeg, sandbox) {
+                (Some(prlimit), Some(ffmpeg), Some(sandbox)) => Some(Programs {
+                    prlimit,
+                    ffmpeg,
+                    sandbox,
+                }),
+                _ => None,
+            },
             // No turns at all would refuse every publish.
             turns: Semaphore::new(
                 settings
@@ -160,11 +250,7 @@ impl Covers {
     /// ffmpeg cannot make one (it is missing, the video cannot be decoded, or is of a kind
     /// ffmpeg is not told how to read), and the default cover is shown instead. Busy when no
     /// turn to run ffmpeg came in time.
-    async fn take(
-        &self,
-        video: &Path,
-        kind: VideoKind,
-    ) -> Result<Option<NamedTempFile>, WriteError> {
+    async fn take(&self, video: &Path, kind: VideoKind) -> Result<Option<Cover>, WriteError> {
         let Some(demuxer) = demuxer(kind) else {
             tracing::warn!(
                 ?kind,
@@ -172,13 +258,19 @@ impl Covers {
             );
             return Ok(None);
         };
-        let Some((prlimit, ffmpeg)) = &self.programs else {
+        let Some(programs) = &self.programs else {
             return Ok(None);
         };
-        let Ok(cover) = tempfile::Builder::new().suffix(".jpg").tempfile() else {
-            return Ok(None);
+        let prepared = Cover::new(&programs.sandbox)
+            .and_then(|cover| programs.sandbox.hand_over(video).map(|()| cover));
+        let cover = match prepared {
+            Ok(cover) => cover,
+            Err(error) => {
+                tracing::warn!(%error, "could not prepare ffmpeg's files; using the default cover");
+                return Ok(None);
+            }
         };
-        let command = cover_command(prlimit, ffmpeg, demuxer, video, cover.path());
+        let command = cover_command(programs, demuxer, video, &cover.path());
 
         // The semaphore is never closed: the only error is waiting too long.
         let Ok(Ok(turn)) = tokio::time::timeout(TURN_TIMEOUT, self.turns.acquire()).await else {
@@ -211,22 +303,17 @@ fn demuxer(kind: VideoKind) -> Option<&'static str> {
     })
 }
 
-/// `prlimit <limits> -- ffmpeg <arguments>`: prlimit sets the limits on itself and then
-/// becomes ffmpeg (exec), so the timeout's kill reaches ffmpeg.
-fn cover_command(
-    prlimit: &Path,
-    ffmpeg: &Path,
-    demuxer: &str,
-    video: &Path,
-    cover: &Path,
-) -> Command {
+/// `<sandbox> prlimit <limits> -- ffmpeg <arguments>`: the sandbox's programs and prlimit
+/// each set up their part and then become the next (exec), so ffmpeg is the service's child
+/// and the timeout's kill reaches it.
+fn cover_command(programs: &Programs, demuxer: &str, video: &Path, cover: &Path) -> Command {
     // `file:` before a path: a name can never be read as another protocol or an option.
     let file = |path: &Path| {
         let mut url = OsString::from("file:");
         url.push(path);
         url
     };
-    let mut command = Command::new(prlimit);
+    let mut command = programs.sandbox.command(&programs.prlimit);
     command
         .env_clear()
         .args([
@@ -241,7 +328,7 @@ fn cover_command(
             // No `--nproc`: it counts every thread of the service's user, not ffmpeg's.
             "--".to_owned(),
         ])
-        .arg(ffmpeg)
+        .arg(&programs.ffmpeg)
         .args(["-nostdin", "-loglevel", "error", "-y"])
         // One thread for the filters, the decoder and the encoder: a cover takes one core.
         .args(["-filter_threads", "1", "-threads", "1"])
@@ -327,7 +414,7 @@ fn program(program: &Path) -> Option<PathBuf> {
     on_path(program.as_os_str())
 }
 
-fn on_path(name: &OsStr) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &OsStr) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -377,9 +464,13 @@ mod tests {
 
     #[test]
     fn ffmpeg_reads_only_the_upload_as_its_container() {
+        let programs = Programs {
+            prlimit: PathBuf::from("/usr/bin/prlimit"),
+            ffmpeg: PathBuf::from("/usr/bin/ffmpeg"),
+            sandbox: Sandbox::NonDumpableParent,
+        };
         let command = cover_command(
-            Path::new("/usr/bin/prlimit"),
-            Path::new("/usr/bin/ffmpeg"),
+            &programs,
             "mov",
             Path::new("-i http:x.mp4"),
             Path::new("/tmp/cover.jpg"),

@@ -46,6 +46,13 @@ impl From<sqlx::Error> for WriteError {
 }
 
 impl WriteError {
+    /// Whether the command may have committed all the same: the event store went away, or
+    /// failed, after it may have received the commit (the connection dropped before its
+    /// answer). A refusal, or a race lost too often, never committed.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Store(_))
+    }
+
     /// A command's failure other than a refusal of the domain's, its cause kept.
     pub fn of_store<E>(error: AggregateError<E>) -> Self
     where

@@ -293,31 +293,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_quarter_of_the_hashing_slots_is_kept_for_clear_checks() {
-        let checks = PasswordChecks::new(&PasswordSettings {
-            password_hashes_at_once: Some(2),
-            password_hash_wait_ms: 1,
-        })
-        .unwrap();
-        let _guess = checks.slot(Standing::Suspect).await;
+        let two = checks(2, 1);
+        let _guess = two.slot(Standing::Suspect).await;
         // The shared slot is taken: another suspect check waits, a clear one does not.
         let waited = Duration::from_millis(20);
         assert!(
-            tokio::time::timeout(waited, checks.slot(Standing::Suspect))
+            tokio::time::timeout(waited, two.slot(Standing::Suspect))
                 .await
                 .is_err(),
             "a suspect check took the kept slot"
         );
-        let _sign_up = tokio::time::timeout(waited, checks.slot(Standing::Clear))
+        let _sign_up = tokio::time::timeout(waited, two.slot(Standing::Clear))
             .await
             .expect("a clear check has a slot kept for it");
 
         // A single slot is shared by all.
-        let single = PasswordChecks::new(&PasswordSettings {
-            password_hashes_at_once: Some(1),
-            password_hash_wait_ms: 1,
-        })
-        .unwrap();
-        drop(single.slot(Standing::Suspect).await);
+        drop(checks(1, 1).slot(Standing::Suspect).await);
     }
 
     #[test]
@@ -341,15 +332,19 @@ mod tests {
     async fn a_check_that_cannot_get_a_slot_in_time_is_busy() {
         let checks = checks(1, 50);
         // The only slot is taken for longer than the wait.
-        let held = checks.slots.clone().acquire_owned().await.unwrap();
+        let held = checks.shared.clone().acquire_owned().await.unwrap();
         let password = Password::parse("pw").unwrap();
         let refused = checks.hash(password.clone()).await;
         assert!(matches!(refused, Err(PasswordCheckError::Busy { .. })));
         drop(held);
         let hash = checks.hash(password.clone()).await.unwrap();
-        assert!(checks.verify(password.clone(), Some(hash)).await.unwrap());
-        assert!(!checks.verify(password, None).await.unwrap());
+        let clear = Standing::Clear;
+        assert!(checks
+            .verify(password.clone(), Some(hash), clear)
+            .await
+            .unwrap());
+        assert!(!checks.verify(password, None, clear).await.unwrap());
         // Every slot is given back.
-        assert_eq!(checks.slots.available_permits(), 1);
+        assert_eq!(checks.shared.available_permits(), 1);
     }
 }

@@ -130,6 +130,16 @@ impl Cards {
         infra::redis_store::current(&mut self.redis.clone(), &self.keys).await
     }
 
+    /// Whether the read models of generation `keys` are whole (hold every event they say
+    /// they do): not so in a Redis that restarted without its data, until it is rebuilt. A
+    /// card missing from models that are not whole says nothing of whether it exists.
+    pub async fn are_whole(&self, keys: &Keys) -> Result<bool, RedisError> {
+        redis::cmd("EXISTS")
+            .arg(keys.ready())
+            .query_async(&mut self.redis.clone())
+            .await
+    }
+
     /// Cards of the users `ids` that are registered, as `viewer` sees them, by id.
     pub async fn users(
         &self,
@@ -137,7 +147,17 @@ impl Cards {
         ids: &[i64],
     ) -> Result<HashMap<i64, UserCard>, RedisError> {
         let keys = self.current_keys().await?;
-        Ok(self.users_and_likes(&keys, viewer, ids, &[]).await?.0)
+        self.users_in(&keys, viewer, ids).await
+    }
+
+    /// [`Self::users`] from the generation `keys` names (resolved by the caller).
+    pub async fn users_in(
+        &self,
+        keys: &Keys,
+        viewer: Option<UserId>,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, UserCard>, RedisError> {
+        Ok(self.users_and_likes(keys, viewer, ids, &[]).await?.0)
     }
 
     /// The cards of [`Self::users`] and, in the same round trip, whether `viewer` likes each

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod contract;
 pub mod envelope;
 pub mod event_store;
+pub mod hardening;
 pub mod kafka;
 pub mod limits;
 pub mod metrics;

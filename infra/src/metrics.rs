@@ -50,6 +50,9 @@ pub const PROJECTOR_EVENTS: &str = "projector_events_total";
 pub const PROJECTOR_DEAD_LETTERS: &str = "projector_dead_letters";
 /// Aggregates held back: behind a dead letter or a missing event (read at each scrape).
 pub const PROJECTOR_HELD_BACK: &str = "projector_held_back_aggregates";
+/// 1 while the projector leaves Redis behind the Postgres read models (Redis does not answer,
+/// or refuses writes: out of memory, a failed save, a replica), until it has caught up.
+pub const PROJECTOR_REDIS_BEHIND: &str = "projector_redis_behind";
 /// 1 while a `make rebuild` has begun a new generation and not switched to it yet (running,
 /// or stopped midway), else 0 (read at each scrape).
 pub const REBUILD_IN_PROGRESS: &str = "projector_rebuild_in_progress";
@@ -125,6 +128,10 @@ fn describe() {
     describe_counter!(PROJECTOR_EVENTS, "Events handled, by outcome");
     describe_gauge!(PROJECTOR_DEAD_LETTERS, "Dead-lettered events");
     describe_gauge!(PROJECTOR_HELD_BACK, "Aggregates held back");
+    describe_gauge!(
+        PROJECTOR_REDIS_BEHIND,
+        "Whether Redis is left behind the Postgres read models"
+    );
     describe_gauge!(
         REBUILD_IN_PROGRESS,
         "Whether a rebuild is begun and not switched"

@@ -429,9 +429,8 @@ impl Backlog {
     /// counted apart: they stay until an operator acts, and would otherwise keep the age
     /// growing for ever.
     pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let (events, oldest_age, parked): (i64, f64, i64) = sqlx::query_as(Self::STATEMENT)
-            .fetch_one(pool)
-            .await?;
+        let (events, oldest_age, parked): (i64, f64, i64) =
+            sqlx::query_as(Self::STATEMENT).fetch_one(pool).await?;
         Ok(Self {
             events: events.max(0),
             oldest_age: Duration::from_secs_f64(oldest_age.max(0.0)),

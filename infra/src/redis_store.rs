@@ -15,6 +15,31 @@ use redis::{CommandCacheConfig, IntoConnectionInfo, ProtocolVersion, Script};
 
 use crate::settings::{expose, RedisSettings};
 
+/// Whether Redis is unwell rather than we at fault: it did not answer (a timeout, a refused or
+/// dropped connection), or it answered that it cannot serve now: still loading its data
+/// (`LOADING`), running a long script (`BUSY`), refusing writes (`OOM` at `maxmemory` with
+/// `noeviction`, `MISCONF` after a failed save, `READONLY` as a replica after a failover,
+/// `NOREPLICAS`), or between primaries (`MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`). Such a
+/// Redis is treated as away; any other error (`WRONGTYPE`, a script's own) is a fault.
+pub fn is_unwell(error: &redis::RedisError) -> bool {
+    const UNWELL: [&str; 9] = [
+        "LOADING",
+        "BUSY",
+        "OOM",
+        "MISCONF",
+        "READONLY",
+        "NOREPLICAS",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+    ];
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.code().is_some_and(|code| UNWELL.contains(&code))
+}
+
 /// How long a request waits for a Redis reply, or for a connection to Redis.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -728,6 +753,34 @@ mod tests {
             "other:user:1".to_owned(),
         ] {
             assert_eq!(keys.generation_of(&key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn a_redis_that_cannot_serve_now_is_unwell_and_a_wrong_command_is_not() {
+        for code in [
+            "OOM",
+            "MISCONF",
+            "BUSY",
+            "LOADING",
+            "READONLY",
+            "MASTERDOWN",
+        ] {
+            assert!(is_unwell(&parsed_error(code)), "{code}");
+        }
+        for code in ["WRONGTYPE", "ERR", "NOSCRIPT"] {
+            assert!(!is_unwell(&parsed_error(code)), "{code}");
+        }
+        let io = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(is_unwell(&io));
+    }
+
+    /// The error a reply `-<code> ...` from the server makes, as the client parses it.
+    fn parsed_error(code: &str) -> redis::RedisError {
+        let reply = format!("-{code} the server says no\r\n");
+        match redis::parse_redis_value(reply.as_bytes()) {
+            Ok(redis::Value::ServerError(error)) => error.into(),
+            other => panic!("{other:?}"),
         }
     }
 

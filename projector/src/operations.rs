@@ -21,6 +21,7 @@ use rdkafka::consumer::BaseConsumer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::projections::RedisBehind;
 use crate::settings::Settings;
 
 /// How long a connection may take to send a request's headers.
@@ -32,11 +33,13 @@ pub struct Operations {
     read_store: deadpool_postgres::Pool,
     settings: Settings,
     broker: Arc<BaseConsumer>,
+    redis_behind: RedisBehind,
 }
 
 impl Operations {
-    pub async fn new(settings: &Settings) -> anyhow::Result<Self> {
+    pub async fn new(settings: &Settings, redis_behind: RedisBehind) -> anyhow::Result<Self> {
         Ok(Self {
+            redis_behind,
             metrics: infra::metrics::install(),
             read_store: infra::read_store::connect_for_operations(&settings.read_store).await?,
             broker: Arc::new(infra::kafka::client_config(&settings.kafka).create()?),
@@ -123,12 +126,25 @@ impl Operations {
                 Dependency::Postgres,
                 infra::metrics::postgres_pool(&self.read_store),
             ),
-            (
-                Dependency::Redis,
-                infra::metrics::redis_at(&self.settings.redis),
-            ),
+            (Dependency::Redis, self.redis_check()),
         ])
         .await
+    }
+
+    /// Redis answers, and takes the projector's changes: one that answers but refuses writes
+    /// (out of memory, say) leaves the Redis read models behind, and is not ready.
+    fn redis_check(&self) -> infra::metrics::CheckFuture<'static> {
+        let answers = infra::metrics::redis_at(&self.settings.redis);
+        let behind = self.redis_behind.reason();
+        Box::pin(async move {
+            answers.await?;
+            match behind {
+                Some(reason) => Err(anyhow::anyhow!(
+                    "behind the Postgres read models, caught up once it takes writes: {reason}"
+                )),
+                None => Ok(()),
+            }
+        })
     }
 
     /// Sets the gauges read from the read store; on failure they keep their last values (the

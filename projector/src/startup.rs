@@ -21,6 +21,7 @@ pub struct Projector {
 
 impl Projector {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        infra::hardening::keep_secrets_from_other_processes();
         let read_store = infra::read_store::connect_for_batches(&settings.read_store).await?;
         let consumer: EventConsumer =
             consumer_config(&settings.kafka, &settings.group.projector_group)
@@ -31,9 +32,10 @@ impl Projector {
                 .create_with_context(CommitOnRevoke)?;
         let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
         let listener = TcpListener::bind(settings.listen).await?;
-        let operations = Arc::new(Operations::new(&settings).await?);
+        let projections = Projections::new(read_store, redis, Keys::new(&settings.redis));
+        let operations = Arc::new(Operations::new(&settings, projections.redis_behind()).await?);
         Ok(Self {
-            projections: Projections::new(read_store, redis, Keys::new(&settings.redis)),
+            projections,
             consumer,
             operations: (listener, operations),
             settings,

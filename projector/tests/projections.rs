@@ -890,6 +890,65 @@ async fn while_redis_is_away_postgres_keeps_up_and_redis_is_rebuilt_once_it_answ
     assert_eq!(video_likes(&settings).await, 5);
 }
 
+/// A Redis that answers but refuses writes (full, at `maxmemory` with `noeviction`; the same
+/// for `MISCONF`, `READONLY`, `LOADING`, `BUSY`) is a Redis away: the Postgres lists keep up,
+/// the projector says Redis is behind, and Redis is caught up once it takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_refusing_writes_is_left_behind_while_postgres_keeps_up_then_caught_up() {
+    let redis = OwnRedis::start();
+    let (settings, projections, pool) = stores_on(&redis.url()).await;
+    anns_video(&projections).await;
+    deliver(&projections, 0, &[liked_by(2)]).await;
+    assert_eq!(projections.redis_behind().reason(), None);
+
+    let mut admin = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let full = |limit: &'static str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .arg("maxmemory")
+            .arg(limit)
+            .to_owned()
+    };
+    let () = full("1").query_async(&mut admin).await.unwrap();
+
+    // A like, then a chat message, while Redis is full: each batch is carried out (one held
+    // up by Redis would be retried for ever, and this would not return).
+    deliver(&projections, 1, &[liked_by(3)]).await;
+    let message = event(
+        "conversation",
+        "1:2",
+        1,
+        "MessageSent",
+        json!({"message_id": 1, "from_user_id": 2, "to_user_id": 1, "content": "hi ann",
+               "sent_at": 10}),
+    );
+    deliver(&projections, 2, &[message]).await;
+    assert_eq!(like_rows(&pool).await, 2, "the likes list kept up");
+    let messages: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(messages, 1, "the message is listed");
+    let behind = projections
+        .redis_behind()
+        .reason()
+        .expect("Redis is behind");
+    assert!(behind.contains("OOM"), "{behind}");
+
+    let () = full("0").query_async(&mut admin).await.unwrap();
+    // Batches leave Redis alone for 2 s after it failed.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    deliver(&projections, 3, &[liked_by(4)]).await;
+    assert_eq!(video_likes(&settings).await, 3, "Redis caught up");
+    assert_eq!(projections.redis_behind().reason(), None);
+}
+
 #[tokio::test]
 async fn a_waiting_event_kept_by_a_racing_batch_is_released_by_the_aggregates_next_event() {
     let (settings, projections, pool) = stores().await;

@@ -3,6 +3,7 @@
 
 use domain::{UserId, VideoId};
 use http_api::cards::{Cards, CommentCard, UserCard, VideoCard};
+use infra::redis_store::Keys;
 use serde::Serialize;
 
 /// The most items a list answers with. The client does not page lists (only the feed).
@@ -20,6 +21,10 @@ pub enum ReadError {
     Redis(#[from] redis::RedisError),
     #[error("media store: {0}")]
     Media(#[from] object_store::Error),
+    /// Redis lost its read models (restarted empty, say) and they are not rebuilt yet: what
+    /// they lack may well exist.
+    #[error("the Redis read models are not whole (being rebuilt)")]
+    NotWhole,
 }
 
 impl ReadError {
@@ -35,9 +40,12 @@ impl ReadError {
                         .code()
                         .is_some_and(|state| infra::sqlstate_is_unavailable(state.code()))
             }
-            // Timeouts, refused and dropped connections are all I/O errors.
-            Self::Redis(error) => error.is_io_error(),
-            Self::Media(_) => false,
+            // Timeouts, refused and dropped connections, and a Redis loading its data.
+            Self::Redis(error) => infra::redis_store::is_unwell(error),
+            // An object that is not there is answered before it gets here (404): any other
+            // failure of the media store is the store's.
+            Self::Media(_) => true,
+            Self::NotWhole => true,
         }
     }
 }
@@ -95,6 +103,9 @@ impl Reads {
             .set_cache_config(infra::redis_store::cached())
             .query_async(&mut self.cards.redis())
             .await?;
+        if newest.is_empty() {
+            self.whole(&keys).await?;
+        }
         if newest.iter().all(|(_, at)| (*at as i64) < before) {
             let ids: Vec<i64> = newest.into_iter().map(|(id, _)| id).collect();
             return Ok(self.cards.videos_in(&keys, viewer, &ids).await?);
@@ -111,8 +122,45 @@ impl Reads {
         Ok(self.cards.videos_in(&keys, viewer, &ids).await?)
     }
 
+    /// Whether video `video` exists; unavailable, rather than no, while the read models are
+    /// not whole.
     pub async fn video_exists(&self, video: VideoId) -> Result<bool, ReadError> {
-        Ok(!self.cards.videos(None, &[video.get()]).await?.is_empty())
+        let keys = self.cards.current_keys().await?;
+        if !self
+            .cards
+            .videos_in(&keys, None, &[video.get()])
+            .await?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        self.whole(&keys).await?;
+        Ok(false)
+    }
+
+    /// User `user`'s card as `viewer` sees it; None only when the read models are whole and
+    /// have no such user (never "no such user" while Redis is being rebuilt).
+    pub async fn user(
+        &self,
+        viewer: Option<UserId>,
+        user: UserId,
+    ) -> Result<Option<UserCard>, ReadError> {
+        let keys = self.cards.current_keys().await?;
+        let mut cards = self.cards.users_in(&keys, viewer, &[user.get()]).await?;
+        if let Some(card) = cards.remove(&user.get()) {
+            return Ok(Some(card));
+        }
+        self.whole(&keys).await?;
+        Ok(None)
+    }
+
+    /// Fails as unavailable unless the read models of `keys` are whole.
+    async fn whole(&self, keys: &Keys) -> Result<(), ReadError> {
+        if self.cards.are_whole(keys).await? {
+            Ok(())
+        } else {
+            Err(ReadError::NotWhole)
+        }
     }
 
     async fn ids(&self, sql: &str, id: i64) -> Result<Vec<i64>, ReadError> {
@@ -317,5 +365,13 @@ mod tests {
 
         let unreadable = redis::RedisError::from((redis::ErrorKind::Parse, "not a card"));
         assert!(!ReadError::from(unreadable).is_unavailable());
+
+        // A media store that fails (an object that is not there is answered apart, 404).
+        let media = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        };
+        assert!(ReadError::from(media).is_unavailable());
+        assert!(ReadError::NotWhole.is_unavailable());
     }
 }

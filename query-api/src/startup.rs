@@ -23,6 +23,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        infra::hardening::keep_secrets_from_other_processes();
         let read_store = infra::read_store::connect(&settings.read_store).await?;
         let redis = redis_store::connect_cached(&settings.redis).await?;
         let tokens = web::Data::new(Tokens::new(&settings.auth)?);

@@ -389,6 +389,13 @@ where
     }
 }
 
+impl TestStack {
+    /// Stops the stack's projector: nothing is projected from now on.
+    pub fn stop_projector(&self) {
+        self.stop_projector.cancel();
+    }
+}
+
 impl Drop for TestStack {
     fn drop(&mut self) {
         self.stop_projector.cancel();

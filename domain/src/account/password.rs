@@ -109,7 +109,10 @@ mod tests {
             Password::parse_new(&"x".repeat(33)).unwrap_err(),
             PasswordError::TooLong
         );
-        assert!(Password::parse("12345").is_ok(), "an older account's password");
+        assert!(
+            Password::parse("12345").is_ok(),
+            "an older account's password"
+        );
     }
 
     #[test]

@@ -152,7 +152,10 @@ mod tests {
         assert!(UserName::parse("coder 👩\u{200D}💻").is_ok());
         assert!(UserName::parse("love ❤\u{FE0F}").is_ok());
         assert!(UserName::parse("❤\u{FE0F}\u{200D}🔥").is_ok());
-        assert!(UserName::parse("a\u{200D}💻").is_err(), "a joiner after a letter");
+        assert!(
+            UserName::parse("a\u{200D}💻").is_err(),
+            "a joiner after a letter"
+        );
     }
 
     #[test]

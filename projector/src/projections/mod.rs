@@ -10,7 +10,7 @@ pub(crate) mod rows;
 mod users;
 mod videos;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cqrs_es::Aggregate;
@@ -89,6 +89,28 @@ pub struct Projections {
     keys: Keys,
     /// When Redis last failed to answer, if it has not answered since.
     redis_away_since: Mutex<Option<Instant>>,
+    redis_behind: RedisBehind,
+}
+
+/// Why Redis is behind the Postgres read models, while it is: shared with the projector's
+/// `/readyz`, and shown as [`infra::metrics::PROJECTOR_REDIS_BEHIND`].
+#[derive(Clone, Default)]
+pub struct RedisBehind(Arc<Mutex<Option<String>>>);
+
+impl RedisBehind {
+    /// Why Redis is behind, if it is.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+
+    fn set(&self, reason: Option<String>) {
+        metrics::gauge!(infra::metrics::PROJECTOR_REDIS_BEHIND).set(if reason.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        *self.0.lock().expect("not poisoned") = reason;
+    }
 }
 
 /// Longer than a batch takes between its Postgres commit and its Redis changes.
@@ -104,7 +126,13 @@ impl Projections {
             redis,
             keys,
             redis_away_since: Mutex::new(None),
+            redis_behind: RedisBehind::default(),
         }
+    }
+
+    /// Whether Redis is behind, for the projector's readiness.
+    pub fn redis_behind(&self) -> RedisBehind {
+        self.redis_behind.clone()
     }
 
     /// The aggregate types whose topics the projector reads.
@@ -181,7 +209,13 @@ impl Projections {
                 }
             }
             match executed.redis {
-                InRedis::Made => return Ok(outcomes),
+                InRedis::Made => {
+                    if self.redis_behind.reason().is_some() {
+                        tracing::info!("Redis has caught up with the Postgres read models");
+                        self.redis_behind.set(None);
+                    }
+                    return Ok(outcomes);
+                }
                 InRedis::NotWhole => match self.rebuild_redis_unless_whole().await {
                     Ok(()) => {}
                     Err(error) => {
@@ -218,12 +252,16 @@ impl Projections {
     }
 
     fn redis_away(&self, error: &str) {
+        // The first reason stays: later batches only skip Redis for its sake.
+        if self.redis_behind.reason().is_none() {
+            self.redis_behind.set(Some(error.to_owned()));
+        }
         let mut away = self.redis_away_since.lock().expect("not poisoned");
         if away.is_none_or(|since| since.elapsed() >= REDIS_RETRY_AFTER) {
             tracing::warn!(
                 error,
                 retry_in = ?REDIS_RETRY_AFTER,
-                "Redis did not answer: applying events to Postgres only, Redis is rebuilt once it answers"
+                "Redis did not answer, or refused writes: applying events to Postgres only, Redis is rebuilt once it takes them"
             );
             *away = Some(Instant::now());
         }

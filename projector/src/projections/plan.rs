@@ -289,12 +289,10 @@ pub async fn execute_all(
     })
 }
 
-/// Whether Redis failed to answer (rather than refused a command).
+/// Whether Redis failed to answer, or answered that it cannot serve now (refusing writes,
+/// loading its data: see [`infra::redis_store::is_unwell`]), rather than refused a command.
 pub(super) fn unreachable(error: &redis::RedisError) -> bool {
-    error.is_io_error()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
+    infra::redis_store::is_unwell(error)
 }
 
 impl<'a> RedisChange<'a> {

@@ -10,7 +10,7 @@ use actix_web::web;
 use domain::UserId;
 use http_api::http::{method_not_allowed, ApiError};
 
-use crate::reads::{ReadError, Reads};
+use crate::reads::Reads;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -38,10 +38,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
 /// Refuses lists of users that are not registered.
 async fn existing_user(reads: &Reads, viewer: UserId, user: UserId) -> Result<(), ApiError> {
     reads
-        .cards()
-        .user(Some(viewer), user.get())
-        .await
-        .map_err(ReadError::from)?
+        .user(Some(viewer), user)
+        .await?
         .map(|_| ())
         .ok_or_else(|| ApiError::NotFound(format!("user {user} does not exist")))
 }

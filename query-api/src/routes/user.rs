@@ -21,10 +21,8 @@ async fn user_info(
     let viewer = params.authenticated_user(&tokens)?;
     let id: UserId = params.parse("user_id")?;
     let user = reads
-        .cards()
-        .user(Some(viewer), id.get())
-        .await
-        .map_err(crate::reads::ReadError::from)?
+        .user(Some(viewer), id)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("user {id} does not exist")))?;
     Ok(ok(UserReply { user }))
 }

@@ -185,7 +185,13 @@ async fn guesses_from_many_networks_are_slowed_per_account_and_its_owner_still_l
     stack.registered("owner", "the-right-one").await;
     let login = "/douyin/user/login/";
     let owner_home = "2001:db8:aaaa:1::10";
-    let signed_in = post_from(&stack, owner_home, login, &register("owner", "the-right-one")).await;
+    let signed_in = post_from(
+        &stack,
+        owner_home,
+        login,
+        &register("owner", "the-right-one"),
+    )
+    .await;
     assert_eq!(signed_in.code(), 0, "{}", signed_in.body);
 
     // One guess from each of three /64s of the same /48: each within its own allowance.
@@ -463,4 +469,59 @@ async fn control_characters_and_bidi_overrides_are_refused_never_a_server_error(
     let lines = comment("first line\nsecond line").await;
     assert_eq!(lines["status_code"], 0, "{lines}");
     assert_eq!(lines["comment"]["content"], "first line\nsecond line");
+}
+
+/// ffmpeg decodes what anyone uploads, so it is taken to be a program an attacker controls:
+/// here, an `FFMPEG` that tries to read its parent's environment (the service's secrets) and
+/// to open a socket, and writes down what it got. It gets neither (the socket only where a
+/// network namespace can be made: as root, always).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_cannot_read_the_services_secrets_nor_reach_the_network() {
+    use std::os::unix::fs::PermissionsExt;
+    let folder = tempfile::tempdir().unwrap();
+    let open_to_all = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    open_to_all(folder.path(), 0o755);
+    let report = folder.path().join("report");
+    std::fs::write(&report, "").unwrap();
+    open_to_all(&report, 0o666);
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = target.local_addr().unwrap().port();
+    let script = folder.path().join("ffmpeg");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/bash
+{{
+  if /bin/cat /proc/$PPID/environ >/dev/null 2>&1; then echo 'environ: read'; else echo 'environ: refused'; fi
+  if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo 'network: open'; else echo 'network: refused'; fi
+  echo \"uid: $(/usr/bin/id -u)\"
+}} >{}
+exit 1
+",
+            report.display()
+        ),
+    )
+    .unwrap();
+    open_to_all(&script, 0o755);
+    let stack = TestStack::spawn_with(|settings| settings.media.ffmpeg = script.clone()).await;
+    let (_, token) = stack.registered("ann", "password1").await;
+
+    let reply = stack
+        .publish(&token, "crafted", system_tests::sample_video())
+        .await;
+    assert_eq!(
+        reply["status_code"], 0,
+        "published with the default cover: {reply}"
+    );
+    let seen = std::fs::read_to_string(&report).unwrap();
+    assert!(seen.contains("environ: refused"), "{seen}");
+    let sandbox = command_api::sandbox::Sandbox::probe().await.unwrap();
+    if sandbox.has_no_network() {
+        assert!(seen.contains("network: refused"), "{sandbox:?}: {seen}");
+    }
+    if matches!(sandbox, command_api::sandbox::Sandbox::OtherUser { .. }) {
+        assert!(!seen.contains("uid: 0"), "ffmpeg ran as root: {seen}");
+    }
 }

@@ -192,7 +192,7 @@ async fn the_projector_is_not_ready_without_its_broker_or_redis() {
     settings.redis.redis_url = infra::settings::secret("redis://127.0.0.1:1");
     settings.kafka.kafka_brokers = "127.0.0.1:1".into();
     let operations = std::sync::Arc::new(
-        projector::operations::Operations::new(&settings)
+        projector::operations::Operations::new(&settings, Default::default())
             .await
             .expect("its read store answers"),
     );
