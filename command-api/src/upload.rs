@@ -2,9 +2,10 @@
 //! counted as it arrives and cut off past the size cap, so that no upload is ever held whole
 //! in memory.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_multipart::Multipart;
@@ -24,24 +25,141 @@ const MAX_TEXT_FIELDS: usize = 8;
 /// Uploads being received at once. Each holds a temporary file of up to `MAX_UPLOAD_BYTES`,
 /// and the publish form may carry its token after the file, so nothing else bounds how many
 /// anonymous ones fill the disk: one past `UPLOADS_AT_ONCE` is turned away before it is read.
-pub struct UploadSlots(Arc<Semaphore>);
+/// Of those, a file that starts before any token (its sender unknown until the end) takes
+/// one of at most half the slots, and one per client address (an IPv6 /64); a file whose
+/// token came first counts against its user, [`UPLOADS_PER_USER`] at once.
+pub struct UploadSlots {
+    all: Arc<Semaphore>,
+    anonymous: Arc<Semaphore>,
+    per_address: Holders,
+    per_user: Holders,
+}
+
+/// Uploads one user may have in progress at once (on one command API).
+pub const UPLOADS_PER_USER: usize = 2;
 
 /// A busy moment for uploads lasts about as long as one upload.
 const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
 
+fn busy() -> ApiError {
+    ApiError::Busy {
+        retry_after: UPLOAD_RETRY_AFTER,
+    }
+}
+
+/// What an upload holds while it is received, given back when dropped.
+pub struct UploadSlot {
+    _slot: OwnedSemaphorePermit,
+    _allowance: Option<Allowance>,
+}
+
+/// An upload's share of the allowance of its sender: anonymous (and its address's), or its
+/// user's.
+enum Allowance {
+    Anonymous {
+        _permit: OwnedSemaphorePermit,
+        _address: Hold,
+    },
+    User {
+        _user: Hold,
+    },
+}
+
 impl UploadSlots {
     pub fn new(at_once: usize) -> Self {
-        Self(Arc::new(Semaphore::new(at_once.max(1))))
+        let at_once = at_once.max(1);
+        Self {
+            all: Arc::new(Semaphore::new(at_once)),
+            anonymous: Arc::new(Semaphore::new((at_once / 2).max(1))),
+            per_address: Holders::new(1),
+            per_user: Holders::new(UPLOADS_PER_USER),
+        }
     }
 
-    /// A slot held until the returned permit is dropped, or "busy" when none is free.
-    pub fn take(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.0
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::Busy {
-                retry_after: UPLOAD_RETRY_AFTER,
-            })
+    /// A slot held until the returned one is dropped, or "busy" when none is free.
+    pub fn take(&self) -> Result<UploadSlot, ApiError> {
+        let slot = self.all.clone().try_acquire_owned().map_err(|_| busy())?;
+        Ok(UploadSlot {
+            _slot: slot,
+            _allowance: None,
+        })
+    }
+
+    /// The file of `slot`'s upload starts, sent by `sender` (known by the token sent before
+    /// it, or only by its address): it takes its share of that sender's allowance, or is
+    /// "busy" at once.
+    pub fn file_starts(&self, slot: &mut UploadSlot, sender: Sender) -> Result<(), ApiError> {
+        let allowance = match sender {
+            Sender::User(user) => Allowance::User {
+                _user: self.per_user.hold(&user.to_string()).ok_or_else(busy)?,
+            },
+            Sender::Anonymous(address) => {
+                let address = self
+                    .per_address
+                    .hold(http_api::rate_limit::Subject::address(address).as_str())
+                    .ok_or_else(busy)?;
+                let anonymous = self.anonymous.clone().try_acquire_owned().map_err(|_| busy())?;
+                Allowance::Anonymous {
+                    _permit: anonymous,
+                    _address: address,
+                }
+            }
+        };
+        slot._allowance = Some(allowance);
+        Ok(())
+    }
+}
+
+/// Who sends a file, as far as is known when it starts.
+pub enum Sender {
+    User(domain::UserId),
+    Anonymous(std::net::IpAddr),
+}
+
+/// Counts of what each holder (a user, an address) holds, at most `each` apiece.
+#[derive(Clone)]
+struct Holders {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    each: usize,
+}
+
+/// One thing held by `holder`, given back when dropped.
+struct Hold {
+    holders: Holders,
+    holder: String,
+}
+
+impl Holders {
+    fn new(each: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            each,
+        }
+    }
+
+    fn hold(&self, holder: &str) -> Option<Hold> {
+        let mut counts = self.counts.lock().expect("not poisoned");
+        let count = counts.entry(holder.to_owned()).or_default();
+        if *count >= self.each {
+            return None;
+        }
+        *count += 1;
+        Some(Hold {
+            holders: self.clone(),
+            holder: holder.to_owned(),
+        })
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut counts = self.holders.counts.lock().expect("not poisoned");
+        if let Some(count) = counts.get_mut(&self.holder) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.holder);
+            }
+        }
     }
 }
 
@@ -225,4 +343,48 @@ async fn stream_to_file(
     }
     writer.flush().await.map_err(ApiError::internal)?;
     Ok(Upload { file, head, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(address: &str) -> Sender {
+        Sender::Anonymous(address.parse().unwrap())
+    }
+
+    #[test]
+    fn anonymous_files_take_one_slot_per_network_and_users_a_few_each() {
+        let slots = UploadSlots::new(8);
+        let mut taken = vec![];
+        let mut starts = |sender: Sender| {
+            let mut slot = slots.take().unwrap();
+            let started = slots.file_starts(&mut slot, sender).is_ok();
+            if started {
+                taken.push(slot);
+            }
+            started
+        };
+        assert!(starts(from("2001:db8:1:2::1")));
+        assert!(!starts(from("2001:db8:1:2:ffff::9")), "the same /64");
+        assert!(starts(from("2001:db8:1:3::1")));
+        assert!(starts(from("203.0.113.1")));
+        assert!(starts(from("203.0.113.2")));
+        assert!(!starts(from("203.0.113.3")), "half of the 8 slots are anonymous");
+
+        let ann = domain::UserId::try_from(7).unwrap();
+        assert!(starts(Sender::User(ann)));
+        assert!(starts(Sender::User(ann)));
+        assert!(!starts(Sender::User(ann)), "{UPLOADS_PER_USER} at once");
+    }
+
+    #[test]
+    fn what_an_upload_held_is_given_back_when_it_ends() {
+        let slots = UploadSlots::new(2);
+        let mut first = slots.take().unwrap();
+        slots.file_starts(&mut first, from("203.0.113.1")).unwrap();
+        drop(first);
+        let mut again = slots.take().unwrap();
+        assert!(slots.file_starts(&mut again, from("203.0.113.1")).is_ok());
+    }
 }

@@ -36,6 +36,11 @@ impl Subject {
         }
     }
 
+    /// The subject as its keys hold it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn user(user: UserId) -> Self {
         Self(user.to_string())
     }

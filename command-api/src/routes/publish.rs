@@ -2,11 +2,12 @@ use actix_multipart::Multipart;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use domain::text::Title;
 use http_api::auth::Tokens;
+use http_api::client;
 use http_api::http::{done, ApiError, Params};
 use http_api::rate_limit::{Limit, RateLimits, Subject};
 use infra::settings::MediaSettings;
 
-use crate::upload::{self, UploadSlots};
+use crate::upload::{self, Sender, UploadSlots};
 use crate::videos::Videos;
 
 /// Every check is made before anything is stored: a refused upload leaves no object and no
@@ -21,17 +22,22 @@ async fn publish(
     videos: web::Data<Videos>,
     uploads: web::Data<UploadSlots>,
 ) -> Result<HttpResponse, ApiError> {
-    let _receiving = uploads.take()?;
+    let mut receiving = uploads.take()?;
+    let address = client::address(&req);
     // A client whose token has expired, or who has published too much, learns it before
-    // uploading the video.
-    let judge = |sent: Params| {
-        let (tokens, limits) = (&tokens, &limits);
-        async move {
-            if sent.get("token").is_some() {
+    // uploading the video; one that sends its token after the file uploads it on the
+    // allowance of anonymous uploads.
+    let judge = {
+        let (tokens, limits, uploads, slot) = (&tokens, &limits, &uploads, &mut receiving);
+        move |sent: Params| async move {
+            let sender = if sent.get("token").is_some() {
                 let author = sent.authenticated_user(tokens)?;
                 limits.check(Limit::Publish, &Subject::user(author)).await?;
-            }
-            Ok(())
+                Sender::User(author)
+            } else {
+                Sender::Anonymous(address)
+            };
+            uploads.file_starts(slot, sender)
         }
     };
     let form = upload::read(&req, multipart, settings.max_upload_bytes, judge).await?;

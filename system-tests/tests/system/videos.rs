@@ -223,12 +223,48 @@ async fn a_video_no_cover_can_be_taken_from_gets_the_default_cover() {
 
 /// A stand-in for ffmpeg: a shell script running `body`, in a folder of its own (`${0%/*}`
 /// in the script) where it can leave what it saw.
+/// A stand-in for ffmpeg running `body` (bash), in a folder of its own where it may write its
+/// notes: ffmpeg runs as another user where the service runs as root (see `sandbox.rs`).
 fn stand_in_ffmpeg(body: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let script = dir.path().join("ffmpeg");
-    std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::write(&script, format!("#!/bin/bash\n{body}\n")).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     (dir, script)
+}
+
+/// ffmpeg decodes what anyone uploads, so it is taken to be a program an attacker controls:
+/// here, one that tries to read its parent's environment (the service's secrets) and to open
+/// a socket, and writes down what it got. It gets neither (the socket only where a network
+/// namespace can be made: as root, always).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_cannot_read_the_services_secrets_nor_reach_the_network() {
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = target.local_addr().unwrap().port();
+    let (dir, ffmpeg) = stand_in_ffmpeg(&format!(
+        r#"{{
+  if /bin/cat /proc/$PPID/environ >/dev/null 2>&1; then echo 'environ: read'; else echo 'environ: refused'; fi
+  if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo 'network: open'; else echo 'network: refused'; fi
+  echo "uid: $(/usr/bin/id -u)"
+}} > "${{0%/*}}/report"
+exit 1"#
+    ));
+    let stack = TestStack::spawn_with(|settings| settings.media.ffmpeg = ffmpeg).await;
+    let (ann, token) = stack.registered("ann", "password1").await;
+
+    let reply = stack.publish(&token, "crafted", sample_video()).await;
+    assert_eq!(reply["status_code"], 0, "{reply}");
+    assert_default_cover(&stack, ann, &token).await;
+    let seen = std::fs::read_to_string(dir.path().join("report")).expect("the stand-in ran");
+    assert!(seen.contains("environ: refused"), "{seen}");
+    let sandbox = command_api::sandbox::Sandbox::probe().await.unwrap();
+    if sandbox.has_no_network() {
+        assert!(seen.contains("network: refused"), "{sandbox:?}: {seen}");
+    }
+    if matches!(sandbox, command_api::sandbox::Sandbox::OtherUser { .. }) {
+        assert!(!seen.contains("uid: 0"), "ffmpeg ran as root: {seen}");
+    }
 }
 
 /// The default cover, once the only video of `author` is listed.
@@ -474,6 +510,15 @@ fn stalled_publish(
     stack: &TestStack,
     fields: &[(&str, &str)],
 ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
+    stalled_publish_from(stack, "127.0.0.1", fields)
+}
+
+/// [`stalled_publish`] from `address`, as nginx passes it on.
+fn stalled_publish_from(
+    stack: &TestStack,
+    address: &str,
+    fields: &[(&str, &str)],
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
     let boundary = "douyin-test-boundary";
     let mut head = String::new();
     for (name, value) in fields {
@@ -493,12 +538,43 @@ fn stalled_publish(
     stack
         .http
         .post(format!("{}/douyin/publish/action/", stack.command_url))
+        .header("X-Real-IP", address)
         .header(
             "content-type",
             format!("multipart/form-data; boundary={boundary}"),
         )
         .body(reqwest::Body::wrap_stream(body))
         .send()
+}
+
+/// A file that starts before any token is anonymous until its end: such uploads may hold
+/// at most half the slots, one per address, so that trickling ones cannot hold them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_uploads_hold_at_most_half_the_slots_and_the_rest_stay_free() {
+    let stack = TestStack::spawn_with(|settings| settings.media.uploads_at_once = 2).await;
+    let (author, token) = stack.registered("ann", "password").await;
+    // A token-less upload trickling in holds the anonymous allowance.
+    let holding = tokio::spawn(stalled_publish_from(&stack, "203.0.113.1", &[]));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    // Another, from elsewhere, is refused as soon as its file starts, not after it.
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stalled_publish_from(&stack, "203.0.113.2", &[]),
+    )
+    .await
+    .expect("refused at once, while its file is still coming")
+    .unwrap();
+    let retry_after = refused.headers().get("retry-after").cloned();
+    let reply: Value = refused.json().await.unwrap();
+    assert_eq!(reply["status_code"], 503, "{reply}");
+    assert!(retry_after.is_some(), "no Retry-After");
+
+    // A publish whose token comes first takes the slot left.
+    let published = stack.publish(&token, "cats", sample_video()).await;
+    assert_eq!(published["status_code"], 0, "{published}");
+    stack.published(author, &token, "cats").await;
+    holding.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
