@@ -98,7 +98,11 @@ impl UploadSlots {
                     .per_address
                     .hold(http_api::rate_limit::Subject::address(address).as_str())
                     .ok_or_else(busy)?;
-                let anonymous = self.anonymous.clone().try_acquire_owned().map_err(|_| busy())?;
+                let anonymous = self
+                    .anonymous
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| busy())?;
                 Allowance::Anonymous {
                     _permit: anonymous,
                     _address: address,
@@ -370,7 +374,10 @@ mod tests {
         assert!(starts(from("2001:db8:1:3::1")));
         assert!(starts(from("203.0.113.1")));
         assert!(starts(from("203.0.113.2")));
-        assert!(!starts(from("203.0.113.3")), "half of the 8 slots are anonymous");
+        assert!(
+            !starts(from("203.0.113.3")),
+            "half of the 8 slots are anonymous"
+        );
 
         let ann = domain::UserId::try_from(7).unwrap();
         assert!(starts(Sender::User(ann)));

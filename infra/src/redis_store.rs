@@ -329,15 +329,24 @@ local function whole_prefix(base)
 end
 ";
 
-/// Lua: applies the operations in `ARGV[first]` to `ARGV[last]` under `prefix`, unless the
-/// aggregate's last applied sequence there is already at or past this event's (`sequence`);
-/// returns 1 if applied, 0 if not. Each operation is a command name, its argument count, and
-/// its arguments, the first of them a key without the generation's prefix.
+/// Lua: applies the operations in `ARGV[first]` to `ARGV[last]` under `prefix` if this event
+/// (`sequence`) is the aggregate's next one there; returns 1 if applied, 0 if it was applied
+/// before (the aggregate's last applied sequence is at or past it), -1 if an earlier event is
+/// missing: the models then lack it, are no longer whole (`ready` removed, as when an offset
+/// is found missing), and are rebuilt, rather than have the earlier event skipped for a
+/// repeat when it comes (two projectors racing over an aggregate, a topic given more
+/// partitions). Each operation is a command name, its argument count, and its arguments, the
+/// first of them a key without the generation's prefix.
 const APPLY_CHANGE: &str = r"
 local function apply_change(prefix, aggregate, sequence, first, last)
   local applied = prefix .. 'applied'
   local done = tonumber(redis.call('HGET', applied, aggregate) or '0')
-  if done >= tonumber(sequence) then return 0 end
+  sequence = tonumber(sequence)
+  if done >= sequence then return 0 end
+  if sequence ~= done + 1 then
+    redis.call('DEL', prefix .. 'ready')
+    return -1
+  end
   local i = first
   while i <= last do
     local count = tonumber(ARGV[i + 1])
@@ -350,14 +359,18 @@ end
 ";
 
 /// Lua: applies the events that follow the first argument in order under `prefix`, and
-/// returns per event 1 (applied) or 0 (applied before). Per event: its aggregate, its
-/// sequence, how many arguments its operations take, its operations (see [`APPLY_CHANGE`]).
+/// returns per event 1 (applied) or 0 (applied before); or `{-1}` as soon as one finds an
+/// earlier event of its aggregate missing (the models are not whole). Per event: its
+/// aggregate, its sequence, how many arguments its operations take, its operations (see
+/// [`APPLY_CHANGE`]).
 const APPLY_EVENTS: &str = r"
 local function apply_events(prefix)
   local outcomes, i = {}, 2
   while i <= #ARGV do
     local length = tonumber(ARGV[i + 2])
-    outcomes[#outcomes + 1] = apply_change(prefix, ARGV[i], ARGV[i + 1], i + 3, i + 2 + length)
+    local outcome = apply_change(prefix, ARGV[i], ARGV[i + 1], i + 3, i + 2 + length)
+    if outcome == -1 then return {-1} end
+    outcomes[#outcomes + 1] = outcome
     i = i + 3 + length
   end
   return outcomes

@@ -890,6 +890,34 @@ async fn while_redis_is_away_postgres_keeps_up_and_redis_is_rebuilt_once_it_answ
     assert_eq!(video_likes(&settings).await, 5);
 }
 
+/// Two projectors racing over an aggregate (a rebalance, a topic given more partitions): one
+/// applied the unlike (2) and another the like again (3) to Postgres, and 3's Redis change
+/// comes first. Redis must not apply it on top of 1 and then skip 2 as applied before: it
+/// finds 2 missing, its models are no longer whole, and they are rebuilt from Postgres.
+#[tokio::test]
+async fn a_redis_change_that_comes_before_an_earlier_one_is_not_applied_and_redis_is_rebuilt() {
+    let (settings, projections, _pool) = stores().await;
+    projections.apply(liked(1)).await.unwrap();
+    assert_eq!(counters(&settings).await, (1, 1, 1));
+
+    let keys = infra::testing::current_keys(&settings.redis).await;
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let like_again = projections.plan(&liked(3)).unwrap().unwrap();
+    let change = like_again.redis_change().unwrap();
+    let applied =
+        infra::redis_store::apply_all_once(&mut redis, &keys, &[], &[("like/7:2", 3, change)])
+            .await
+            .unwrap();
+    assert_eq!(applied.outcomes, [infra::redis_store::ApplyOnce::NotReady]);
+    assert!(!applied.whole, "the models lack event 2");
+    assert_eq!(counters(&settings).await, (1, 1, 1), "3 changed nothing");
+
+    // Postgres has 1 and 2 (3 is the other projector's, not committed here): the next event
+    // finds Redis not whole and rebuilds it from Postgres first.
+    projections.apply(unliked(2)).await.unwrap();
+    assert_eq!(counters(&settings).await, (0, 0, 0));
+}
+
 /// A Redis that answers but refuses writes (full, at `maxmemory` with `noeviction`; the same
 /// for `MISCONF`, `READONLY`, `LOADING`, `BUSY`) is a Redis away: the Postgres lists keep up,
 /// the projector says Redis is behind, and Redis is caught up once it takes writes again.

@@ -16,7 +16,9 @@ use infra::envelope::PublishedEvent;
 #[derive(Default)]
 pub struct Plan {
     rows: Vec<Row>,
-    redis: Change,
+    /// None for an event no Redis read model follows (a chat message); else its change,
+    /// perhaps none, which still counts as the aggregate's next event there.
+    redis: Option<Change>,
 }
 
 impl Plan {
@@ -32,7 +34,7 @@ impl Plan {
     }
 
     pub fn redis(mut self, change: impl FnOnce(Change) -> Change) -> Self {
-        self.redis = change(self.redis);
+        self.redis = Some(change(self.redis.take().unwrap_or_default()));
         self
     }
 
@@ -45,9 +47,11 @@ impl Plan {
         self.rows.iter().map(move |row| (aggregate, row))
     }
 
-    /// Its Redis change, with keys unprefixed.
-    pub fn redis_change(&self) -> &Change {
-        &self.redis
+    /// Its Redis change, with keys unprefixed; None when no Redis read model follows it.
+    /// Every event of an aggregate that has one reaches Redis, each after the one before:
+    /// Redis applies only an aggregate's next event (see `infra::redis_store`).
+    pub fn redis_change(&self) -> Option<&Change> {
+        self.redis.as_ref()
     }
 }
 
@@ -203,14 +207,14 @@ pub async fn execute_all(
     let mut redis_changes: Vec<RedisChange<'_>> = waiting
         .released_before()
         .iter()
-        .map(|(event, plan)| RedisChange::of(event, plan, None))
+        .filter_map(|(event, plan)| RedisChange::of(event, plan, None))
         .collect();
     // What waits for an event already applied (by a batch that raced the one keeping it).
     for aggregate in waiting.aggregates() {
         while let Some((event, plan)) = waiting.take_next(&aggregate, applied.last(&aggregate)) {
             applied.advance(event);
             writes.extend(plan.writes(event));
-            redis_changes.push(RedisChange::of(event, plan, None));
+            redis_changes.extend(RedisChange::of(event, plan, None));
         }
     }
     for (i, event, plan) in to_apply {
@@ -232,12 +236,12 @@ pub async fn execute_all(
                 {
                     applied.advance(event);
                     writes.extend(plan.writes(event));
-                    redis_changes.push(RedisChange::of(event, plan, None));
+                    redis_changes.extend(RedisChange::of(event, plan, None));
                 }
             }
         }
         // Applied now, or before (its Redis change may be what a crash left out).
-        redis_changes.push(RedisChange::of(event, plan, Some(i)));
+        redis_changes.extend(RedisChange::of(event, plan, Some(i)));
     }
     futures::try_join!(rows::write(&tx, writes), span.record(&tx))?;
     applied.store(&tx).await?;
@@ -245,10 +249,9 @@ pub async fn execute_all(
     tx.commit().await?;
     drop(client);
 
-    // An aggregate's changes in sequence order: the Redis record of applied events would
-    // take an earlier one coming after a later one for a repeat. (A batch delivered again
-    // holds an event and the waiting ones it released in the order they came, not applied.)
-    redis_changes.retain(|change| !change.change.is_empty());
+    // An aggregate's changes in sequence order: Redis applies only an aggregate's next
+    // event, and takes a later one for a gap. (A batch delivered again holds an event and
+    // the waiting ones it released in the order they came, not applied.)
     redis_changes.sort_by(|a, b| (&a.aggregate, a.sequence).cmp(&(&b.aggregate, b.sequence)));
     let changes: Vec<_> = redis_changes
         .iter()
@@ -296,12 +299,13 @@ pub(super) fn unreachable(error: &redis::RedisError) -> bool {
 }
 
 impl<'a> RedisChange<'a> {
-    fn of(event: &PublishedEvent, plan: &'a Plan, item: Option<usize>) -> Self {
-        Self {
+    /// The Redis change of `event`; None when no Redis read model follows it.
+    fn of(event: &PublishedEvent, plan: &'a Plan, item: Option<usize>) -> Option<Self> {
+        Some(Self {
             aggregate: format!("{}/{}", event.aggregate_type, event.aggregate_id),
             sequence: event.sequence,
-            change: &plan.redis,
+            change: plan.redis.as_ref()?,
             item,
-        }
+        })
     }
 }

@@ -638,13 +638,12 @@ impl Replay {
         let (to_apply, advanced) = self.in_order(page);
         let changes: Vec<(&str, i64, &Change)> = to_apply
             .iter()
-            .filter(|applying| !applying.plan.redis_change().is_empty())
-            .map(|applying| {
-                (
+            .filter_map(|applying| {
+                Some((
                     applying.aggregate.as_str(),
                     applying.event.sequence,
-                    applying.plan.redis_change(),
-                )
+                    applying.plan.redis_change()?,
+                ))
             })
             .collect();
         let (count, in_redis) = (to_apply.len() as i64, changes.len() as i64);

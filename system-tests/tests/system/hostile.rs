@@ -470,4 +470,3 @@ async fn control_characters_and_bidi_overrides_are_refused_never_a_server_error(
     assert_eq!(lines["status_code"], 0, "{lines}");
     assert_eq!(lines["comment"]["content"], "first line\nsecond line");
 }
-
