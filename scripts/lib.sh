@@ -80,10 +80,20 @@ ensure_build_tools() {
 }
 
 ensure_postgres() {
-    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then return; fi
+    if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT" 2>/dev/null; then start_postgres; fi
+    # Debian's cluster (installed just now, or with the machine) asks for a password over TCP
+    # that its superuser does not have: give it the one our default URL carries. A server of
+    # the user's own (PG_SERVER set) is left as it is.
+    if [ "$PG_SERVER" = "postgres://postgres:postgres@$PG_HOST:$PG_PORT" ] &&
+        ! psql_server -c 'SELECT 1' >/dev/null 2>&1 && command -v runuser >/dev/null; then
+        log "giving PostgreSQL's superuser the password of the default URL"
+        as_root runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'"
+    fi
+}
+
+start_postgres() {
     if ! command -v pg_ctlcluster >/dev/null || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
         apt_install postgresql
-        local fresh=1
     fi
     local version
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
@@ -99,10 +109,6 @@ ensure_postgres() {
         fi
     fi
     wait_for_postgres 120
-    if [ -n "${fresh:-}" ]; then
-        # Debian asks for a password over TCP: give the superuser the one our URLs carry.
-        as_root runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'"
-    fi
 }
 
 ensure_redis() {

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use infra::settings::{
     from_env, listen_addr, AuthSettings, EventStoreSettings, KafkaSettings, MediaSettings,
@@ -24,15 +25,37 @@ pub struct Settings {
 }
 
 /// `OUTBOX_RELAY`: whether this process also publishes the outbox (`true` by default). Any
-/// number of command APIs may run a relay; one at a time publishes.
+/// number of command APIs may run a relay; one at a time publishes. `LOCK_LEASE_MS` (30 s):
+/// how long a relay that stopped answering (frozen, cut off) may keep the others waiting.
 #[derive(Clone, Debug, Deserialize)]
 pub struct RelaySettings {
     #[serde(default = "enabled")]
     pub outbox_relay: bool,
+    #[serde(default = "default_lock_lease_ms")]
+    pub lock_lease_ms: u64,
+}
+
+impl RelaySettings {
+    pub fn lock_lease(&self) -> Duration {
+        Duration::from_millis(self.lock_lease_ms.max(1))
+    }
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            outbox_relay: true,
+            lock_lease_ms: default_lock_lease_ms(),
+        }
+    }
 }
 
 fn enabled() -> bool {
     true
+}
+
+fn default_lock_lease_ms() -> u64 {
+    30_000
 }
 
 impl Settings {

@@ -47,10 +47,12 @@ impl Application {
         };
         let relay = if settings.relay.outbox_relay {
             let stop = CancellationToken::new();
+            let lease = settings.relay.lock_lease();
             let relay = Relay::new(
-                store.relay_pool(),
+                store.relay_pool(lease),
                 store.doorbell().clone(),
                 &settings.kafka,
+                lease,
             )?;
             Some((tokio::spawn(relay.run(stop.clone())), stop))
         } else {

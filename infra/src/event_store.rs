@@ -135,8 +135,26 @@ impl EventStore {
     /// A pool of its own for the outbox relay, so that requests filling the command pool
     /// never keep the relay from publishing (nor the relay, holding a connection while the
     /// broker acknowledges a batch, take one from a request). Connects on first use.
-    pub fn relay_pool(&self) -> PgPool {
-        self.pool_of_its_own(RELAY_CONNECTIONS)
+    ///
+    /// The relay publishes under a lock held for the length of a transaction: its sessions
+    /// end, and the lock with them, once idle in a transaction for `lease` (a relay frozen
+    /// while the broker acknowledges, a paused machine) or once the network to it is gone
+    /// that long (TCP keepalives and user timeout, on the server's side), so that another
+    /// relay takes over.
+    pub fn relay_pool(&self, lease: Duration) -> PgPool {
+        let lease_ms = lease.as_millis().max(1);
+        let probe_secs = (lease.as_secs() / 3).max(1);
+        PgPoolOptions::new()
+            .max_connections(RELAY_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(self.options.clone().options([
+                ("statement_timeout", STATEMENT_TIMEOUT.as_millis().to_string()),
+                ("idle_in_transaction_session_timeout", lease_ms.to_string()),
+                ("tcp_user_timeout", lease_ms.to_string()),
+                ("tcp_keepalives_idle", probe_secs.to_string()),
+                ("tcp_keepalives_interval", (probe_secs / 3).max(1).to_string()),
+                ("tcp_keepalives_count", "3".to_owned()),
+            ]))
     }
 
     /// One connection for the operators' questions (readiness, the outbox's backlog): a

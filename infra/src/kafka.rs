@@ -40,8 +40,20 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// How long a delivery may take before it fails, and the relay retries its batch.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// A producer that keeps each partition in order across retries and waits for every replica.
 pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> {
+    producer_within(settings, DELIVERY_TIMEOUT)
+}
+
+/// [`producer`], whose deliveries fail after `delivery_timeout` (the relay's: shorter than the
+/// lease of the lock it publishes under).
+pub fn producer_within(
+    settings: &KafkaSettings,
+    delivery_timeout: Duration,
+) -> Result<FutureProducer, KafkaError> {
     client_config(settings)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -50,7 +62,10 @@ pub fn producer(settings: &KafkaSettings) -> Result<FutureProducer, KafkaError> 
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "2")
         // A delivery that fails surfaces within this time; the relay then retries the batch.
-        .set("message.timeout.ms", "15000")
+        .set(
+            "message.timeout.ms",
+            delivery_timeout.as_millis().max(1).to_string(),
+        )
         .create()
 }
 

@@ -138,6 +138,7 @@ pub struct Relay {
     doorbell: Doorbell,
     poll_interval: Duration,
     deleted_since_vacuum: usize,
+    delivery_timeout: Duration,
     producer: FutureProducer,
     kafka: KafkaSettings,
     topics: Topics,
@@ -146,17 +147,24 @@ pub struct Relay {
 impl Relay {
     /// A relay woken by `doorbell` (this process's commands) and by other processes'
     /// notifications.
+    /// A relay publishing through connections of `pool`, whose sessions end when idle in a
+    /// transaction for `lease` ([`crate::event_store::EventStore::relay_pool`]): its
+    /// deliveries fail well within that, so a working relay never outlives its lease, and a
+    /// frozen one (a paused machine, a network cut) holds the relay lock no longer.
     pub fn new(
         pool: PgPool,
         doorbell: Doorbell,
         kafka: &KafkaSettings,
+        lease: Duration,
     ) -> Result<Self, RelayError> {
+        let delivery_timeout = crate::kafka::DELIVERY_TIMEOUT.min(lease / 2);
         Ok(Self {
             pool,
             doorbell,
             poll_interval: POLL_INTERVAL,
             deleted_since_vacuum: 0,
-            producer: crate::kafka::producer(kafka)?,
+            delivery_timeout,
+            producer: crate::kafka::producer_within(kafka, delivery_timeout)?,
             kafka: kafka.clone(),
             topics: Topics::new(kafka),
         })
@@ -362,7 +370,7 @@ impl Relay {
             reason,
             "the producer failed for good: making a new one"
         );
-        match crate::kafka::producer(&self.kafka) {
+        match crate::kafka::producer_within(&self.kafka, self.delivery_timeout) {
             Ok(producer) => self.producer = producer,
             Err(error) => tracing::error!(%error, "could not make a new producer yet"),
         }

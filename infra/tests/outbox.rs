@@ -9,6 +9,9 @@ use infra::outbox::{Backlog, Relay, RELAY_LOCK};
 use infra::testing::{read_topic, TestSettings};
 use sqlx::{Executor, PgPool};
 
+/// The relay's lease in these tests: as in production.
+const LEASE: Duration = Duration::from_secs(30);
+
 async fn setup() -> (TestSettings, PgPool, Relay, String) {
     let settings = TestSettings::new().await;
     let store = EventStore::connect(&settings.event_store).await.unwrap();
@@ -17,9 +20,10 @@ async fn setup() -> (TestSettings, PgPool, Relay, String) {
         .await
         .unwrap();
     let relay = Relay::new(
-        store.pool().clone(),
+        store.relay_pool(LEASE),
         store.doorbell().clone(),
         &settings.kafka,
+        LEASE,
     )
     .unwrap();
     (settings, store.pool().clone(), relay, topic)
@@ -199,6 +203,7 @@ async fn a_command_committed_by_another_command_api_wakes_the_relay() {
         publisher.pool().clone(),
         publisher.doorbell().clone(),
         &settings.kafka,
+        LEASE,
     )
     .unwrap()
     .polling_every(Duration::from_secs(3600));
@@ -331,4 +336,56 @@ fn rows_read(node: &serde_json::Value) -> f64 {
         .as_array()
         .map_or(0.0, |plans| plans.iter().map(rows_read).sum());
     own + children
+}
+
+/// A relay that took the lock and then stopped answering (a paused machine, a network cut)
+/// holds it no longer than its lease: Postgres ends its session, and another relay publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_takes_the_lock_and_goes_silent_holds_it_no_longer_than_its_lease() {
+    let settings = TestSettings::new().await;
+    let store = EventStore::connect(&settings.event_store).await.unwrap();
+    let topic = Topics::new(&settings.kafka).for_aggregate("user");
+    ensure_topics(&settings.kafka, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(2);
+    // The silent relay: one of the relay's connections, the lock taken, then nothing.
+    let silent_pool = store.relay_pool(lease);
+    let mut silent = silent_pool.begin().await.unwrap();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *silent)
+        .await
+        .unwrap();
+    assert!(locked);
+    insert_event(store.pool(), "after-the-silence", 1).await;
+
+    let relay = Relay::new(
+        store.relay_pool(lease),
+        store.doorbell().clone(),
+        &settings.kafka,
+        lease,
+    )
+    .unwrap();
+    assert_eq!(relay.publish_batch().await.unwrap(), 0, "the lock is held");
+    let deadline = std::time::Instant::now() + lease + Duration::from_secs(10);
+    loop {
+        if relay.publish_batch().await.unwrap() > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the silent relay still holds the lock past its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = read_topic(
+        &settings.kafka,
+        &topic,
+        |events| !events.is_empty(),
+        Duration::from_secs(10),
+        Duration::from_millis(500),
+    );
+    assert_eq!(ids(&events), ["user/after-the-silence/1"]);
+    drop(silent);
 }

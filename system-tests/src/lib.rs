@@ -72,7 +72,7 @@ impl TestStack {
             event_store: settings.event_store.clone(),
             kafka: settings.kafka.clone(),
             auth: settings.auth.clone(),
-            relay: command_api::settings::RelaySettings { outbox_relay: true },
+            relay: Default::default(),
             media: settings.media.clone(),
             redis: settings.redis.clone(),
             public,
