@@ -31,7 +31,7 @@ pub struct Settings {
 pub struct RelaySettings {
     #[serde(default = "enabled")]
     pub outbox_relay: bool,
-    #[serde(default = "default_lock_lease_ms")]
+    #[serde(default = "infra::settings::default_lock_lease_ms")]
     pub lock_lease_ms: u64,
 }
 
@@ -45,17 +45,13 @@ impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             outbox_relay: true,
-            lock_lease_ms: default_lock_lease_ms(),
+            lock_lease_ms: infra::settings::default_lock_lease_ms(),
         }
     }
 }
 
 fn enabled() -> bool {
     true
-}
-
-fn default_lock_lease_ms() -> u64 {
-    30_000
 }
 
 impl Settings {

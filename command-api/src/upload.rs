@@ -35,8 +35,9 @@ pub struct UploadSlots {
     per_user: Holders,
 }
 
-/// Uploads one user may have in progress at once (on one command API).
-pub const UPLOADS_PER_USER: usize = 2;
+/// Uploads one user may have in progress at once (on one command API): a client publishing a
+/// few at once, not a flood.
+pub const UPLOADS_PER_USER: usize = 4;
 
 /// A busy moment for uploads lasts about as long as one upload.
 const UPLOAD_RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -359,7 +360,7 @@ mod tests {
 
     #[test]
     fn anonymous_files_take_one_slot_per_network_and_users_a_few_each() {
-        let slots = UploadSlots::new(8);
+        let slots = UploadSlots::new(10);
         let mut taken = vec![];
         let mut starts = |sender: Sender| {
             let mut slot = slots.take().unwrap();
@@ -372,16 +373,18 @@ mod tests {
         assert!(starts(from("2001:db8:1:2::1")));
         assert!(!starts(from("2001:db8:1:2:ffff::9")), "the same /64");
         assert!(starts(from("2001:db8:1:3::1")));
-        assert!(starts(from("203.0.113.1")));
-        assert!(starts(from("203.0.113.2")));
+        for address in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+            assert!(starts(from(address)));
+        }
         assert!(
-            !starts(from("203.0.113.3")),
-            "half of the 8 slots are anonymous"
+            !starts(from("203.0.113.4")),
+            "half of the 10 slots are anonymous"
         );
 
         let ann = domain::UserId::try_from(7).unwrap();
-        assert!(starts(Sender::User(ann)));
-        assert!(starts(Sender::User(ann)));
+        for _ in 0..UPLOADS_PER_USER {
+            assert!(starts(Sender::User(ann)));
+        }
         assert!(!starts(Sender::User(ann)), "{UPLOADS_PER_USER} at once");
     }
 

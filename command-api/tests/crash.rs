@@ -68,7 +68,7 @@ async fn events_committed_before_a_crash_are_published_once_after_a_restart() {
     let api = CommandApi::start(&settings, false).await;
     let reply: Value = reqwest::Client::new()
         .post(format!("{}/douyin/user/register/", api.url))
-        .query(&[("username", "heidi"), ("password", "alps")])
+        .query(&[("username", "heidi"), ("password", "alpine")])
         .send()
         .await
         .unwrap()

@@ -148,11 +148,17 @@ impl EventStore {
             .max_connections(RELAY_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(self.options.clone().options([
-                ("statement_timeout", STATEMENT_TIMEOUT.as_millis().to_string()),
+                (
+                    "statement_timeout",
+                    STATEMENT_TIMEOUT.as_millis().to_string(),
+                ),
                 ("idle_in_transaction_session_timeout", lease_ms.to_string()),
                 ("tcp_user_timeout", lease_ms.to_string()),
                 ("tcp_keepalives_idle", probe_secs.to_string()),
-                ("tcp_keepalives_interval", (probe_secs / 3).max(1).to_string()),
+                (
+                    "tcp_keepalives_interval",
+                    (probe_secs / 3).max(1).to_string(),
+                ),
                 ("tcp_keepalives_count", "3".to_owned()),
             ]))
     }

@@ -30,16 +30,47 @@ const SCHEMA_WAIT: Duration = Duration::from_secs(60);
 pub async fn connect(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
     let url = expose(&settings.read_database_url);
     until_migrated(url).await?;
-    build(url, Some(REQUEST_STATEMENT_TIMEOUT), settings).await
+    let mut config: tokio_postgres::Config = url.parse()?;
+    cancel_statements_after(&mut config, REQUEST_STATEMENT_TIMEOUT);
+    pool(config, settings.read_database_pool_size as usize).await
 }
 
 /// A pool whose statements may run as long as they need: the projector's Redis rebuild reads
 /// whole tables in one snapshot, and waits for another projector's rebuild to end. The
 /// projector's: it migrates the read models first.
+///
+/// Its sessions hold the locks other projectors wait for (a Redis rebuild's): one that has
+/// stopped answering (a paused machine, a network cut) is ended by Postgres once idle in a
+/// transaction, or unreachable, for the lease (`LOCK_LEASE_MS`), and its locks with it.
 pub async fn connect_for_batches(settings: &ReadStoreSettings) -> anyhow::Result<Pool> {
     let url = expose(&settings.read_database_url);
     migrate(url).await?;
-    build(url, None, settings).await
+    let mut config: tokio_postgres::Config = url.parse()?;
+    add_options(&mut config, &lease_options(settings.lock_lease()));
+    pool(config, settings.read_database_pool_size as usize).await
+}
+
+/// Session settings that end a session which stopped answering for `lease`: idle in its
+/// transaction that long, or its network gone that long (the server's TCP keepalives and
+/// user timeout).
+fn lease_options(lease: Duration) -> String {
+    let lease_ms = lease.as_millis().max(1);
+    let probe_secs = (lease.as_secs() / 3).max(1);
+    format!(
+        "-c idle_in_transaction_session_timeout={lease_ms} -c tcp_user_timeout={lease_ms} \
+         -c tcp_keepalives_idle={probe_secs} -c tcp_keepalives_interval={} \
+         -c tcp_keepalives_count=3",
+        (probe_secs / 3).max(1)
+    )
+}
+
+/// Adds start-up options (`-c name=value ...`) to any the URL has: they cost no round trip.
+fn add_options(config: &mut tokio_postgres::Config, own: &str) {
+    let options = match config.get_options() {
+        Some(options) => format!("{options} {own}"),
+        None => own.to_owned(),
+    };
+    config.options(options);
 }
 
 /// One connection for the operators' questions (readiness, the gauges read at each scrape):
@@ -51,26 +82,11 @@ pub async fn connect_for_operations(settings: &ReadStoreSettings) -> anyhow::Res
     pool(config, 1).await
 }
 
-/// A start-up option, so it costs no round trip; added to any options the URL has.
 fn cancel_statements_after(config: &mut tokio_postgres::Config, timeout: Duration) {
-    let timeout = format!("-c statement_timeout={}", timeout.as_millis());
-    let options = match config.get_options() {
-        Some(options) => format!("{options} {timeout}"),
-        None => timeout,
-    };
-    config.options(options);
-}
-
-async fn build(
-    url: &str,
-    statement_timeout: Option<Duration>,
-    settings: &ReadStoreSettings,
-) -> anyhow::Result<Pool> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    if let Some(timeout) = statement_timeout {
-        cancel_statements_after(&mut config, timeout);
-    }
-    pool(config, settings.read_database_pool_size as usize).await
+    add_options(
+        config,
+        &format!("-c statement_timeout={}", timeout.as_millis()),
+    );
 }
 
 /// A pool whose connections read and write the read models in `schema` (a generation being
@@ -87,11 +103,7 @@ pub async fn connect_to_schema(
         "-c search_path={} -c synchronous_commit=off -c statement_timeout=0",
         quote_identifier(schema).replace(' ', "\\ ")
     );
-    let options = match config.get_options() {
-        Some(options) => format!("{options} {own}"),
-        None => own,
-    };
-    config.options(options);
+    add_options(&mut config, &own);
     pool(config, size).await
 }
 

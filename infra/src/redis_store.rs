@@ -33,11 +33,17 @@ pub fn is_unwell(error: &redis::RedisError) -> bool {
         "TRYAGAIN",
         "CLUSTERDOWN",
     ];
+    // A pipeline's error holds each failed command's: the server's code is theirs.
+    let refused = error.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, error)| UNWELL.contains(&error.code()))
+    });
     error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
-        || error.code().is_some_and(|code| UNWELL.contains(&code))
+        || refused
 }
 
 /// How long a request waits for a Redis reply, or for a connection to Redis.

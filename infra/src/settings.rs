@@ -34,13 +34,28 @@ pub struct EventStoreSettings {
 }
 
 /// `READ_DATABASE_URL`: the Postgres read models, written by the projector and read by the
-/// query API.
+/// query API. `LOCK_LEASE_MS` (30 s): how long a projector that stopped answering (frozen,
+/// cut off) may hold the locks the others wait for (a Redis rebuild's).
 #[derive(Clone, Debug, Deserialize)]
 pub struct ReadStoreSettings {
     #[serde(default = "default_read_database_url")]
     pub read_database_url: SecretString,
     #[serde(default = "default_pool_size")]
     pub read_database_pool_size: u32,
+    #[serde(default = "default_lock_lease_ms")]
+    pub lock_lease_ms: u64,
+}
+
+impl ReadStoreSettings {
+    pub fn lock_lease(&self) -> Duration {
+        Duration::from_millis(self.lock_lease_ms.max(1))
+    }
+}
+
+/// 30 s: well past a batch's or a delivery's length, short enough that a holder that froze
+/// holds nobody up for long.
+pub fn default_lock_lease_ms() -> u64 {
+    30_000
 }
 
 /// `REDIS_URL`, `REDIS_KEY_PREFIX`: counters and membership read models.

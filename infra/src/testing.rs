@@ -104,6 +104,7 @@ impl TestSettings {
             read_store: ReadStoreSettings {
                 read_database_url: secret(&read_store),
                 read_database_pool_size: 8,
+                lock_lease_ms: crate::settings::default_lock_lease_ms(),
             },
             redis: RedisSettings {
                 redis_url: secret(

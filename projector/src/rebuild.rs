@@ -161,9 +161,10 @@ async fn rebuild(
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await?;
 
-    let users = client
-        .query(
-            "SELECT u.id, u.name, u.signature,
+    let users = stream(
+        client,
+        redis,
+        "SELECT u.id, u.name, u.signature,
                     coalesce(u.avatar, ''), coalesce(u.background_image, ''),
                     (SELECT count(*) FROM follows WHERE follower_id = u.id),
                     (SELECT count(*) FROM follows WHERE followee_id = u.id),
@@ -172,101 +173,100 @@ async fn rebuild(
                     (SELECT count(*) FROM videos WHERE author_id = u.id),
                     (SELECT count(*) FROM likes WHERE user_id = u.id)
                FROM users u",
-            &[],
-        )
-        .await?;
-    send(redis, &users, |pipe, row: &Row| {
-        pipe.hset_multiple(
-            keys.user(row.get(0)),
-            &[
-                ("name", row.get::<_, String>(1)),
-                ("signature", row.get(2)),
-                ("avatar", row.get(3)),
-                ("background_image", row.get(4)),
-                ("follow_count", row.get::<_, i64>(5).to_string()),
-                ("follower_count", row.get::<_, i64>(6).to_string()),
-                ("total_favorited", row.get::<_, i64>(7).to_string()),
-                ("work_count", row.get::<_, i64>(8).to_string()),
-                ("favorite_count", row.get::<_, i64>(9).to_string()),
-            ],
-        );
-    })
+        |pipe, row: &Row| {
+            pipe.hset_multiple(
+                keys.user(row.get(0)),
+                &[
+                    ("name", row.get::<_, String>(1)),
+                    ("signature", row.get(2)),
+                    ("avatar", row.get(3)),
+                    ("background_image", row.get(4)),
+                    ("follow_count", row.get::<_, i64>(5).to_string()),
+                    ("follower_count", row.get::<_, i64>(6).to_string()),
+                    ("total_favorited", row.get::<_, i64>(7).to_string()),
+                    ("work_count", row.get::<_, i64>(8).to_string()),
+                    ("favorite_count", row.get::<_, i64>(9).to_string()),
+                ],
+            );
+        },
+    )
     .await?;
 
-    let videos = client
-        .query(
-            "SELECT v.id, v.author_id, v.title, v.video_key, coalesce(v.cover_key, ''),
+    let videos = stream(
+        client,
+        redis,
+        "SELECT v.id, v.author_id, v.title, v.video_key, coalesce(v.cover_key, ''),
                     v.published_at,
                     (SELECT count(*) FROM likes WHERE video_id = v.id),
                     (SELECT count(*) FROM comments WHERE video_id = v.id AND deleted_at IS NULL)
                FROM videos v",
-            &[],
-        )
-        .await?;
-    send(redis, &videos, |pipe, row: &Row| {
-        let id: i64 = row.get(0);
-        let published_at: i64 = row.get(5);
-        pipe.hset_multiple(
-            keys.video(id),
-            &[
-                ("author_id", row.get::<_, i64>(1).to_string()),
-                ("title", row.get(2)),
-                ("video_key", row.get(3)),
-                ("cover_key", row.get(4)),
-                ("published_at", published_at.to_string()),
-                ("favorite_count", row.get::<_, i64>(6).to_string()),
-                ("comment_count", row.get::<_, i64>(7).to_string()),
-            ],
-        )
-        .zadd(keys.feed(), id, published_at);
-    })
+        |pipe, row: &Row| {
+            let id: i64 = row.get(0);
+            let published_at: i64 = row.get(5);
+            pipe.hset_multiple(
+                keys.video(id),
+                &[
+                    ("author_id", row.get::<_, i64>(1).to_string()),
+                    ("title", row.get(2)),
+                    ("video_key", row.get(3)),
+                    ("cover_key", row.get(4)),
+                    ("published_at", published_at.to_string()),
+                    ("favorite_count", row.get::<_, i64>(6).to_string()),
+                    ("comment_count", row.get::<_, i64>(7).to_string()),
+                ],
+            )
+            .zadd(keys.feed(), id, published_at);
+        },
+    )
     .await?;
 
-    let likes = client
-        .query("SELECT user_id, video_id FROM likes", &[])
-        .await?;
-    send(redis, &likes, |pipe, row: &Row| {
-        pipe.sadd(keys.likes(row.get(0)), row.get::<_, i64>(1));
-    })
+    let likes = stream(
+        client,
+        redis,
+        "SELECT user_id, video_id FROM likes",
+        |pipe, row: &Row| {
+            pipe.sadd(keys.likes(row.get(0)), row.get::<_, i64>(1));
+        },
+    )
     .await?;
 
-    let follows = client
-        .query("SELECT follower_id, followee_id FROM follows", &[])
-        .await?;
-    send(redis, &follows, |pipe, row: &Row| {
-        pipe.sadd(keys.following(row.get(0)), row.get::<_, i64>(1));
-    })
+    let follows = stream(
+        client,
+        redis,
+        "SELECT follower_id, followee_id FROM follows",
+        |pipe, row: &Row| {
+            pipe.sadd(keys.following(row.get(0)), row.get::<_, i64>(1));
+        },
+    )
     .await?;
 
     // Redis has applied exactly what Postgres has: redelivered events are skipped in both.
-    let applied = client
-        .query(
-            "SELECT aggregate_type || '/' || aggregate_id, sequence FROM applied_sequences",
-            &[],
-        )
-        .await?;
-    send(redis, &applied, |pipe, row: &Row| {
-        pipe.hset(
-            keys.applied(),
-            row.get::<_, String>(0),
-            row.get::<_, i64>(1),
-        );
-    })
+    stream(
+        client,
+        redis,
+        "SELECT aggregate_type || '/' || aggregate_id, sequence FROM applied_sequences",
+        |pipe, row: &Row| {
+            pipe.hset(
+                keys.applied(),
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1),
+            );
+        },
+    )
     .await?;
     // And the messages they came in: later batches are checked to follow on from these.
-    let offsets = client
-        .query(
-            "SELECT topic || '/' || partition, \"offset\" FROM applied_offsets",
-            &[],
-        )
-        .await?;
-    send(redis, &offsets, |pipe, row: &Row| {
-        pipe.hset(
-            keys.offsets(),
-            row.get::<_, String>(0),
-            row.get::<_, i64>(1),
-        );
-    })
+    stream(
+        client,
+        redis,
+        "SELECT topic || '/' || partition, \"offset\" FROM applied_offsets",
+        |pipe, row: &Row| {
+            pipe.hset(
+                keys.offsets(),
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1),
+            );
+        },
+    )
     .await?;
     client.batch_execute("COMMIT").await?;
     let switched: i64 = redis::Script::new(SWITCH)
@@ -284,10 +284,10 @@ async fn rebuild(
 
     Ok(Rebuilt {
         generation,
-        users: users.len(),
-        videos: videos.len(),
-        likes: likes.len(),
-        follows: follows.len(),
+        users,
+        videos,
+        likes,
+        follows,
     })
 }
 
@@ -349,17 +349,33 @@ pub async fn next_generation(
         .await
 }
 
-async fn send(
+/// Runs `query` in the rebuild's snapshot and makes the Redis commands `add` makes of its
+/// rows, a page of [`BATCH`] rows at a time through a cursor: a table is never held whole in
+/// memory, and the rebuild's session is never idle in its transaction for longer than one
+/// Redis round trip (its lease ends it after `LOCK_LEASE_MS`). Returns how many rows it read.
+async fn stream(
+    client: &tokio_postgres::Client,
     redis: &mut ConnectionManager,
-    rows: &[Row],
+    query: &str,
     add: impl Fn(&mut redis::Pipeline, &Row),
-) -> Result<(), redis::RedisError> {
-    for chunk in rows.chunks(BATCH) {
+) -> anyhow::Result<usize> {
+    client
+        .batch_execute(&format!("DECLARE rebuilt NO SCROLL CURSOR FOR {query}"))
+        .await?;
+    let fetch = format!("FETCH {BATCH} FROM rebuilt");
+    let mut read = 0;
+    loop {
+        let rows = client.query(&fetch, &[]).await?;
+        if rows.is_empty() {
+            break;
+        }
+        read += rows.len();
         let mut pipe = redis::pipe();
-        for row in chunk {
+        for row in &rows {
             add(&mut pipe, row);
         }
         let () = pipe.query_async(redis).await?;
     }
-    Ok(())
+    client.batch_execute("CLOSE rebuilt").await?;
+    Ok(read)
 }

@@ -27,8 +27,8 @@ pub enum UserNameError {
     Invisible(char),
 }
 
-/// A user name as the client shows it: 1 to 32 printable characters, kept as typed (case
-/// included), since it is also the login.
+/// A user name as the client shows it: 1 to 32 printable characters, kept exactly as typed
+/// (case included), since it is also the login.
 ///
 /// Deserialising does not check the rules: names in stored events were valid under the rules
 /// of their day, and a later, stricter rule must not make history unreadable.

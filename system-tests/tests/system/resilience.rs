@@ -149,12 +149,15 @@ impl CommitCutter {
         cutter
     }
 
-    /// `url` (a Postgres URL) through the cutter, which forwards to the server it names.
+    /// `url` (a Postgres URL) through the cutter, which forwards to the server it names, in
+    /// plain text (it reads what passes).
     fn route(&self, url: &str) -> String {
         // postgres://user:password@host:port/database?options
         let host = url.split('@').nth(1).unwrap().split('/').next().unwrap();
         *self.upstream.lock().unwrap() = host.to_owned();
-        url.replacen(host, &self.address.to_string(), 1)
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let routed = url.replacen(host, &self.address.to_string(), 1);
+        format!("{routed}{separator}sslmode=disable")
     }
 
     async fn forward(
@@ -163,8 +166,8 @@ impl CommitCutter {
         armed: Arc<AtomicBool>,
         cut: Arc<AtomicBool>,
     ) {
-        let (mut from_client, mut to_server) = client.into_split();
-        let (mut from_server, mut to_client) = server.into_split();
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
         let silenced = Arc::new(AtomicBool::new(false));
         let quiet = silenced.clone();
         let answers = tokio::spawn(async move {
