@@ -19,6 +19,7 @@ esac
 REDIS_PORT=${REDIS_PORT:-6379}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 NISSHI_VERSION=0.8.1
+NEXTEST_VERSION=0.9.151
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -36,11 +36,13 @@ for crate in actix-web argon2 jsonwebtoken object_store; do
 done
 
 log "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
-else
-    cargo test --workspace --no-fail-fast
+# A process per test: tests that install a process-wide recorder (metrics, the trace exporter)
+# need one to themselves.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest $NEXTEST_VERSION from crates.io (a few minutes, once)"
+    cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --quiet
 fi
+cargo nextest run --workspace --no-fail-fast
 
 log "smoke test of a whole stack through nginx"
 PROFILE=dev scripts/smoke.sh
