@@ -21,7 +21,7 @@ use http_api::media::MediaStore;
 use infra::event_store::EventStore;
 use infra::settings::MediaSettings;
 use postgres_es::PostgresCqrs;
-use tempfile::TempDir;
+use tempfile::NamedTempFile;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::Semaphore;
@@ -92,7 +92,7 @@ impl Videos {
         let stored = async {
             self.media.put_file(&media.video_key, file).await?;
             if let (Some(cover), Some(key)) = (&cover, &media.cover_key) {
-                self.media.put_file(key, &cover.path()).await?;
+                self.media.put_file(key, cover.path()).await?;
             }
             anyhow::Ok(())
         }
@@ -109,7 +109,7 @@ impl Videos {
                 self.remove(&media).await;
                 Err(error)
             }
-            Err(error) => self.after_an_unknown_outcome(id, &media, error).await,
+            Err(error) => self.after_an_unknown_outcome(id, error).await,
         }
     }
 
@@ -137,12 +137,12 @@ impl Videos {
 
     /// The event store went away while the publish was recorded: it may have committed, its
     /// `VideoPublished` on its way to the feed, and its objects must then stay. Asked again:
-    /// committed, the publish succeeded; not, its objects are removed; no answer, they are
-    /// left for `sweep-media` (which removes them only if no event refers to them).
+    /// committed, the publish succeeded. Otherwise its objects stay all the same (a commit may
+    /// still be on its way: queued, or waiting for a replica), for `sweep-media`, which
+    /// removes them once no event refers to them after its grace period.
     async fn after_an_unknown_outcome(
         &self,
         id: VideoId,
-        media: &Media,
         error: WriteError,
     ) -> Result<VideoId, WriteError> {
         match self.store.load::<Video>(&id.to_string()).await {
@@ -151,7 +151,8 @@ impl Videos {
                 Ok(id)
             }
             Ok(_) => {
-                self.remove(media).await;
+                tracing::warn!(%error, video = %id,
+                    "the publish is not committed, or not yet: its objects are left to sweep-media");
                 Err(error)
             }
             Err(unknown) => {
@@ -185,21 +186,13 @@ struct Programs {
     sandbox: Sandbox,
 }
 
-/// A cover ffmpeg made, in a folder of its own (the sandbox's user may write there, and
-/// nowhere of the service's); removed with it.
-pub struct Cover {
-    folder: TempDir,
-}
+/// A cover ffmpeg made: the JPEG it wrote to its standard output, kept in a file of the
+/// service's own (ffmpeg is handed no path the service later opens).
+pub struct Cover(NamedTempFile);
 
 impl Cover {
-    fn new(sandbox: &Sandbox) -> std::io::Result<Self> {
-        let folder = tempfile::Builder::new().prefix("cover-").tempdir()?;
-        sandbox.hand_over(folder.path())?;
-        Ok(Self { folder })
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.folder.path().join("cover.jpg")
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -261,26 +254,40 @@ impl Covers {
         let Some(programs) = &self.programs else {
             return Ok(None);
         };
-        let prepared = Cover::new(&programs.sandbox)
-            .and_then(|cover| programs.sandbox.hand_over(video).map(|()| cover));
-        let cover = match prepared {
-            Ok(cover) => cover,
+        let input = match programs.sandbox.input(video) {
+            Ok(input) => input,
             Err(error) => {
-                tracing::warn!(%error, "could not prepare ffmpeg's files; using the default cover");
+                tracing::warn!(%error, "could not hand the upload to ffmpeg; using the default cover");
                 return Ok(None);
             }
         };
-        let command = cover_command(programs, demuxer, video, &cover.path());
+        let command = cover_command(programs, demuxer, input.path());
 
         // The semaphore is never closed: the only error is waiting too long.
         let Ok(Ok(turn)) = tokio::time::timeout(TURN_TIMEOUT, self.turns.acquire()).await else {
             tracing::warn!("no turn to take a cover came in time; the publish is refused as busy");
             return Err(WriteError::Busy);
         };
-        let ran = run(command).await;
+        let jpeg = run(command).await;
         drop(turn);
-        let made = ran && std::fs::metadata(cover.path()).is_ok_and(|meta| meta.len() > 0);
-        Ok(made.then_some(cover))
+        drop(input);
+        let Some(jpeg) = jpeg.filter(|jpeg| !jpeg.is_empty()) else {
+            return Ok(None);
+        };
+        let kept = tempfile::Builder::new()
+            .suffix(".jpg")
+            .tempfile()
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, &jpeg)?;
+                Ok(file)
+            });
+        match kept {
+            Ok(file) => Ok(Some(Cover(file))),
+            Err(error) => {
+                tracing::warn!(%error, "could not keep the cover; using the default");
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -306,7 +313,7 @@ fn demuxer(kind: VideoKind) -> Option<&'static str> {
 /// `<sandbox> prlimit <limits> -- ffmpeg <arguments>`: the sandbox's programs and prlimit
 /// each set up their part and then become the next (exec), so ffmpeg is the service's child
 /// and the timeout's kill reaches it.
-fn cover_command(programs: &Programs, demuxer: &str, video: &Path, cover: &Path) -> Command {
+fn cover_command(programs: &Programs, demuxer: &str, video: &Path) -> Command {
     // `file:` before a path: a name can never be read as another protocol or an option.
     let file = |path: &Path| {
         let mut url = OsString::from("file:");
@@ -344,64 +351,74 @@ fn cover_command(programs: &Programs, demuxer: &str, video: &Path, cover: &Path)
             "1",
             "-threads",
             "1",
+            // The JPEG on standard output: ffmpeg writes no file the service then opens.
             "-f",
-            "image2",
-            // One file named as given, never a `%d` pattern.
-            "-update",
-            "1",
+            "image2pipe",
             "-c:v",
             "mjpeg",
             "-q:v",
             "4",
+            "pipe:1",
         ])
-        .arg(file(cover))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     command
 }
 
-/// Runs a cover command to its end, or kills it after the timeout; whether it succeeded.
-async fn run(mut command: Command) -> bool {
+/// Runs a cover command to its end, or kills it after the timeout; the cover it wrote to its
+/// standard output if it succeeded (at most [`FFMPEG_FILE_SIZE`] bytes are taken).
+async fn run(mut command: Command) -> Option<Vec<u8>> {
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
             tracing::warn!(%error, "cannot run ffmpeg; using the default cover");
-            return false;
+            return None;
         }
     };
-    let stderr = child.stderr.take();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let ran = async {
+        // Each read to the end, so that ffmpeg never blocks on a full pipe.
+        let read_cover = async {
+            let mut cover = Vec::new();
+            if let Some(mut stdout) = stdout {
+                let _ = (&mut stdout)
+                    .take(FFMPEG_FILE_SIZE)
+                    .read_to_end(&mut cover)
+                    .await;
+                let _ = tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await;
+            }
+            cover
+        };
         let read_stderr = async {
             let mut kept = Vec::new();
             if let Some(mut stderr) = stderr {
-                // Read to the end, so that ffmpeg never blocks on a full pipe.
                 let _ = (&mut stderr).take(STDERR_KEPT).read_to_end(&mut kept).await;
                 let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
             }
             kept
         };
-        tokio::join!(child.wait(), read_stderr)
+        tokio::join!(child.wait(), read_cover, read_stderr)
     };
     match tokio::time::timeout(COVER_TIMEOUT, ran).await {
-        Ok((Ok(status), _)) if status.success() => true,
-        Ok((Ok(status), stderr)) => {
+        Ok((Ok(status), cover, _)) if status.success() => Some(cover),
+        Ok((Ok(status), _, stderr)) => {
             tracing::warn!(
                 %status,
                 stderr = %String::from_utf8_lossy(&stderr),
                 "ffmpeg could not take a cover; using the default"
             );
-            false
+            None
         }
-        Ok((Err(error), _)) => {
+        Ok((Err(error), _, _)) => {
             tracing::warn!(%error, "ffmpeg could not be waited for; using the default cover");
-            false
+            None
         }
         Err(_) => {
-            // Dropping the child kills it.
+            // Dropping the child kills it (and the sandbox, everything it started).
             tracing::warn!("ffmpeg took too long to take a cover; using the default");
-            false
+            None
         }
     }
 }
@@ -469,12 +486,7 @@ mod tests {
             ffmpeg: PathBuf::from("/usr/bin/ffmpeg"),
             sandbox: Sandbox::NonDumpableParent,
         };
-        let command = cover_command(
-            &programs,
-            "mov",
-            Path::new("-i http:x.mp4"),
-            Path::new("/tmp/cover.jpg"),
-        );
+        let command = cover_command(&programs, "mov", Path::new("-i http:x.mp4"));
         let command = command.as_std();
         let args: Vec<_> = command
             .get_args()
@@ -491,6 +503,6 @@ mod tests {
             args[input - 4..input],
             ["-protocol_whitelist", "file", "-f", "mov"]
         );
-        assert_eq!(args.last(), Some(&"file:/tmp/cover.jpg"));
+        assert_eq!(args.last(), Some(&"pipe:1"), "the cover on standard output");
     }
 }

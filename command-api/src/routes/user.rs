@@ -101,10 +101,18 @@ async fn login(
         name,
         password,
     } = Credentials::read(&req, &params, &limits, LOGIN).await?;
-    let from_here = Subject::name_from(&name, address);
+    // Counted by the name in the form accounts are compared in: its spellings are one name.
+    let compared = name.composed().unwrap_or_else(|| name.clone());
+    let (from_here, account) = (
+        Subject::name_from(&compared, address),
+        Subject::name(&compared),
+    );
     let known = limits.knows(&from_here).await;
-    // Logins that failed lately here do not get the password checks kept for the others.
-    let standing = if limits.counted(Limit::FailedLogin, &from_here).await {
+    // Logins that failed lately, from here or at this account, do not get the password checks
+    // kept for the others.
+    let suspect = limits.counted(Limit::FailedLogin, &from_here).await
+        || limits.counted(Limit::FailedLoginAccount, &account).await;
+    let standing = if suspect {
         Standing::Suspect
     } else {
         Standing::Clear
@@ -113,7 +121,6 @@ async fn login(
     // wrong: simultaneous guesses cannot all slip through while the first are being checked.
     let mut guesses = vec![(Limit::FailedLogin, from_here.clone())];
     if !known {
-        let account = Subject::name(&name.composed().unwrap_or_else(|| name.clone()));
         guesses.push((Limit::FailedLoginAccount, account));
     }
     let mut taken = Vec::with_capacity(guesses.len());

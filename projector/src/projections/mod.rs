@@ -87,8 +87,9 @@ pub struct Projections {
     redis: ConnectionManager,
     /// Under `REDIS_KEY_PREFIX`: the generations' pointer, the rebuild's keys.
     keys: Keys,
-    /// When Redis last failed to answer, if it has not answered since.
-    redis_away_since: Mutex<Option<Instant>>,
+    /// When Redis last failed (did not answer, refused writes), if it has not taken a batch
+    /// since, and how long batches leave it alone from then.
+    redis_away: Mutex<Option<(Instant, Duration)>>,
     redis_behind: RedisBehind,
 }
 
@@ -116,8 +117,11 @@ impl RedisBehind {
 /// Longer than a batch takes between its Postgres commit and its Redis changes.
 const IN_FLIGHT: Duration = Duration::from_secs(2);
 
-/// How long batches leave Redis alone after it failed to answer.
+/// How long batches leave Redis alone after it failed to answer; doubled with each failure in
+/// a row (a full Redis refuses the rebuild that would catch it up too, and every rebuild reads
+/// every table), up to [`REDIS_RETRY_AT_MOST`].
 const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
+const REDIS_RETRY_AT_MOST: Duration = Duration::from_secs(60);
 
 impl Projections {
     pub fn new(pool: deadpool_postgres::Pool, redis: ConnectionManager, keys: Keys) -> Self {
@@ -125,7 +129,7 @@ impl Projections {
             pool,
             redis,
             keys,
-            redis_away_since: Mutex::new(None),
+            redis_away: Mutex::new(None),
             redis_behind: RedisBehind::default(),
         }
     }
@@ -210,10 +214,7 @@ impl Projections {
             }
             match executed.redis {
                 InRedis::Made => {
-                    if self.redis_behind.reason().is_some() {
-                        tracing::info!("Redis has caught up with the Postgres read models");
-                        self.redis_behind.set(None);
-                    }
+                    self.redis_back();
                     return Ok(outcomes);
                 }
                 InRedis::NotWhole => match self.rebuild_redis_unless_whole().await {
@@ -244,11 +245,11 @@ impl Projections {
         }
     }
 
-    /// Whether to ask Redis: not for a while after it failed to answer, so that the Postgres
-    /// read models keep up without waiting for its timeouts at every batch.
+    /// Whether to ask Redis: not for a while after it failed, so that the Postgres read
+    /// models keep up without waiting for its timeouts (or its refusals) at every batch.
     fn redis_answers(&self) -> bool {
-        let away = self.redis_away_since.lock().expect("not poisoned");
-        away.is_none_or(|since| since.elapsed() >= REDIS_RETRY_AFTER)
+        let away = self.redis_away.lock().expect("not poisoned");
+        away.is_none_or(|(since, wait)| since.elapsed() >= wait)
     }
 
     fn redis_away(&self, error: &str) {
@@ -256,14 +257,26 @@ impl Projections {
         if self.redis_behind.reason().is_none() {
             self.redis_behind.set(Some(error.to_owned()));
         }
-        let mut away = self.redis_away_since.lock().expect("not poisoned");
-        if away.is_none_or(|since| since.elapsed() >= REDIS_RETRY_AFTER) {
-            tracing::warn!(
-                error,
-                retry_in = ?REDIS_RETRY_AFTER,
-                "Redis did not answer, or refused writes: applying events to Postgres only, Redis is rebuilt once it takes them"
-            );
-            *away = Some(Instant::now());
+        let mut away = self.redis_away.lock().expect("not poisoned");
+        let wait = match *away {
+            Some((since, wait)) if since.elapsed() < wait => return,
+            Some((_, wait)) => (wait * 2).min(REDIS_RETRY_AT_MOST),
+            None => REDIS_RETRY_AFTER,
+        };
+        tracing::warn!(
+            error,
+            retry_in = ?wait,
+            "Redis did not answer, or refused writes: applying events to Postgres only, Redis is rebuilt once it takes them"
+        );
+        *away = Some((Instant::now(), wait));
+    }
+
+    /// Redis took a batch, or was found whole: it is asked again at every batch.
+    fn redis_back(&self) {
+        *self.redis_away.lock().expect("not poisoned") = None;
+        if self.redis_behind.reason().is_some() {
+            tracing::info!("Redis has caught up with the Postgres read models");
+            self.redis_behind.set(None);
         }
     }
 
@@ -301,10 +314,21 @@ impl Projections {
                 .map_err(redis_error)?;
         }
         if holds {
+            self.redis_back();
             return Ok(false);
         }
         tracing::warn!("the Redis read models are not whole, or behind Postgres: rebuilding them");
-        self.restore_redis().await?;
+        if let Err(error) = self.rebuild_redis_unless_whole().await {
+            // A Redis that refuses the rebuild's writes (full, say) is left alone a while.
+            if error
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(plan::unreachable)
+            {
+                self.redis_away(&format!("{error:#}"));
+            }
+            return Err(ProjectionError::Store(format!("{error:#}")));
+        }
+        self.redis_back();
         Ok(true)
     }
 

@@ -169,15 +169,18 @@ impl CommitCutter {
         let (mut from_client, mut to_client) = client.into_split();
         let (mut from_server, mut to_server) = server.into_split();
         let silenced = Arc::new(AtomicBool::new(false));
-        let quiet = silenced.clone();
+        // Told when Postgres has answered the commit (which the client never hears).
+        let committed = Arc::new(tokio::sync::Notify::new());
+        let (quiet, answered) = (silenced.clone(), committed.clone());
         let answers = tokio::spawn(async move {
             let mut buffer = vec![0; 64 * 1024];
             loop {
                 let read = from_server.read(&mut buffer).await.unwrap_or(0);
-                if read == 0 || quiet.load(Ordering::SeqCst) {
+                if quiet.load(Ordering::SeqCst) {
+                    answered.notify_one();
                     return;
                 }
-                if to_client.write_all(&buffer[..read]).await.is_err() {
+                if read == 0 || to_client.write_all(&buffer[..read]).await.is_err() {
                     return;
                 }
             }
@@ -200,8 +203,8 @@ impl CommitCutter {
                 break;
             }
             if commit {
-                // Postgres has the commit; its answer never comes back.
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                // Postgres has committed once it answers; the answer never comes back.
+                committed.notified().await;
                 break;
             }
         }

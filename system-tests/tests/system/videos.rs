@@ -242,9 +242,11 @@ fn stand_in_ffmpeg(body: &str) -> (tempfile::TempDir, PathBuf) {
 async fn ffmpeg_cannot_read_the_services_secrets_nor_reach_the_network() {
     let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = target.local_addr().unwrap().port();
+    // The command API runs in this process.
+    let service = std::process::id();
     let (dir, ffmpeg) = stand_in_ffmpeg(&format!(
         r#"{{
-  if /bin/cat /proc/$PPID/environ >/dev/null 2>&1; then echo 'environ: read'; else echo 'environ: refused'; fi
+  if /bin/cat /proc/{service}/environ >/dev/null 2>&1; then echo 'environ: read'; else echo 'environ: refused'; fi
   if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo 'network: open'; else echo 'network: refused'; fi
   echo "uid: $(/usr/bin/id -u)"
 }} > "${{0%/*}}/report"
