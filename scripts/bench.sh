@@ -10,7 +10,7 @@
 # kept between runs; `make run` never shows it. BENCH_SECONDS (10) is each load's length;
 # BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
 # BENCH_REMAKE=1 drops the set and makes it again; BENCH_ONLY runs some parts only (of
-# "ceilings reads writes lag chat accounts limits replay");
+# "ceilings reads writes lag chat accounts limits replay redis-memory");
 # BENCH_PROFILE=1 also records flame graphs of the feed and like paths (perf and inferno)
 # into .run/bench/flamegraphs/.
 #
@@ -23,7 +23,7 @@ cd "$ROOT"
 
 SECONDS_EACH=${BENCH_SECONDS:-10}
 # The parts to run, in this order (BENCH_ONLY picks some).
-PARTS=${BENCH_ONLY:-ceilings reads writes lag chat accounts limits replay}
+PARTS=${BENCH_ONLY:-ceilings reads writes lag chat accounts limits replay redis-memory}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 THREADS=2
 ensure_services --group-initial-rebalance-delay 0s
@@ -409,6 +409,21 @@ if part replay; then
     python3 scripts/bench_table.py record "$RESULTS" "reads every 50 ms during make rebuild" 1 - "$reads" \
         "$(echo "$reads" | grep -o 'polls=.*'); at the switch $(grep -o 'projectors paused [0-9]* ms, readers of Postgres held at most [0-9]* ms' "$RUN_DIR/rebuild.log")"
     printf '  %s\n' "$reads"
+fi
+
+if part redis-memory; then
+    log "redis memory: a million likes through the projector's plans and Lua, in a Redis of its own"
+    port=${BENCH_REDIS_MEMORY_PORT:-28099}
+    port_open "$port" && die "port $port is taken"
+    mkdir -p "$RUN_DIR/redis-memory"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --dir "$RUN_DIR/redis-memory" --logfile "$RUN_DIR/redis-memory/redis.log"
+    wait_for_port "$port" "the memory benchmark's Redis" 30
+    line=$("$BIN/redis-memory" --redis-url "redis://127.0.0.1:$port" | grep '^RESULT') || true
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    [ -n "$line" ] || die "no result from redis-memory"
+    python3 scripts/bench_table.py record "$RESULTS" "redis: read models per million likes (MiB)" 1 - "$line"
+    printf '  %s\n' "${line#RESULT }"
 fi
 
 kill "$MEMORY_WATCH" 2>/dev/null || true

@@ -116,8 +116,13 @@ ensure_redis() {
     if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return; fi
     command -v redis-server >/dev/null || apt_install redis-server
     log "starting Redis"
-    # An append-only file, so that the read models survive a restart of the machine.
+    # An append-only file, so that the read models survive a restart of the machine. Memory
+    # bounded, and never evicting: an evicted key is a read model silently wrong, while a full
+    # Redis refuses writes, which the projector takes for Redis away (Postgres keeps up, Redis
+    # is rebuilt once it takes writes). REDIS_MAXMEMORY holds two generations (a rebuild
+    # makes one beside the live one): docs/operations.md says how to size it.
     as_root redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --appendonly yes \
+        --maxmemory "${REDIS_MAXMEMORY:-2gb}" --maxmemory-policy noeviction \
         --logfile "$RUN_DIR/redis.log" --dir "$RUN_DIR"
     wait_for_port "$REDIS_PORT" Redis 30
 }

@@ -222,9 +222,26 @@ impl Keys {
         format!("{}*", glob_escape(&self.base))
     }
 
-    /// Hash: `<aggregate type>/<aggregate id>` to the sequence of its last event applied.
-    pub fn applied(&self) -> String {
-        format!("{}applied", self.prefix)
+    /// The hash, and its field, holding the sequence of the last event of `aggregate`
+    /// (`<aggregate type>/<aggregate id>`) applied to these models. The record is compacted
+    /// into small hashes of related aggregates (a video's likes, a follower's follows; other
+    /// ids by the hundred), which Redis keeps as listpacks while they hold at most
+    /// `hash-max-listpack-entries` (128) fields: a fifth of the memory of one big hash's
+    /// fields (docs/operations.md). The Lua of [`APPLY_CHANGE`] finds the same slot.
+    pub fn applied(&self, aggregate: &str) -> (String, String) {
+        let (bucket, field) = match aggregate.rsplit_once(':') {
+            Some(split) => split,
+            None => {
+                let digits = aggregate
+                    .bytes()
+                    .rev()
+                    .take_while(u8::is_ascii_digit)
+                    .count()
+                    .min(2);
+                aggregate.split_at(aggregate.len() - digits)
+            }
+        };
+        (format!("{}applied:{bucket}", self.prefix), field.to_owned())
     }
 
     /// Hash: `<topic>/<partition>` to the offset of the last message whose changes (if any)
@@ -290,7 +307,7 @@ impl Keys {
         }
         let family = rest.split(':').next().unwrap_or_default();
         let whole = ["feed", "applied", "offsets", "ready"];
-        let under = ["user", "video"];
+        let under = ["user", "video", "applied"];
         (whole.contains(&rest) || (under.contains(&family) && rest.len() > family.len()))
             .then_some(0)
     }
@@ -344,9 +361,15 @@ end
 /// partitions). Each operation is a command name, its argument count, and its arguments, the
 /// first of them a key without the generation's prefix.
 const APPLY_CHANGE: &str = r"
+local function applied_slot(prefix, aggregate)
+  local bucket, field = string.match(aggregate, '^(.*):([^:]*)$')
+  if not bucket then bucket, field = string.match(aggregate, '^(.-)(%d?%d?)$') end
+  return prefix .. 'applied:' .. bucket, field
+end
+
 local function apply_change(prefix, aggregate, sequence, first, last)
-  local applied = prefix .. 'applied'
-  local done = tonumber(redis.call('HGET', applied, aggregate) or '0')
+  local applied, field = applied_slot(prefix, aggregate)
+  local done = tonumber(redis.call('HGET', applied, field) or '0')
   sequence = tonumber(sequence)
   if done >= sequence then return 0 end
   if sequence ~= done + 1 then
@@ -359,7 +382,7 @@ local function apply_change(prefix, aggregate, sequence, first, last)
     redis.call(ARGV[i], prefix .. ARGV[i + 2], unpack(ARGV, i + 3, i + 1 + count))
     i = i + 2 + count
   end
-  redis.call('HSET', applied, aggregate, sequence)
+  redis.call('HSET', applied, field, sequence)
   return 1
 end
 ";
@@ -758,7 +781,9 @@ mod tests {
             keys.user(1),
             keys.video(2),
             keys.following(1),
-            keys.applied(),
+            keys.applied("like/7:2").0,
+            // The record as one hash, as builds before it was compacted kept it.
+            format!("{}applied", keys.base()),
         ] {
             assert_eq!(keys.generation_of(&key), Some(0), "{key}");
         }
@@ -801,6 +826,27 @@ mod tests {
             Ok(redis::Value::ServerError(error)) => error.into(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_record_of_applied_events_is_kept_by_related_aggregates() {
+        let keys = keys();
+        let slot = |aggregate: &str| {
+            let (key, field) = keys.applied(aggregate);
+            (key.strip_prefix(keys.base()).unwrap().to_owned(), field)
+        };
+        assert_eq!(slot("like/7:2"), ("applied:like/7".into(), "2".into()));
+        assert_eq!(
+            slot("conversation/3:12"),
+            ("applied:conversation/3".into(), "12".into())
+        );
+        assert_eq!(slot("user/12345"), ("applied:user/123".into(), "45".into()));
+        assert_eq!(slot("video/5"), ("applied:video/".into(), "5".into()));
+        assert_eq!(
+            slot("comment/905"),
+            ("applied:comment/9".into(), "05".into())
+        );
+        assert_eq!(slot("odd/x"), ("applied:odd/x".into(), "".into()));
     }
 
     #[test]

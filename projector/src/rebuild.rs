@@ -246,11 +246,8 @@ async fn rebuild(
         redis,
         "SELECT aggregate_type || '/' || aggregate_id, sequence FROM applied_sequences",
         |pipe, row: &Row| {
-            pipe.hset(
-                keys.applied(),
-                row.get::<_, String>(0),
-                row.get::<_, i64>(1),
-            );
+            let (record, field) = keys.applied(&row.get::<_, String>(0));
+            pipe.hset(record, field, row.get::<_, i64>(1));
         },
     )
     .await?;

@@ -185,7 +185,7 @@ async fn a_redis_change_lost_in_a_crash_is_made_when_the_event_comes_again() {
     let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
-        .hdel(keys.applied(), "like/7:2")
+        .hdel(keys.applied("like/7:2").0, keys.applied("like/7:2").1)
         .del(keys.video(7))
         .del(keys.user(2))
         .del(keys.user(1))
@@ -470,7 +470,7 @@ async fn an_unreadable_message_holds_back_the_rest_of_its_aggregate_and_nothing_
     let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
-        .hdel(keys.applied(), "like/7:2")
+        .hdel(keys.applied("like/7:2").0, keys.applied("like/7:2").1)
         .del(keys.video(7))
         .del(keys.user(2))
         .hdel(keys.user(1), "total_favorited")
@@ -607,7 +607,7 @@ async fn wipe_like_in_redis(settings: &TestSettings) {
     let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
     let _: () = redis::pipe()
-        .hdel(keys.applied(), "like/7:2")
+        .hdel(keys.applied("like/7:2").0, keys.applied("like/7:2").1)
         .del(keys.video(7))
         .del(keys.user(2))
         .del(keys.user(1))
@@ -639,9 +639,10 @@ async fn a_released_event_whose_redis_change_was_lost_reaches_redis_with_its_rel
     wipe_like_in_redis(&settings).await;
     let keys = infra::testing::current_keys(&settings.redis).await;
     let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let (record, field) = keys.applied("like/7:2");
     let _: () = redis::cmd("HSET")
-        .arg(keys.applied())
-        .arg("like/7:2")
+        .arg(record)
+        .arg(field)
         .arg(1)
         .query_async(&mut redis)
         .await

@@ -83,14 +83,7 @@ async fn main() -> anyhow::Result<()> {
     });
     apply(&mut redis, &keys, likes).await?;
     let after = used_memory(&mut redis).await?;
-    let applied: i64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(keys.applied())
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(&mut redis)
-        .await
-        .unwrap_or(0);
+    let applied = memory_of(&mut redis, &format!("{}applied:*", keys.base())).await?;
 
     let per_like = (after - before) as f64 / args.likes as f64;
     println!(
@@ -149,6 +142,35 @@ async fn apply(
         anyhow::ensure!(applied.whole, "the read models were not whole");
     }
     Ok(())
+}
+
+/// The memory of every key matching `pattern` (`MEMORY USAGE`, exact).
+async fn memory_of(redis: &mut ConnectionManager, pattern: &str) -> anyhow::Result<i64> {
+    let (mut cursor, mut total) = (0_u64, 0_i64);
+    loop {
+        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await?;
+        let mut pipe = redis::pipe();
+        for key in &found {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0);
+        }
+        let sizes: Vec<Option<i64>> = pipe.query_async(redis).await?;
+        total += sizes.into_iter().flatten().sum::<i64>();
+        if next == 0 {
+            return Ok(total);
+        }
+        cursor = next;
+    }
 }
 
 async fn used_memory(redis: &mut ConnectionManager) -> anyhow::Result<i64> {
