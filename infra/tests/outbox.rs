@@ -13,6 +13,12 @@ use sqlx::{Executor, PgPool};
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn setup() -> (TestSettings, PgPool, Relay, String) {
+    let (settings, store, relay, topic) = setup_leased(LEASE).await;
+    (settings, store.pool().clone(), relay, topic)
+}
+
+/// An event store with its `user` topic, and a relay whose lock is leased for `lease`.
+async fn setup_leased(lease: Duration) -> (TestSettings, EventStore, Relay, String) {
     let settings = TestSettings::new().await;
     let store = EventStore::connect(&settings.event_store).await.unwrap();
     let topic = Topics::new(&settings.kafka).for_aggregate("user");
@@ -20,13 +26,13 @@ async fn setup() -> (TestSettings, PgPool, Relay, String) {
         .await
         .unwrap();
     let relay = Relay::new(
-        store.relay_pool(LEASE),
+        store.relay_pool(lease),
         store.doorbell().clone(),
         &settings.kafka,
-        LEASE,
+        lease,
     )
     .unwrap();
-    (settings, store.pool().clone(), relay, topic)
+    (settings, store, relay, topic)
 }
 
 async fn insert_event<'e>(
@@ -354,13 +360,8 @@ fn rows_read(node: &serde_json::Value) -> f64 {
 /// holds it no longer than its lease: Postgres ends its session, and another relay publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_takes_the_lock_and_goes_silent_holds_it_no_longer_than_its_lease() {
-    let settings = TestSettings::new().await;
-    let store = EventStore::connect(&settings.event_store).await.unwrap();
-    let topic = Topics::new(&settings.kafka).for_aggregate("user");
-    ensure_topics(&settings.kafka, std::slice::from_ref(&topic))
-        .await
-        .unwrap();
     let lease = Duration::from_secs(2);
+    let (settings, store, relay, topic) = setup_leased(lease).await;
     // The silent relay: one of the relay's connections, the lock taken, then nothing.
     let silent_pool = store.relay_pool(lease);
     let mut silent = silent_pool.begin().await.unwrap();
@@ -372,13 +373,6 @@ async fn a_relay_that_takes_the_lock_and_goes_silent_holds_it_no_longer_than_its
     assert!(locked);
     insert_event(store.pool(), "after-the-silence", 1).await;
 
-    let relay = Relay::new(
-        store.relay_pool(lease),
-        store.doorbell().clone(),
-        &settings.kafka,
-        lease,
-    )
-    .unwrap();
     assert_eq!(relay.publish_batch().await.unwrap(), 0, "the lock is held");
     let deadline = std::time::Instant::now() + lease + Duration::from_secs(10);
     loop {
