@@ -475,7 +475,7 @@ pub enum ApplyOnce {
 }
 
 /// The Redis changes one event makes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Change {
     operations: Vec<(&'static str, Vec<String>)>,
 }

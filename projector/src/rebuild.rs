@@ -7,7 +7,8 @@
 //!
 //! The rebuild writes a new generation beside the current one (see [`Keys`]), which readers
 //! go on reading meanwhile (stale, never empty); projectors make no Redis change from its start
-//! to its end (their batches wait, then apply to the new generation). It then switches readers
+//! to its end (other processes' batches go on in Postgres and keep their Redis changes for the
+//! new generation; the rebuilding projector's own batch waits for it). It then switches readers
 //! and projectors to the new generation in one step, and the old generations are dropped a
 //! moment later, once no reader can still be reading them. One rebuild runs at a time.
 
@@ -98,6 +99,27 @@ pub async fn restore_redis(
         });
     }
     Ok(rebuilt)
+}
+
+/// Whether a rebuild (of another projector, an operator's, or a replay's switch) holds the
+/// rebuild lock now. Asked without waiting: a batch finding Redis being rebuilt goes on with
+/// Postgres and makes its Redis part once the rebuild is over.
+pub async fn under_way(pool: &deadpool_postgres::Pool) -> anyhow::Result<bool> {
+    let client = pool.get().await?;
+    let taken: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK])
+        .await?
+        .get(0);
+    if taken
+        && client
+            .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
+            .await
+            .is_err()
+    {
+        // Closing the connection lets the lock go.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    Ok(!taken)
 }
 
 async fn locked(

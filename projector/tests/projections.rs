@@ -919,6 +919,67 @@ async fn a_redis_change_that_comes_before_an_earlier_one_is_not_applied_and_redi
     assert_eq!(counters(&settings).await, (0, 0, 0));
 }
 
+/// While another process rebuilds Redis (an operator's `rebuild-redis`, another projector),
+/// a projector's batches go on in Postgres instead of waiting for the rebuild's lock; their
+/// Redis changes are made, in order, once it is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_go_on_in_postgres_while_redis_is_rebuilt_elsewhere_and_reach_redis_after() {
+    let (settings, projections, pool) = stores().await;
+    anns_video(&projections).await;
+    deliver(&projections, 0, &[liked_by(2)]).await;
+    assert_eq!(video_likes(&settings).await, 1);
+
+    // A rebuild under way elsewhere: its lock taken, its token in Redis.
+    let rebuilder = pool.get().await.unwrap();
+    rebuilder
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&projector::rebuild::REBUILD_LOCK],
+        )
+        .await
+        .unwrap();
+    let base = infra::redis_store::Keys::new(&settings.redis);
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(base.rebuilding())
+        .arg("elsewhere")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Each batch returns (one waiting for the lock would not), its like listed in Postgres.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        deliver(&projections, 1, &[liked_by(3)]).await;
+        deliver(&projections, 2, &[liked_by(4)]).await;
+    })
+    .await
+    .expect("batches do not wait for the rebuild");
+    assert_eq!(like_rows(&pool).await, 3);
+    assert_eq!(
+        video_likes(&settings).await,
+        1,
+        "no Redis change during the rebuild"
+    );
+
+    // The rebuild ends (here without a new generation): the next batch makes the deferred
+    // ones first, in order, then its own.
+    let () = redis::cmd("DEL")
+        .arg(base.rebuilding())
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    rebuilder
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&projector::rebuild::REBUILD_LOCK],
+        )
+        .await
+        .unwrap();
+    deliver(&projections, 3, &[liked_by(5)]).await;
+    assert_eq!(video_likes(&settings).await, 4);
+    assert_eq!(like_rows(&pool).await, 4);
+}
+
 /// A Redis that answers but refuses writes (full, at `maxmemory` with `noeviction`; the same
 /// for `MISCONF`, `READONLY`, `LOADING`, `BUSY`) is a Redis away: the Postgres lists keep up,
 /// the projector says Redis is behind, and Redis is caught up once it takes writes again.

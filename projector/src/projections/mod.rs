@@ -25,7 +25,7 @@ use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
 use plan::{execute_all, InRedis};
-pub use plan::{Item, Plan, Source};
+pub use plan::{Item, Plan, Source, Unmade};
 
 use crate::dead_letters::Received;
 use crate::span::Span;
@@ -91,7 +91,14 @@ pub struct Projections {
     /// since, and how long batches leave it alone from then.
     redis_away: Mutex<Option<(Instant, Duration)>>,
     redis_behind: RedisBehind,
+    /// The Redis parts of batches applied to Postgres while another process rebuilt Redis:
+    /// made, in order, once the rebuild is over, before the next batch's.
+    deferred: tokio::sync::Mutex<Vec<Unmade>>,
 }
+
+/// Events whose Redis changes wait for a rebuild to end, at most: past that they are dropped,
+/// and Redis, left behind, is rebuilt once more afterwards.
+const DEFERRED_AT_MOST: usize = 200_000;
 
 /// Why Redis is behind the Postgres read models, while it is: shared with the projector's
 /// `/readyz`, and shown as [`infra::metrics::PROJECTOR_REDIS_BEHIND`].
@@ -131,6 +138,7 @@ impl Projections {
             keys,
             redis_away: Mutex::new(None),
             redis_behind: RedisBehind::default(),
+            deferred: tokio::sync::Mutex::new(vec![]),
         }
     }
 
@@ -201,7 +209,10 @@ impl Projections {
         // it applied everywhere: it was applied all the same.
         let mut outcomes: Vec<Outcome> = vec![];
         loop {
-            let redis = self.redis_answers().then_some(&self.redis);
+            // Batches from the broker wait behind those deferred while Redis was rebuilt
+            // elsewhere; Postgres goes on meanwhile.
+            let deferring = !span.is_empty() && !self.make_deferred().await;
+            let redis = (self.redis_answers() && !deferring).then_some(&self.redis);
             let executed = execute_all(items, span, &self.pool, redis, &self.keys).await?;
             if outcomes.is_empty() {
                 outcomes = executed.outcomes;
@@ -212,27 +223,12 @@ impl Projections {
                     }
                 }
             }
-            match executed.redis {
+            let not_made = match executed.redis {
                 InRedis::Made => {
                     self.redis_back();
                     return Ok(outcomes);
                 }
-                InRedis::NotWhole => match self.rebuild_redis_unless_whole().await {
-                    Ok(()) => {}
-                    Err(error) => {
-                        // Redis failing during the rebuild is Redis away: the Postgres read
-                        // models go on, and the rebuild is made again once it answers.
-                        let away = error
-                            .downcast_ref::<redis::RedisError>()
-                            .is_some_and(plan::unreachable);
-                        if !away || span.is_empty() {
-                            return Err(ProjectionError::Store(format!("{error:#}")));
-                        }
-                        self.redis_away(&format!("{error:#}"));
-                        return Ok(outcomes);
-                    }
-                },
-                InRedis::Unreachable(error) => {
+                InRedis::Unreachable(error) if !deferring => {
                     self.redis_away(&error);
                     if span.is_empty() {
                         // A redriven event comes from no partition: no offset record would
@@ -241,8 +237,76 @@ impl Projections {
                     }
                     return Ok(outcomes);
                 }
+                // Not whole, or behind deferred batches still not made.
+                _ => executed.unmade,
+            };
+            if !span.is_empty() && self.rebuild_under_way().await? {
+                if let Some(unmade) = not_made {
+                    self.defer(unmade).await;
+                }
+                return Ok(outcomes);
+            }
+            // No rebuild under way: Redis lost the models, or the rebuild is over. Made whole
+            // if need be; then the deferred batches and this one are made again.
+            if let Err(error) = self.rebuild_redis_unless_whole().await {
+                // Redis failing during the rebuild is Redis away: the Postgres read models go
+                // on, and the rebuild is made again once it answers.
+                let away = error
+                    .downcast_ref::<redis::RedisError>()
+                    .is_some_and(plan::unreachable);
+                if !away || span.is_empty() {
+                    return Err(ProjectionError::Store(format!("{error:#}")));
+                }
+                self.redis_away(&format!("{error:#}"));
+                return Ok(outcomes);
             }
         }
+    }
+
+    /// Makes the Redis parts deferred while Redis was rebuilt, in order; whether none is left.
+    /// A Redis that fails meanwhile is Redis away: they are dropped (Redis, left behind, is
+    /// rebuilt once it answers).
+    async fn make_deferred(&self) -> bool {
+        let mut deferred = self.deferred.lock().await;
+        if !deferred.is_empty() && !self.redis_answers() {
+            return true;
+        }
+        while let Some(first) = deferred.first() {
+            match first.make(&self.redis, &self.keys).await {
+                Ok(true) => {
+                    deferred.remove(0);
+                }
+                Ok(false) => return false,
+                Err(error) => {
+                    deferred.clear();
+                    self.redis_away(&error.to_string());
+                    return true;
+                }
+            }
+        }
+        true
+    }
+
+    /// Keeps a batch's Redis part for when the rebuild under way is over.
+    async fn defer(&self, unmade: Unmade) {
+        let mut deferred = self.deferred.lock().await;
+        let held: usize = deferred.iter().map(Unmade::events).sum();
+        if held + unmade.events() > DEFERRED_AT_MOST {
+            deferred.clear();
+            self.redis_away("too many batches waited for a Redis rebuild to end: Redis is rebuilt once more after it");
+            return;
+        }
+        if deferred.is_empty() {
+            tracing::info!("Redis is being rebuilt elsewhere: applying events to Postgres, their Redis changes once the rebuild is over");
+        }
+        deferred.push(unmade);
+    }
+
+    /// Whether another process holds the rebuild lock now.
+    async fn rebuild_under_way(&self) -> Result<bool, ProjectionError> {
+        crate::rebuild::under_way(&self.pool)
+            .await
+            .map_err(|error| ProjectionError::Store(format!("{error:#}")))
     }
 
     /// Whether to ask Redis: not for a while after it failed, so that the Postgres read

@@ -2,7 +2,7 @@
 //! in one read-store transaction that also records the event as applied, and a Redis
 //! [`Change`] applied at most once by its own record.
 
-use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys};
+use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys, PartitionSpan};
 use redis::aio::ConnectionManager;
 
 use super::rows::{self, Row, Value};
@@ -82,6 +82,38 @@ pub struct Executed {
     /// Per item. An event applied in one store and found applied in the other is `Applied`.
     pub outcomes: Vec<Outcome>,
     pub redis: InRedis,
+    /// Its Redis part, when it was not made: to be made later, in order.
+    pub unmade: Option<Unmade>,
+}
+
+/// A batch's Redis part, owned: the messages it came in and the changes of its events, in
+/// the order they are made (see `infra::redis_store::apply_all_once`).
+#[derive(Debug, Clone)]
+pub struct Unmade {
+    pub span: Vec<PartitionSpan>,
+    pub changes: Vec<(String, i64, Change)>,
+}
+
+impl Unmade {
+    /// How many events' changes it holds.
+    pub fn events(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Makes it in Redis; whether the models were whole (else nothing is made).
+    pub async fn make(
+        &self,
+        redis: &ConnectionManager,
+        keys: &Keys,
+    ) -> Result<bool, redis::RedisError> {
+        let changes: Vec<(&str, i64, &Change)> = self
+            .changes
+            .iter()
+            .map(|(aggregate, sequence, change)| (aggregate.as_str(), *sequence, change))
+            .collect();
+        let applied = apply_all_once(&mut redis.clone(), keys, &self.span, &changes).await?;
+        Ok(applied.whole)
+    }
 }
 
 /// What became of a batch's Redis changes.
@@ -257,11 +289,23 @@ pub async fn execute_all(
         .iter()
         .map(|change| (change.aggregate.as_str(), change.sequence, change.change))
         .collect();
+    let unmade = || {
+        Some(Unmade {
+            span: span.in_redis(),
+            changes: changes
+                .iter()
+                .map(|(aggregate, sequence, change)| {
+                    ((*aggregate).to_owned(), *sequence, (*change).clone())
+                })
+                .collect(),
+        })
+    };
     let Some(redis) = redis else {
-        let skipped = "Redis did not answer a moment ago".to_owned();
+        let skipped = "Redis was not asked (it failed a moment ago, or is being rebuilt)";
         return Ok(Executed {
             outcomes,
-            redis: InRedis::Unreachable(skipped),
+            redis: InRedis::Unreachable(skipped.to_owned()),
+            unmade: unmade(),
         });
     };
     let applied = match apply_all_once(&mut redis.clone(), keys, &span.in_redis(), &changes).await {
@@ -270,6 +314,7 @@ pub async fn execute_all(
             return Ok(Executed {
                 outcomes,
                 redis: InRedis::Unreachable(error.to_string()),
+                unmade: unmade(),
             })
         }
         Err(error) => return Err(ProjectionError::Store(error.to_string())),
@@ -283,12 +328,14 @@ pub async fn execute_all(
         return Ok(Executed {
             outcomes,
             redis: InRedis::NotWhole,
+            unmade: unmade(),
         });
     }
     waiting.done().remove(pool).await?;
     Ok(Executed {
         outcomes,
         redis: InRedis::Made,
+        unmade: None,
     })
 }
 
