@@ -244,6 +244,12 @@ impl Keys {
         (format!("{}applied:{bucket}", self.prefix), field.to_owned())
     }
 
+    /// Hash: the record of applied events as builds before [`Keys::applied`] kept it, one
+    /// field an aggregate. Models holding it are rebuilt before any event is applied to them.
+    pub fn applied_as_one_hash(&self) -> String {
+        format!("{}applied", self.prefix)
+    }
+
     /// Hash: `<topic>/<partition>` to the offset of the last message whose changes (if any)
     /// the models above hold. A batch is applied only on top of everything before it: a
     /// record behind a batch's first message means Redis lost data (restored from an older
@@ -782,8 +788,7 @@ mod tests {
             keys.video(2),
             keys.following(1),
             keys.applied("like/7:2").0,
-            // The record as one hash, as builds before it was compacted kept it.
-            format!("{}applied", keys.base()),
+            keys.applied_as_one_hash(),
         ] {
             assert_eq!(keys.generation_of(&key), Some(0), "{key}");
         }

@@ -105,20 +105,14 @@ pub async fn restore_redis(
 /// rebuild lock now. Asked without waiting: a batch finding Redis being rebuilt goes on with
 /// Postgres and makes its Redis part once the rebuild is over.
 pub async fn under_way(pool: &deadpool_postgres::Pool) -> anyhow::Result<bool> {
-    let client = pool.get().await?;
-    let taken: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&REBUILD_LOCK])
+    // Taken for the statement's own transaction only: nothing to give back, nothing left
+    // held on a pooled connection.
+    let taken: bool = pool
+        .get()
+        .await?
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&REBUILD_LOCK])
         .await?
         .get(0);
-    if taken
-        && client
-            .execute("SELECT pg_advisory_unlock($1)", &[&REBUILD_LOCK])
-            .await
-            .is_err()
-    {
-        // Closing the connection lets the lock go.
-        drop(deadpool_postgres::Object::take(client));
-    }
     Ok(!taken)
 }
 
@@ -136,11 +130,15 @@ async fn locked(
         let mut redis = redis.clone();
         let current = infra::redis_store::current(&mut redis, keys).await?;
         // Under the lock no other rebuild runs: a token left is a rebuild that died.
-        let (whole, abandoned): (bool, bool) = redis::pipe()
+        let (ready, abandoned, one_hash): (bool, bool, bool) = redis::pipe()
             .exists(current.ready())
             .exists(keys.rebuilding())
+            .exists(current.applied_as_one_hash())
             .query_async(&mut redis)
             .await?;
+        // Models made by a build that kept the record of applied events as one hash are read
+        // by none of this build's scripts: they are made again.
+        let whole = ready && !one_hash;
         if unless_ready && whole && !abandoned {
             return Ok(None);
         }

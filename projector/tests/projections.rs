@@ -980,6 +980,33 @@ async fn batches_go_on_in_postgres_while_redis_is_rebuilt_elsewhere_and_reach_re
     assert_eq!(like_rows(&pool).await, 4);
 }
 
+/// Models made by a build that kept the record of applied events as one hash: this build's
+/// scripts would not find it (a repeat would count twice), so they are made again at start.
+#[tokio::test]
+async fn models_with_the_record_as_one_hash_are_rebuilt_before_anything_is_applied() {
+    let (settings, projections, _pool) = stores().await;
+    anns_video(&projections).await;
+    projections.apply(liked(1)).await.unwrap();
+    let before = infra::testing::current_keys(&settings.redis).await;
+    let mut redis = infra::redis_store::connect(&settings.redis).await.unwrap();
+    let () = redis::cmd("HSET")
+        .arg(before.applied_as_one_hash())
+        .arg("like/7:2")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // As the projector does when it starts.
+    projections.restore_redis().await.unwrap();
+    let after = infra::testing::current_keys(&settings.redis).await;
+    assert!(after.generation() > before.generation(), "rebuilt");
+    // The like counts once, a repeat of it too (the liker, never registered, has no card).
+    assert_eq!(counters(&settings).await, (1, 0, 1));
+    projections.apply(liked(1)).await.unwrap();
+    assert_eq!(counters(&settings).await, (1, 0, 1));
+}
+
 /// A Redis that answers but refuses writes (full, at `maxmemory` with `noeviction`; the same
 /// for `MISCONF`, `READONLY`, `LOADING`, `BUSY`) is a Redis away: the Postgres lists keep up,
 /// the projector says Redis is behind, and Redis is caught up once it takes writes again.

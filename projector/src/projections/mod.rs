@@ -299,6 +299,11 @@ impl Projections {
         if deferred.is_empty() {
             tracing::info!("Redis is being rebuilt elsewhere: applying events to Postgres, their Redis changes once the rebuild is over");
         }
+        if self.redis_behind.reason().is_none() {
+            self.redis_behind.set(Some(
+                "being rebuilt elsewhere: changes kept for after it".to_owned(),
+            ));
+        }
         deferred.push(unmade);
     }
 
@@ -352,6 +357,11 @@ impl Projections {
     /// batch checks it as it comes). Returns whether it rebuilt them.
     pub async fn check_redis(&self) -> Result<bool, ProjectionError> {
         if !self.redis_answers() {
+            return Ok(false);
+        }
+        // A rebuild elsewhere is not waited for (batches go on); nor is Redis taken to be
+        // behind for the changes kept for after it: they are made first.
+        if self.rebuild_under_way().await? || !self.make_deferred().await {
             return Ok(false);
         }
         let in_postgres: Vec<(String, i64)> = self
