@@ -322,7 +322,11 @@ def user_schema():
             "format": "uri",
             "description": "Profile header image URL.",
         },
-        "signature": {"type": "string", "description": "Profile text."},
+        "signature": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Profile text; never empty (DEFAULT_SIGNATURE until users can set one).",
+        },
         "total_favorited": None,
         "work_count": None,
         "favorite_count": None,
@@ -638,7 +642,14 @@ def routes():
         tag="base",
         summary="A user's information",
         auth="required",
-        params=[("user_id", True)],
+        params=[
+            (
+                "user_id",
+                False,
+                None,
+                "The user whose information is asked for; without it, the token's own user.",
+            )
+        ],
         reply="UserReply",
         refusals=[404],
     )

@@ -288,7 +288,11 @@ impl Cards {
             is_follow,
             avatar: image("avatar", DEFAULT_AVATAR),
             background_image: image("background_image", DEFAULT_BACKGROUND),
-            signature: hash.get("signature").unwrap_or_default().to_owned(),
+            signature: hash
+                .get("signature")
+                .filter(|signature| !signature.is_empty())
+                .unwrap_or(&self.public.default_signature)
+                .to_owned(),
             total_favorited: count(hash, "total_favorited"),
             work_count: count(hash, "work_count"),
             favorite_count: count(hash, "favorite_count"),

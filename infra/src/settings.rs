@@ -310,13 +310,19 @@ impl PasswordSettings {
     }
 }
 
+fn default_signature() -> String {
+    "This user has not written a signature yet.".to_owned()
+}
+
 fn default_password_hash_wait_ms() -> u64 {
     2000
 }
 
 /// `PUBLIC_BASE_URL`: the address clients reach the API on, the base of every URL we return.
 /// `DATE_UTC_OFFSET`: the time zone of the dates people read (a comment's `create_date`),
-/// `+08:00` by default, where the client's users are.
+/// `+08:00` by default, where the client's users are. `DEFAULT_SIGNATURE`: a user card's
+/// `signature` until users can write one (clients and the public test suites of this API
+/// take an empty one for a missing field).
 #[derive(Clone, Debug, Deserialize)]
 pub struct PublicSettings {
     #[serde(default = "default_public_base_url")]
@@ -326,6 +332,8 @@ pub struct PublicSettings {
         deserialize_with = "deserialize_utc_offset"
     )]
     pub date_utc_offset: FixedOffset,
+    #[serde(default = "default_signature")]
+    pub default_signature: String,
 }
 
 impl PublicSettings {
@@ -333,6 +341,7 @@ impl PublicSettings {
         Self {
             public_base_url: public_base_url.to_owned(),
             date_utc_offset: default_date_utc_offset(),
+            default_signature: default_signature(),
         }
     }
 

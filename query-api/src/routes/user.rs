@@ -19,7 +19,8 @@ async fn user_info(
     reads: web::Data<Reads>,
 ) -> Result<HttpResponse, ApiError> {
     let viewer = params.authenticated_user(&tokens)?;
-    let id: UserId = params.parse("user_id")?;
+    // Without `user_id`, the token's own user (as the public test suites of this API ask).
+    let id: UserId = params.parse_optional("user_id")?.unwrap_or(viewer);
     let user = reads
         .user(Some(viewer), id)
         .await?
