@@ -7,8 +7,8 @@
 //!
 //! The rebuild writes a new generation beside the current one (see [`Keys`]), which readers
 //! go on reading meanwhile (stale, never empty); projectors make no Redis change from its start
-//! to its end (other processes' batches go on in Postgres and keep their Redis changes for the
-//! new generation; the rebuilding projector's own batch waits for it). It then switches readers
+//! to its end: their batches go on in Postgres, the rebuilding projector's own included (it
+//! rebuilds in the background), and keep their Redis changes for the new generation. It then switches readers
 //! and projectors to the new generation in one step, and the old generations are dropped a
 //! moment later, once no reader can still be reading them. One rebuild runs at a time.
 

@@ -84,13 +84,10 @@ impl Projector {
                 _ = stop.cancelled() => return Ok(()),
             }
         }
-        // Events are applied on top of whole read models only: after a Redis that lost its
-        // data, rebuild them before consuming rather than at the first event. Redis away is
-        // no reason to wait: the Postgres read models keep up, and Redis is rebuilt once it
-        // answers (see `Projections::execute`).
-        if let Err(error) = projections.restore_redis().await {
-            tracing::warn!(%error, "could not check the Redis read models yet: batches will");
-        }
+        // Redis may have lost its data while the projector was down: checked (and rebuilt if
+        // need be) in the background, batches going on in Postgres meanwhile and their Redis
+        // parts made once it is whole (see `Projections::execute`).
+        projections.rebuild_in_background();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         tracing::info!(topics = ?names, group = %settings.group.projector_group, "projecting");

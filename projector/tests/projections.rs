@@ -681,8 +681,14 @@ fn liked_by(user: i64) -> PublishedEvent {
 }
 
 /// Applies `events` as one batch of messages of partition 0 of the `like` topic, from
-/// offset `first` on.
+/// offset `first` on, and waits for the rebuild of Redis it may have started.
 async fn deliver(projections: &Projections, first: i64, events: &[PublishedEvent]) {
+    deliver_only(projections, first, events).await;
+    projections.settled().await;
+}
+
+/// [`deliver`], without waiting for a rebuild of Redis it started.
+async fn deliver_only(projections: &Projections, first: i64, events: &[PublishedEvent]) {
     let items: Vec<Item> = events
         .iter()
         .zip(first..)
@@ -795,7 +801,8 @@ async fn a_quiet_projector_finds_a_redis_restored_from_an_older_snapshot_and_reb
 
     restore(&settings, &before_the_likes).await;
 
-    assert!(projections.check_redis().await.unwrap(), "rebuilt");
+    assert!(projections.check_redis().await.unwrap(), "rebuilding");
+    projections.settled().await;
     assert_eq!(video_likes(&settings).await, 3);
     assert!(!projections.check_redis().await.unwrap(), "whole again");
 }
@@ -1005,6 +1012,45 @@ async fn models_with_the_record_as_one_hash_are_rebuilt_before_anything_is_appli
     assert_eq!(counters(&settings).await, (1, 0, 1));
     projections.apply(liked(1)).await.unwrap();
     assert_eq!(counters(&settings).await, (1, 0, 1));
+}
+
+/// A projector that finds Redis lost rebuilds it in the background: its own batches go on in
+/// Postgres meanwhile (a rebuild reads every table, minutes on a large store), and their
+/// Redis changes are made once the rebuild is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_rebuilding_redis_itself_goes_on_in_postgres_and_catches_redis_up_after() {
+    let (settings, projections, pool) = stores().await;
+    anns_video(&projections).await;
+    deliver(&projections, 0, &[liked_by(2)]).await;
+
+    // The rebuild's first read (of every user) waits while this transaction holds the table:
+    // a rebuild of a large store, slowed down.
+    let mut holder = pool.get().await.unwrap();
+    let hold = holder.transaction().await.unwrap();
+    hold.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // Redis restarts without its data.
+    infra::testing::wipe_redis(&settings.redis).await;
+
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        deliver_only(&projections, 1, &[liked_by(3)]).await;
+        deliver_only(&projections, 2, &[liked_by(4)]).await;
+    })
+    .await
+    .expect("batches do not wait for the projector's own rebuild");
+    assert_eq!(like_rows(&pool).await, 3, "the likes list kept up");
+    assert!(
+        projections.redis_behind().reason().is_some(),
+        "Redis is said to be behind while it is rebuilt"
+    );
+
+    hold.rollback().await.unwrap();
+    projections.settled().await;
+    assert_eq!(video_likes(&settings).await, 3, "Redis caught up");
+    assert_eq!(projections.redis_behind().reason(), None);
+    deliver(&projections, 3, &[liked_by(5)]).await;
+    assert_eq!(video_likes(&settings).await, 4, "and goes on from there");
 }
 
 /// A Redis that answers but refuses writes (full, at `maxmemory` with `noeviction`; the same

@@ -1,6 +1,7 @@
 //! Read models, one module per aggregate whose events they follow. Each module works out a
 //! [`Plan`] for an event, without IO; the plan is then carried out against Postgres and Redis.
 
+mod catching_up;
 mod comments;
 mod conversations;
 mod follows;
@@ -10,8 +11,8 @@ pub(crate) mod rows;
 mod users;
 mod videos;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use domain::comment::Comment;
@@ -24,6 +25,8 @@ use infra::envelope::{EnvelopeError, PublishedEvent};
 use infra::redis_store::Keys;
 use redis::aio::ConnectionManager;
 
+pub use catching_up::RedisBehind;
+use catching_up::{CatchingUp, RebuildBy};
 use plan::{execute_all, InRedis};
 pub use plan::{Item, Plan, Source, Unmade};
 
@@ -87,48 +90,13 @@ pub struct Projections {
     redis: ConnectionManager,
     /// Under `REDIS_KEY_PREFIX`: the generations' pointer, the rebuild's keys.
     keys: Keys,
-    /// When Redis last failed (did not answer, refused writes), if it has not taken a batch
-    /// since, and how long batches leave it alone from then.
-    redis_away: Mutex<Option<(Instant, Duration)>>,
-    redis_behind: RedisBehind,
-    /// The Redis parts of batches applied to Postgres while another process rebuilt Redis:
-    /// made, in order, once the rebuild is over, before the next batch's.
-    deferred: tokio::sync::Mutex<Vec<Unmade>>,
-}
-
-/// Events whose Redis changes wait for a rebuild to end, at most: past that they are dropped,
-/// and Redis, left behind, is rebuilt once more afterwards.
-const DEFERRED_AT_MOST: usize = 200_000;
-
-/// Why Redis is behind the Postgres read models, while it is: shared with the projector's
-/// `/readyz`, and shown as [`infra::metrics::PROJECTOR_REDIS_BEHIND`].
-#[derive(Clone, Default)]
-pub struct RedisBehind(Arc<Mutex<Option<String>>>);
-
-impl RedisBehind {
-    /// Why Redis is behind, if it is.
-    pub fn reason(&self) -> Option<String> {
-        self.0.lock().expect("not poisoned").clone()
-    }
-
-    fn set(&self, reason: Option<String>) {
-        metrics::gauge!(infra::metrics::PROJECTOR_REDIS_BEHIND).set(if reason.is_some() {
-            1.0
-        } else {
-            0.0
-        });
-        *self.0.lock().expect("not poisoned") = reason;
-    }
+    catching_up: CatchingUp,
+    /// The rebuild of Redis this process runs in the background, if it started one.
+    own_rebuild: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Longer than a batch takes between its Postgres commit and its Redis changes.
 const IN_FLIGHT: Duration = Duration::from_secs(2);
-
-/// How long batches leave Redis alone after it failed to answer; doubled with each failure in
-/// a row (a full Redis refuses the rebuild that would catch it up too, and every rebuild reads
-/// every table), up to [`REDIS_RETRY_AT_MOST`].
-const REDIS_RETRY_AFTER: Duration = Duration::from_secs(2);
-const REDIS_RETRY_AT_MOST: Duration = Duration::from_secs(60);
 
 impl Projections {
     pub fn new(pool: deadpool_postgres::Pool, redis: ConnectionManager, keys: Keys) -> Self {
@@ -136,15 +104,14 @@ impl Projections {
             pool,
             redis,
             keys,
-            redis_away: Mutex::new(None),
-            redis_behind: RedisBehind::default(),
-            deferred: tokio::sync::Mutex::new(vec![]),
+            catching_up: CatchingUp::default(),
+            own_rebuild: Mutex::new(None),
         }
     }
 
     /// Whether Redis is behind, for the projector's readiness.
     pub fn redis_behind(&self) -> RedisBehind {
-        self.redis_behind.clone()
+        self.catching_up.behind()
     }
 
     /// The aggregate types whose topics the projector reads.
@@ -200,19 +167,29 @@ impl Projections {
     /// Carries out a batch, in order: one read-store commit and one Redis round trip for it
     /// all (see [`plan::execute_all`]).
     /// `span`: the messages the items came in (none for redriven events).
+    ///
+    /// A batch never waits for a Redis rebuild, this process's or another's: it is applied to
+    /// Postgres and its Redis part kept, to be made once the rebuild is over. Only a redriven
+    /// event (which comes from no partition: no offset record would show Redis missing it) is
+    /// applied to both stores or left, a rebuild waited for.
     pub async fn execute(
         &self,
         items: &[Item],
         span: &Span,
     ) -> Result<Vec<Outcome>, ProjectionError> {
+        let from_broker = !span.is_empty();
         // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
         // it applied everywhere: it was applied all the same.
         let mut outcomes: Vec<Outcome> = vec![];
         loop {
-            // Batches from the broker wait behind those deferred while Redis was rebuilt
-            // elsewhere; Postgres goes on meanwhile.
-            let deferring = !span.is_empty() && !self.make_deferred().await;
-            let redis = (self.redis_answers() && !deferring).then_some(&self.redis);
+            // Batches from the broker wait behind those kept while Redis was rebuilt.
+            let deferring = from_broker
+                && (self.catching_up.rebuilding_here()
+                    || !self
+                        .catching_up
+                        .make_deferred(&self.redis, &self.keys)
+                        .await);
+            let redis = (self.catching_up.answers() && !deferring).then_some(&self.redis);
             let executed = execute_all(items, span, &self.pool, redis, &self.keys).await?;
             if outcomes.is_empty() {
                 outcomes = executed.outcomes;
@@ -223,88 +200,47 @@ impl Projections {
                     }
                 }
             }
-            let not_made = match executed.redis {
+            let unmade = match executed.redis {
                 InRedis::Made => {
-                    self.redis_back();
+                    self.catching_up.back();
                     return Ok(outcomes);
                 }
                 InRedis::Unreachable(error) if !deferring => {
-                    self.redis_away(&error);
-                    if span.is_empty() {
-                        // A redriven event comes from no partition: no offset record would
-                        // show Redis missing it. It is applied to both stores, or left.
+                    self.catching_up.away(&error);
+                    if !from_broker {
                         return Err(ProjectionError::Store(error));
                     }
                     return Ok(outcomes);
                 }
-                // Not whole, or behind deferred batches still not made.
+                // Not whole, or behind changes kept for after a rebuild.
                 _ => executed.unmade,
             };
-            if !span.is_empty() && self.rebuild_under_way().await? {
-                if let Some(unmade) = not_made {
-                    self.defer(unmade).await;
+            if !from_broker {
+                self.restore_redis().await?;
+                continue;
+            }
+            let Some(unmade) = unmade else {
+                return Ok(outcomes);
+            };
+            if self.catching_up.rebuilding_here() {
+                if self.catching_up.defer(unmade, RebuildBy::Us).await {
+                    return Ok(outcomes);
                 }
+                // It ended meanwhile: made now, after what it kept.
+                continue;
+            }
+            if self.rebuild_under_way().await? {
+                self.catching_up.defer(unmade, RebuildBy::Another).await;
                 return Ok(outcomes);
             }
-            // No rebuild under way: Redis lost the models, or the rebuild is over. Made whole
-            // if need be; then the deferred batches and this one are made again.
-            if let Err(error) = self.rebuild_redis_unless_whole().await {
-                // Redis failing during the rebuild is Redis away: the Postgres read models go
-                // on, and the rebuild is made again once it answers.
-                let away = error
-                    .downcast_ref::<redis::RedisError>()
-                    .is_some_and(plan::unreachable);
-                if !away || span.is_empty() {
-                    return Err(ProjectionError::Store(format!("{error:#}")));
-                }
-                self.redis_away(&format!("{error:#}"));
-                return Ok(outcomes);
+            // No rebuild under way: Redis lost the models, or the rebuild is over and they
+            // are not whole. Made whole in the background, this batch's part after it.
+            self.rebuild_in_background();
+            if !self.catching_up.defer(unmade, RebuildBy::Us).await {
+                continue;
             }
+            return Ok(outcomes);
         }
-    }
-
-    /// Makes the Redis parts deferred while Redis was rebuilt, in order; whether none is left.
-    /// A Redis that fails meanwhile is Redis away: they are dropped (Redis, left behind, is
-    /// rebuilt once it answers).
-    async fn make_deferred(&self) -> bool {
-        let mut deferred = self.deferred.lock().await;
-        if !deferred.is_empty() && !self.redis_answers() {
-            return true;
-        }
-        while let Some(first) = deferred.first() {
-            match first.make(&self.redis, &self.keys).await {
-                Ok(true) => {
-                    deferred.remove(0);
-                }
-                Ok(false) => return false,
-                Err(error) => {
-                    deferred.clear();
-                    self.redis_away(&error.to_string());
-                    return true;
-                }
-            }
-        }
-        true
-    }
-
-    /// Keeps a batch's Redis part for when the rebuild under way is over.
-    async fn defer(&self, unmade: Unmade) {
-        let mut deferred = self.deferred.lock().await;
-        let held: usize = deferred.iter().map(Unmade::events).sum();
-        if held + unmade.events() > DEFERRED_AT_MOST {
-            deferred.clear();
-            self.redis_away("too many batches waited for a Redis rebuild to end: Redis is rebuilt once more after it");
-            return;
-        }
-        if deferred.is_empty() {
-            tracing::info!("Redis is being rebuilt elsewhere: applying events to Postgres, their Redis changes once the rebuild is over");
-        }
-        if self.redis_behind.reason().is_none() {
-            self.redis_behind.set(Some(
-                "being rebuilt elsewhere: changes kept for after it".to_owned(),
-            ));
-        }
-        deferred.push(unmade);
     }
 
     /// Whether another process holds the rebuild lock now.
@@ -314,54 +250,24 @@ impl Projections {
             .map_err(|error| ProjectionError::Store(format!("{error:#}")))
     }
 
-    /// Whether to ask Redis: not for a while after it failed, so that the Postgres read
-    /// models keep up without waiting for its timeouts (or its refusals) at every batch.
-    fn redis_answers(&self) -> bool {
-        let away = self.redis_away.lock().expect("not poisoned");
-        away.is_none_or(|(since, wait)| since.elapsed() >= wait)
-    }
-
-    fn redis_away(&self, error: &str) {
-        // The first reason stays: later batches only skip Redis for its sake.
-        if self.redis_behind.reason().is_none() {
-            self.redis_behind.set(Some(error.to_owned()));
-        }
-        let mut away = self.redis_away.lock().expect("not poisoned");
-        let wait = match *away {
-            Some((since, wait)) if since.elapsed() < wait => return,
-            Some((_, wait)) => (wait * 2).min(REDIS_RETRY_AT_MOST),
-            None => REDIS_RETRY_AFTER,
-        };
-        tracing::warn!(
-            error,
-            retry_in = ?wait,
-            "Redis did not answer, or refused writes: applying events to Postgres only, Redis is rebuilt once it takes them"
-        );
-        *away = Some((Instant::now(), wait));
-    }
-
-    /// Redis took a batch, or was found whole: it is asked again at every batch.
-    fn redis_back(&self) {
-        *self.redis_away.lock().expect("not poisoned") = None;
-        if self.redis_behind.reason().is_some() {
-            tracing::info!("Redis has caught up with the Postgres read models");
-            self.redis_behind.set(None);
-        }
-    }
-
     /// Rebuilds the Redis read models from Postgres if they are not whole, or no longer hold
     /// everything Postgres holds (per partition, the last offset applied: Redis restarted
     /// empty, or from an older snapshot, since). A batch another projector is applying may
     /// have reached Postgres and not Redis yet: Redis is looked at again a moment later before
-    /// it is taken to be behind. Run at start and every so often by a quiet projector (a
-    /// batch checks it as it comes). Returns whether it rebuilt them.
+    /// it is taken to be behind. Run every so often by a quiet projector (a batch checks it as
+    /// it comes). Returns whether it started a rebuild, which runs in the background.
     pub async fn check_redis(&self) -> Result<bool, ProjectionError> {
-        if !self.redis_answers() {
+        if !self.catching_up.answers() || self.catching_up.rebuilding_here() {
             return Ok(false);
         }
         // A rebuild elsewhere is not waited for (batches go on); nor is Redis taken to be
         // behind for the changes kept for after it: they are made first.
-        if self.rebuild_under_way().await? || !self.make_deferred().await {
+        if self.rebuild_under_way().await?
+            || !self
+                .catching_up
+                .make_deferred(&self.redis, &self.keys)
+                .await
+        {
             return Ok(false);
         }
         let in_postgres: Vec<(String, i64)> = self
@@ -388,35 +294,53 @@ impl Projections {
                 .map_err(redis_error)?;
         }
         if holds {
-            self.redis_back();
+            self.catching_up.back();
             return Ok(false);
         }
         tracing::warn!("the Redis read models are not whole, or behind Postgres: rebuilding them");
-        if let Err(error) = self.rebuild_redis_unless_whole().await {
-            // A Redis that refuses the rebuild's writes (full, say) is left alone a while.
-            if error
-                .downcast_ref::<redis::RedisError>()
-                .is_some_and(plan::unreachable)
-            {
-                self.redis_away(&format!("{error:#}"));
-            }
-            return Err(ProjectionError::Store(format!("{error:#}")));
+        Ok(self.rebuild_in_background())
+    }
+
+    /// Starts rebuilding the Redis read models from Postgres in the background, unless they
+    /// are whole; returns false if this process's rebuild already runs. Meanwhile batches are
+    /// applied to Postgres and keep their Redis parts, made as it ends. Run at start (Redis
+    /// may have lost its data while the projector was down) and whenever Redis is found not
+    /// whole.
+    pub fn rebuild_in_background(&self) -> bool {
+        if !self.catching_up.start_rebuilding() {
+            return false;
         }
-        self.redis_back();
-        Ok(true)
+        let (pool, redis, keys) = (self.pool.clone(), self.redis.clone(), self.keys.clone());
+        let catching_up = self.catching_up.clone();
+        let task = tokio::spawn(async move {
+            if let Err(error) = crate::rebuild::restore_redis(&pool, &redis, &keys).await {
+                // Redis failing (full, say) or Postgres: Redis is left alone a while, and
+                // rebuilt again after that.
+                catching_up.away(&format!("could not rebuild Redis: {error:#}"));
+            }
+            catching_up.rebuilt(&redis, &keys).await;
+        });
+        *self.own_rebuild.lock().expect("not poisoned") = Some(task);
+        true
     }
 
-    /// Rebuilds the Redis read models from Postgres unless they are whole.
+    /// Waits for this process's rebuild, if one runs, and for the changes kept for after it
+    /// to be made.
+    pub async fn settled(&self) {
+        let task = self.own_rebuild.lock().expect("not poisoned").take();
+        if let Some(task) = task {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "the rebuild of Redis failed");
+            }
+        }
+    }
+
+    /// Rebuilds the Redis read models from Postgres unless they are whole, and waits for it.
     pub async fn restore_redis(&self) -> Result<(), ProjectionError> {
-        self.rebuild_redis_unless_whole()
-            .await
-            .map_err(|error| ProjectionError::Store(format!("{error:#}")))
-    }
-
-    async fn rebuild_redis_unless_whole(&self) -> anyhow::Result<()> {
         crate::rebuild::restore_redis(&self.pool, &self.redis, &self.keys)
             .await
             .map(|_| ())
+            .map_err(|error| ProjectionError::Store(format!("{error:#}")))
     }
 }
 
