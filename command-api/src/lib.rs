@@ -1,5 +1,6 @@
-//! The command API: parses a request, runs the command on its aggregate and answers once the
-//! resulting events are committed. Reads are served elsewhere (the query API).
+//! The command API: parses a request, runs the command on its aggregate, and answers once the
+//! resulting events are committed and readable (`readable`). Reads are served elsewhere (the
+//! query API).
 
 pub mod accounts;
 pub mod comments;
@@ -8,6 +9,7 @@ pub mod follows;
 pub mod likes;
 pub mod messages;
 pub mod operations;
+pub mod readable;
 pub mod routes;
 pub mod sandbox;
 pub mod settings;

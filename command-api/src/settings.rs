@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use infra::settings::{
     from_env, listen_addr, AuthSettings, EventStoreSettings, KafkaSettings, MediaSettings,
-    PasswordSettings, ProxySettings, PublicSettings, RateLimitSettings, RedisSettings,
+    PasswordSettings, ProxySettings, PublicSettings, RateLimitSettings, ReadAfterWriteSettings,
+    ReadStoreSettings, RedisSettings,
 };
 use serde::Deserialize;
 
@@ -22,6 +23,9 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub rate_limits: RateLimitSettings,
     pub proxies: ProxySettings,
+    pub read_after_write: ReadAfterWriteSettings,
+    /// Where the projectors say what they applied (see `crate::readable`).
+    pub read_store: ReadStoreSettings,
 }
 
 /// `OUTBOX_RELAY`: whether this process also publishes the outbox (`true` by default). Any
@@ -68,6 +72,8 @@ impl Settings {
             passwords: from_env()?,
             rate_limits: from_env()?,
             proxies: from_env()?,
+            read_after_write: from_env()?,
+            read_store: from_env()?,
         })
     }
 }

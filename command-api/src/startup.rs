@@ -17,6 +17,7 @@ use crate::follows::Follows;
 use crate::likes::Likes;
 use crate::messages::Messages;
 use crate::operations::{self, Operations};
+use crate::readable::{Listening, Readable};
 use crate::routes;
 use crate::settings::Settings;
 use crate::upload::UploadSlots;
@@ -33,6 +34,7 @@ pub struct Application {
     server: Server,
     relay: Option<(JoinHandle<()>, CancellationToken)>,
     doorbell: (JoinHandle<()>, CancellationToken),
+    listening: Option<Listening>,
 }
 
 impl Application {
@@ -58,6 +60,14 @@ impl Application {
         } else {
             None
         };
+
+        let (readable, listening) = Readable::start(
+            &settings.read_after_write,
+            &settings.read_store.read_database_url,
+            &settings.event_store.database_url,
+            store.clone(),
+        )?;
+        let readable = web::Data::new(readable);
 
         let listener = TcpListener::bind(settings.listen)?;
         let port = listener.local_addr()?.port();
@@ -93,10 +103,12 @@ impl Application {
         ));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(routes::answer::once_readable))
                 .wrap(from_fn(http_api::ops::record_request))
                 .wrap(NormalizePath::new(TrailingSlash::MergeOnly))
                 .wrap(TracingLogger::<RequestSpan>::new())
                 .app_data(operations.clone())
+                .app_data(readable.clone())
                 .app_data(accounts.clone())
                 .app_data(limits.clone())
                 .app_data(proxies.clone())
@@ -124,6 +136,7 @@ impl Application {
             server,
             relay,
             doorbell,
+            listening,
         })
     }
 
@@ -141,6 +154,9 @@ impl Application {
         let (doorbell, stop) = self.doorbell;
         stop.cancel();
         doorbell.await?;
+        if let Some(listening) = self.listening {
+            listening.stop().await;
+        }
         Ok(())
     }
 }

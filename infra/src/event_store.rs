@@ -41,9 +41,6 @@ async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the event store failed to answer (no connection in time, a statement cancelled by
-/// its timeout, a server going away) rather than refused what was asked: "try again", not a
-/// fault of ours.
 /// Runs `command` on aggregate `id` and records the events it decides, each stored with the
 /// trace context of the write (event metadata `traceparent`), in a span of its own: the
 /// relay's and the projector's spans continue that trace.
@@ -61,12 +58,25 @@ pub async fn record<A: Aggregate>(
     );
     async {
         let metadata = crate::telemetry::current_trace_context();
-        cqrs.execute_with_metadata(id, command, metadata).await
+        let noted = crate::written::count();
+        cqrs.execute_with_metadata(id, command, metadata).await?;
+        if noted.is_some() && crate::written::count() == noted {
+            // It decided no event: what it found is its aggregate's last event.
+            crate::written::note(crate::written::Written {
+                aggregate_type: A::TYPE,
+                aggregate_id: id.to_owned(),
+                sequence: None,
+            });
+        }
+        Ok(())
     }
     .instrument(span)
     .await
 }
 
+/// Whether the event store failed to answer (no connection in time, a statement cancelled by
+/// its timeout, a server going away) rather than refused what was asked: "try again", not a
+/// fault of ours.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
@@ -199,7 +209,14 @@ impl EventStore {
     pub fn cqrs<A: Aggregate>(&self, services: A::Services) -> PostgresCqrs<A> {
         let store = PersistedEventStore::new_event_store(self.repository())
             .with_upcasters(Upcasters::CURRENT.for_event_store());
-        CqrsFramework::new(store, vec![self.doorbell.on_commit()], services)
+        CqrsFramework::new(
+            store,
+            vec![
+                self.doorbell.on_commit(),
+                Box::new(crate::written::NoteCommitted),
+            ],
+            services,
+        )
     }
 
     /// A command executor for aggregates whose histories grow long (a conversation): it
@@ -212,12 +229,31 @@ impl EventStore {
     ) -> PostgresCqrs<A> {
         let store = PersistedEventStore::new_snapshot_store(self.repository(), every)
             .with_upcasters(Upcasters::CURRENT.for_event_store());
-        CqrsFramework::new(store, vec![self.doorbell.on_commit()], services)
+        CqrsFramework::new(
+            store,
+            vec![
+                self.doorbell.on_commit(),
+                Box::new(crate::written::NoteCommitted),
+            ],
+            services,
+        )
     }
 
     /// Events read through it are upcast to their current versions ([`crate::upcast`]).
     fn repository(&self) -> PostgresEventRepository {
         PostgresEventRepository::new(self.pool.clone())
+    }
+
+    /// The sequence of the last event of aggregate `id` of type `aggregate_type` (0 if none).
+    pub async fn last_sequence(&self, aggregate_type: &str, id: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(max(sequence), 0) FROM events
+              WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(aggregate_type)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// The current state of one aggregate, straight from its events.

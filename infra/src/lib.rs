@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod read_after_write;
 pub mod read_store;
 pub mod redis_store;
 pub mod settings;
@@ -19,6 +20,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod upcast;
+pub mod written;
 
 /// Whether a Postgres error code (SQLSTATE) says the server did not answer rather than refused
 /// what was asked: classes 08 (connection), 53 (insufficient resources) and 57 (operator

@@ -61,6 +61,17 @@ pub const REBUILD_REPLAYED: &str = "projector_rebuild_replayed_events";
 /// 1 once the rebuild in progress has read the whole history (it is catching up or switching).
 pub const REBUILD_READ_THROUGH: &str = "projector_rebuild_read_through";
 
+/// Batches whose notice to the command APIs (what they applied) could not be sent: requests
+/// waiting for those events answer at their bound.
+pub const PROJECTOR_TELL_FAILURES: &str = "projector_tell_failures_total";
+/// Writes answered, by how their wait to be readable ended (`reached`): `applied` (readable
+/// everywhere), `postgres_only` (Redis away or being rebuilt), `dead_lettered`, `held_back`,
+/// `parked`, `bound` (`READ_AFTER_WRITE_WAIT_MS` passed), `stalled` (not waited for: a wait
+/// hit its bound and no projector has reported progress since), `off` (`READ_AFTER_WRITE=off`).
+pub const READ_AFTER_WRITE_WAITS: &str = "read_after_write_waits_total";
+/// Seconds a write waited, once committed, to be readable.
+pub const READ_AFTER_WRITE_WAIT_DURATION: &str = "read_after_write_wait_seconds";
+
 /// Bounds of the latency histograms: from a cached read (a millisecond) to a timeout.
 const SECONDS_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -137,6 +148,19 @@ fn describe() {
         "Whether a rebuild is begun and not switched"
     );
     describe_gauge!(REBUILD_REPLAYED, "Events the running rebuild replayed");
+    describe_counter!(
+        PROJECTOR_TELL_FAILURES,
+        "Batches whose applied notice could not be sent"
+    );
+    describe_counter!(
+        READ_AFTER_WRITE_WAITS,
+        "Writes answered, by how their wait to be readable ended"
+    );
+    describe_histogram!(
+        READ_AFTER_WRITE_WAIT_DURATION,
+        Unit::Seconds,
+        "Time a committed write waited to be readable"
+    );
     describe_gauge!(
         REBUILD_READ_THROUGH,
         "Whether the rebuild read the whole history"

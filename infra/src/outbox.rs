@@ -26,6 +26,7 @@ use crate::kafka::{ensure_topics, Topics};
 use crate::metrics::{
     OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED, RELAY_ERRORS, RELAY_PARKED, RELAY_PUBLISHED,
 };
+use crate::read_after_write::{payloads, Notice, Reached, PARKED_CHANNEL};
 use crate::settings::KafkaSettings;
 
 /// One relay at a time publishes, so that two relays cannot interleave an aggregate's events.
@@ -235,6 +236,18 @@ impl Relay {
                     sqlx::query("UPDATE outbox SET parked_because = $2 WHERE id = $1")
                         .bind(id)
                         .bind(error.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    // Requests waiting for it to be readable stop waiting (sent at commit).
+                    let parked = Notice {
+                        reached: Reached::Parked,
+                        sequence: row.get("sequence"),
+                        aggregate_type: aggregate.0.clone(),
+                        aggregate_id: aggregate.1.clone(),
+                    };
+                    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                        .bind(PARKED_CHANNEL)
+                        .bind(payloads(&[parked]))
                         .execute(&mut *tx)
                         .await?;
                     held_back.insert(aggregate);

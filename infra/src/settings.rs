@@ -52,6 +52,43 @@ impl ReadStoreSettings {
     }
 }
 
+/// `READ_AFTER_WRITE` (on by default; `off` answers writes without waiting) and
+/// `READ_AFTER_WRITE_WAIT_MS` (2,000): whether a write is answered once it is readable, and
+/// how long it waits for that at most (docs/api.md, "Read after write"). The query API reads
+/// the switch too: with it on, it keeps no replies in memory.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ReadAfterWriteSettings {
+    #[serde(default = "default_read_after_write")]
+    pub read_after_write: bool,
+    #[serde(default = "default_read_after_write_wait_ms")]
+    pub read_after_write_wait_ms: u64,
+}
+
+impl ReadAfterWriteSettings {
+    pub fn wait(&self) -> Duration {
+        Duration::from_millis(self.read_after_write_wait_ms)
+    }
+}
+
+impl Default for ReadAfterWriteSettings {
+    fn default() -> Self {
+        Self {
+            read_after_write: default_read_after_write(),
+            read_after_write_wait_ms: default_read_after_write_wait_ms(),
+        }
+    }
+}
+
+fn default_read_after_write() -> bool {
+    true
+}
+
+/// Two seconds: far past a write's usual path to the read models (tens of milliseconds),
+/// short enough that a client is not left hanging when the projectors are down.
+fn default_read_after_write_wait_ms() -> u64 {
+    2_000
+}
+
 /// 30 s: well past a batch's or a delivery's length, short enough that a holder that froze
 /// holds nobody up for long.
 pub fn default_lock_lease_ms() -> u64 {

@@ -11,7 +11,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::envelope::PublishedEvent;
 use crate::settings::{
     secret, AuthSettings, EventStoreSettings, KafkaSettings, MediaBackend, MediaSettings,
-    PasswordSettings, RateLimitSettings, ReadStoreSettings, RedisSettings,
+    PasswordSettings, RateLimitSettings, ReadAfterWriteSettings, ReadStoreSettings, RedisSettings,
 };
 
 /// `TEST_POSTGRES_URL`: a server the tests may create databases on (trust auth locally).
@@ -89,6 +89,7 @@ pub struct TestSettings {
     /// Off unless a test turns them on: tests sign up many users from one address.
     pub rate_limits: RateLimitSettings,
     pub passwords: PasswordSettings,
+    pub read_after_write: ReadAfterWriteSettings,
 }
 
 impl TestSettings {
@@ -131,6 +132,7 @@ impl TestSettings {
                 password_hash_wait_ms: 60_000,
                 ..PasswordSettings::default()
             },
+            read_after_write: ReadAfterWriteSettings::default(),
             media: MediaSettings {
                 media_store: MediaBackend::Local,
                 media_dir: media_root().join(&run),

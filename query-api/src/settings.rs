@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 
 use infra::settings::{
     from_env, listen_addr, AuthSettings, MediaSettings, ProxySettings, PublicSettings,
-    ReadStoreSettings, RedisSettings,
+    ReadAfterWriteSettings, ReadStoreSettings, RedisSettings,
 };
 
 #[derive(Clone, Debug)]
@@ -16,6 +16,8 @@ pub struct Settings {
     pub media: MediaSettings,
     /// Who the client is, in the logs.
     pub proxies: ProxySettings,
+    /// With read after write on, no reply is kept in memory (see `startup`).
+    pub read_after_write: ReadAfterWriteSettings,
 }
 
 impl Settings {
@@ -28,6 +30,7 @@ impl Settings {
             public: from_env()?,
             media: from_env()?,
             proxies: from_env()?,
+            read_after_write: from_env()?,
         })
     }
 }

@@ -25,7 +25,15 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         infra::hardening::keep_secrets_from_other_processes();
         let read_store = infra::read_store::connect(&settings.read_store).await?;
-        let redis = redis_store::connect_cached(&settings.redis).await?;
+        // A reply kept in memory could be served after the write that changed it was
+        // answered (redis-rs may keep a reply read just before its key's invalidation, and
+        // the generation pointer changes under it at a rebuild's switch): with read after
+        // write on, every read goes to Redis.
+        let redis = if settings.read_after_write.read_after_write {
+            redis_store::connect(&settings.redis).await?
+        } else {
+            redis_store::connect_cached(&settings.redis).await?
+        };
         let tokens = web::Data::new(Tokens::new(&settings.auth)?);
         let keys = Keys::new(&settings.redis);
         let cards = Cards::new(redis, keys, settings.public.clone());

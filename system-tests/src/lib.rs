@@ -33,6 +33,66 @@ fn query_settings(settings: &TestSettings) -> query_api::settings::Settings {
         public: PublicSettings::new(PUBLIC_BASE_URL),
         media: settings.media.clone(),
         proxies: Default::default(),
+        read_after_write: settings.read_after_write.clone(),
+    }
+}
+
+/// Starts a command API (with its relay) over `settings`; returns its URL.
+async fn spawn_command_api(settings: &TestSettings) -> String {
+    let command = command_api::startup::Application::build(command_api::settings::Settings {
+        listen: LOCAL,
+        event_store: settings.event_store.clone(),
+        kafka: settings.kafka.clone(),
+        auth: settings.auth.clone(),
+        relay: Default::default(),
+        media: settings.media.clone(),
+        redis: settings.redis.clone(),
+        public: PublicSettings::new(PUBLIC_BASE_URL),
+        passwords: settings.passwords.clone(),
+        rate_limits: settings.rate_limits.clone(),
+        proxies: Default::default(),
+        read_after_write: settings.read_after_write.clone(),
+        read_store: settings.read_store.clone(),
+    })
+    .await
+    .expect("the command API starts");
+    let url = format!("http://127.0.0.1:{}", command.port());
+    tokio::spawn(command.run_until_stopped());
+    url
+}
+
+/// Starts a projector of consumer group `group`; returns the URL of its operator routes, and
+/// what stops it.
+async fn spawn_projector(settings: &TestSettings, group: &str) -> (String, CancellationToken) {
+    let projector = projector::startup::Projector::build(projector_settings(settings, group))
+        .await
+        .expect("the projector starts");
+    let url = format!("http://127.0.0.1:{}", projector.port());
+    let stop = CancellationToken::new();
+    tokio::spawn(projector.run(stop.clone()));
+    (url, stop)
+}
+
+/// Starts a query API; returns its URL.
+async fn spawn_query_api(settings: &TestSettings) -> String {
+    let query = query_api::startup::Application::build(query_settings(settings))
+        .await
+        .expect("the query API starts");
+    let url = format!("http://127.0.0.1:{}", query.port());
+    tokio::spawn(query.run_until_stopped());
+    url
+}
+
+/// A second command API, projector (of the same group) and query API beside a stack's.
+pub struct Replicas {
+    pub command_url: String,
+    pub query_url: String,
+    stop_projector: CancellationToken,
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        self.stop_projector.cancel();
     }
 }
 
@@ -65,40 +125,10 @@ impl TestStack {
         infra::telemetry::init();
         let mut settings = TestSettings::new().await;
         adjust(&mut settings);
-        let public = PublicSettings::new(PUBLIC_BASE_URL);
-
-        let command = command_api::startup::Application::build(command_api::settings::Settings {
-            listen: LOCAL,
-            event_store: settings.event_store.clone(),
-            kafka: settings.kafka.clone(),
-            auth: settings.auth.clone(),
-            relay: Default::default(),
-            media: settings.media.clone(),
-            redis: settings.redis.clone(),
-            public,
-            passwords: settings.passwords.clone(),
-            rate_limits: settings.rate_limits.clone(),
-            proxies: Default::default(),
-        })
-        .await
-        .expect("the command API starts");
-        let command_url = format!("http://127.0.0.1:{}", command.port());
-        tokio::spawn(command.run_until_stopped());
-
+        let command_url = spawn_command_api(&settings).await;
         let projector_group = unique("projector-");
-        let projector =
-            projector::startup::Projector::build(projector_settings(&settings, &projector_group))
-                .await
-                .expect("the projector starts");
-        let projector_url = format!("http://127.0.0.1:{}", projector.port());
-        let stop_projector = CancellationToken::new();
-        tokio::spawn(projector.run(stop_projector.clone()));
-
-        let query = query_api::startup::Application::build(query_settings(&settings))
-            .await
-            .expect("the query API starts");
-        let query_url = format!("http://127.0.0.1:{}", query.port());
-        tokio::spawn(query.run_until_stopped());
+        let (projector_url, stop_projector) = spawn_projector(&settings, &projector_group).await;
+        let query_url = spawn_query_api(&settings).await;
 
         let event_store =
             PgPool::connect(infra::settings::expose(&settings.event_store.database_url))
@@ -118,6 +148,19 @@ impl TestStack {
             event_store,
             read_store,
             projector_group,
+            stop_projector,
+        }
+    }
+
+    /// Starts a second command API, projector (sharing the partitions with the first) and
+    /// query API over the same stores.
+    pub async fn spawn_replicas(&self) -> Replicas {
+        let command_url = spawn_command_api(&self.settings).await;
+        let (_, stop_projector) = spawn_projector(&self.settings, &self.projector_group).await;
+        let query_url = spawn_query_api(&self.settings).await;
+        Replicas {
+            command_url,
+            query_url,
             stop_projector,
         }
     }

@@ -1,3 +1,4 @@
+pub mod answer;
 mod comment;
 mod favorite;
 mod message;

@@ -8,6 +8,7 @@ mod follows;
 mod likes;
 mod plan;
 pub(crate) mod rows;
+mod told;
 mod users;
 mod videos;
 
@@ -29,6 +30,7 @@ pub use catching_up::RedisBehind;
 use catching_up::{CatchingUp, RebuildBy};
 use plan::{execute_all, InRedis};
 pub use plan::{Item, Plan, Source, Unmade};
+use told::{Carried, Told};
 
 use crate::dead_letters::Received;
 use crate::span::Span;
@@ -116,14 +118,7 @@ impl Projections {
 
     /// The aggregate types whose topics the projector reads.
     pub fn aggregate_types() -> &'static [&'static str] {
-        &[
-            User::TYPE,
-            Video::TYPE,
-            Like::TYPE,
-            Comment::TYPE,
-            Follow::TYPE,
-            Conversation::TYPE,
-        ]
+        &infra::read_after_write::PROJECTED
     }
 
     /// What `event` changes in the read models; None for aggregates no read model follows.
@@ -172,15 +167,25 @@ impl Projections {
     /// Postgres and its Redis part kept, to be made once the rebuild is over. Only a redriven
     /// event (which comes from no partition: no offset record would show Redis missing it) is
     /// applied to both stores or left, a rebuild waited for.
+    ///
+    /// Then tells the command APIs where the batch's aggregates stand ([`Told`]).
     pub async fn execute(
         &self,
         items: &[Item],
         span: &Span,
     ) -> Result<Vec<Outcome>, ProjectionError> {
+        let carried = self.carry_out(items, span).await?;
+        Told::of(&carried).send(&self.pool).await;
+        Ok(carried.outcomes)
+    }
+
+    /// [`Self::execute`] but for telling.
+    async fn carry_out(&self, items: &[Item], span: &Span) -> Result<Carried, ProjectionError> {
         let from_broker = !span.is_empty();
         // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
         // it applied everywhere: it was applied all the same.
         let mut outcomes: Vec<Outcome> = vec![];
+        let mut stopped = vec![];
         loop {
             // Batches from the broker wait behind those kept while Redis was rebuilt.
             let deferring = from_broker
@@ -191,6 +196,13 @@ impl Projections {
                         .await);
             let redis = (self.catching_up.answers() && !deferring).then_some(&self.redis);
             let executed = execute_all(items, span, &self.pool, redis, &self.keys).await?;
+            stopped.extend(executed.stopped);
+            let carried = |outcomes, in_redis| Carried {
+                outcomes,
+                positions: executed.positions.clone(),
+                stopped: stopped.clone(),
+                in_redis,
+            };
             if outcomes.is_empty() {
                 outcomes = executed.outcomes;
             } else {
@@ -203,14 +215,14 @@ impl Projections {
             let unmade = match executed.redis {
                 InRedis::Made => {
                     self.catching_up.back();
-                    return Ok(outcomes);
+                    return Ok(carried(outcomes, true));
                 }
                 InRedis::Unreachable(error) if !deferring => {
                     self.catching_up.away(&error);
                     if !from_broker {
                         return Err(ProjectionError::Store(error));
                     }
-                    return Ok(outcomes);
+                    return Ok(carried(outcomes, false));
                 }
                 // Not whole, or behind changes kept for after a rebuild.
                 _ => executed.unmade,
@@ -220,18 +232,18 @@ impl Projections {
                 continue;
             }
             let Some(unmade) = unmade else {
-                return Ok(outcomes);
+                return Ok(carried(outcomes, false));
             };
             if self.catching_up.rebuilding_here() {
                 if self.catching_up.defer(unmade, RebuildBy::Us).await {
-                    return Ok(outcomes);
+                    return Ok(carried(outcomes, false));
                 }
                 // It ended meanwhile: made now, after what it kept.
                 continue;
             }
             if self.rebuild_under_way().await? {
                 self.catching_up.defer(unmade, RebuildBy::Another).await;
-                return Ok(outcomes);
+                return Ok(carried(outcomes, false));
             }
             // No rebuild under way: Redis lost the models, or the rebuild is over and they
             // are not whole. Made whole in the background, this batch's part after it.
@@ -239,7 +251,7 @@ impl Projections {
             if !self.catching_up.defer(unmade, RebuildBy::Us).await {
                 continue;
             }
-            return Ok(outcomes);
+            return Ok(carried(outcomes, false));
         }
     }
 

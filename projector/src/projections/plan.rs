@@ -2,6 +2,7 @@
 //! in one read-store transaction that also records the event as applied, and a Redis
 //! [`Change`] applied at most once by its own record.
 
+use infra::read_after_write::{Notice, Reached};
 use infra::redis_store::{apply_all_once, ApplyOnce, Change, Keys, PartitionSpan};
 use redis::aio::ConnectionManager;
 
@@ -84,6 +85,11 @@ pub struct Executed {
     pub redis: InRedis,
     /// Its Redis part, when it was not made: to be made later, in order.
     pub unmade: Option<Unmade>,
+    /// Where the batch's aggregates stand in Postgres after it: each one's last applied
+    /// sequence (what requests waiting for them learn: [`infra::read_after_write`]).
+    pub positions: Vec<(Aggregate, i64)>,
+    /// The events it dead-lettered or held back.
+    pub stopped: Vec<Notice>,
 }
 
 /// A batch's Redis part, owned: the messages it came in and the changes of its events, in
@@ -194,6 +200,7 @@ pub async fn execute_all(
     };
     // First what is dead-lettered (rare) and which events are left to apply.
     let mut to_apply = vec![];
+    let mut stopped = vec![];
     for (i, item) in items.iter().enumerate() {
         match item {
             Item::Event {
@@ -205,6 +212,12 @@ pub async fn execute_all(
                     if held_back.holds(received) {
                         dead_letters::insert(&tx, received, dead_letters::HELD_BACK).await?;
                         outcomes[i] = Outcome::HeldBack;
+                        stopped.push(Notice {
+                            reached: Reached::HeldBack,
+                            sequence: event.sequence,
+                            aggregate_type: event.aggregate_type.clone(),
+                            aggregate_id: event.aggregate_id.clone(),
+                        });
                         continue;
                     }
                 }
@@ -215,6 +228,7 @@ pub async fn execute_all(
                 dead_letters::insert(&tx, received, reason).await?;
                 held_back.start_at(received);
                 outcomes[i] = Outcome::DeadLettered;
+                stopped.extend(dead_lettered(received));
             }
             Item::Ignored => {}
         }
@@ -276,6 +290,13 @@ pub async fn execute_all(
         redis_changes.extend(RedisChange::of(event, plan, Some(i)));
     }
     futures::try_join!(rows::write(&tx, writes), span.record(&tx))?;
+    let positions: Vec<(Aggregate, i64)> = batch_aggregates
+        .into_iter()
+        .map(|aggregate| {
+            let last = applied.last(&aggregate);
+            (aggregate, last)
+        })
+        .collect();
     applied.store(&tx).await?;
     waiting.store(&tx).await?;
     tx.commit().await?;
@@ -306,6 +327,8 @@ pub async fn execute_all(
             outcomes,
             redis: InRedis::Unreachable(skipped.to_owned()),
             unmade: unmade(),
+            positions,
+            stopped,
         });
     };
     let applied = match apply_all_once(&mut redis.clone(), keys, &span.in_redis(), &changes).await {
@@ -315,6 +338,8 @@ pub async fn execute_all(
                 outcomes,
                 redis: InRedis::Unreachable(error.to_string()),
                 unmade: unmade(),
+                positions,
+                stopped,
             })
         }
         Err(error) => return Err(ProjectionError::Store(error.to_string())),
@@ -329,6 +354,8 @@ pub async fn execute_all(
             outcomes,
             redis: InRedis::NotWhole,
             unmade: unmade(),
+            positions,
+            stopped,
         });
     }
     waiting.done().remove(pool).await?;
@@ -336,6 +363,20 @@ pub async fn execute_all(
         outcomes,
         redis: InRedis::Made,
         unmade: None,
+        positions,
+        stopped,
+    })
+}
+
+/// The event of a dead-lettered message, as far as it can be read: a message that is not
+/// even JSON names no event, and requests waiting for it wait to their bound.
+fn dead_lettered(received: &Received) -> Option<Notice> {
+    let event: serde_json::Value = serde_json::from_slice(received.payload.as_deref()?).ok()?;
+    Some(Notice {
+        reached: Reached::DeadLettered,
+        sequence: event.get("sequence")?.as_i64()?,
+        aggregate_type: event.get("aggregate_type")?.as_str()?.to_owned(),
+        aggregate_id: event.get("aggregate_id")?.as_str()?.to_owned(),
     })
 }
 

@@ -10,6 +10,7 @@ mod leftovers;
 mod openapi;
 mod operations;
 mod privacy;
+mod read_after_write;
 mod rebuild;
 mod replay;
 mod resilience;
