@@ -25,8 +25,10 @@ use infra::metrics::{READ_AFTER_WRITE_WAITS, READ_AFTER_WRITE_WAIT_DURATION};
 use infra::read_after_write::{
     parse_payload, projected, Notice, Reached, APPLIED_CHANNEL, PARKED_CHANNEL,
 };
+use infra::redis_store::Keys;
 use infra::settings::{expose, ReadAfterWriteSettings};
 use infra::written::Written;
+use redis::aio::ConnectionManager;
 use secrecy::SecretString;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
@@ -43,6 +45,10 @@ const REMEMBERED: u64 = 100_000;
 /// How long a notice is remembered: far longer than a request takes from its commit to its
 /// wait.
 const REMEMBERED_FOR: Duration = Duration::from_secs(60);
+
+/// Connections to the read store for the lookups of aggregates commands left unchanged
+/// (repeated likes, follows): each a short statement.
+const LOOKUPS_AT_ONCE: u32 = 4;
 
 /// How a write's wait ended, and what its answer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,9 @@ struct Waits {
     event_store: EventStore,
     /// For the one lookup of an aggregate a command left unchanged.
     read_store: PgPool,
+    redis: ConnectionManager,
+    /// Under `REDIS_KEY_PREFIX`: the generation pointer.
+    keys: Keys,
 }
 
 struct Waiter {
@@ -105,6 +114,12 @@ impl Heard {
         if later {
             *slot = Some((notice.reached, notice.sequence));
         }
+        // A stop an operator has since cleared (a dead letter redriven) stops nothing more.
+        if let (Some((_, applied)), Some((_, stopped))) = (self.progress, self.stop) {
+            if applied >= stopped {
+                self.stop = None;
+            }
+        }
         self
     }
 }
@@ -137,6 +152,7 @@ impl Readable {
         read_store: &SecretString,
         event_store: &SecretString,
         store: EventStore,
+        (redis, keys): (ConnectionManager, Keys),
     ) -> anyhow::Result<(Self, Option<Listening>)> {
         if !settings.read_after_write {
             return Ok((Self::off(), None));
@@ -151,9 +167,11 @@ impl Readable {
             stalled: AtomicBool::new(false),
             event_store: store,
             read_store: PgPoolOptions::new()
-                .max_connections(1)
+                .max_connections(LOOKUPS_AT_ONCE)
                 .acquire_timeout(Duration::from_secs(1))
                 .connect_lazy(expose(read_store))?,
+            redis,
+            keys,
         });
         let stop = CancellationToken::new();
         let tasks = vec![
@@ -216,12 +234,18 @@ impl Readable {
 }
 
 impl Waits {
-    /// How the waits for `written` ended (the least of them); None if the bound passed.
+    /// How the waits for `written` ended (the worst of them); None if the bound passed.
     async fn wait(&self, written: Vec<Written>) -> Option<Reached> {
         let deadline = tokio::time::Instant::now() + self.bound;
         let mut ended = vec![];
-        let mut pending = vec![];
         let mut unchanged = vec![];
+        // Dropped after the receivers below (declared after it), even when the request is
+        // dropped mid-wait (its client went away): takes its waiters out of the map.
+        let mut registered = Registered {
+            waits: self,
+            aggregates: vec![],
+        };
+        let mut pending = vec![];
         for written in written {
             let aggregate = (written.aggregate_type.to_owned(), written.aggregate_id);
             let sequence = match written.sequence {
@@ -234,7 +258,7 @@ impl Waits {
                 {
                     Ok(0) => continue,
                     Ok(sequence) => {
-                        unchanged.push((aggregate.clone(), sequence));
+                        unchanged.push(aggregate.clone());
                         sequence
                     }
                     Err(error) => {
@@ -243,36 +267,34 @@ impl Waits {
                     }
                 },
             };
-            match self.register(aggregate, sequence) {
+            match self.register(aggregate.clone(), sequence) {
                 Ok(reached) => ended.push(reached),
-                Err(woken) => pending.push(woken),
-            }
-        }
-        // An aggregate a command left unchanged was most likely applied long ago, before
-        // anything was heard of it here: the read store says so once.
-        if !pending.is_empty() {
-            for (aggregate, sequence) in unchanged {
-                if self.applied_before(&aggregate, sequence).await {
-                    self.wake(&Notice {
-                        reached: Reached::Applied,
-                        sequence,
-                        aggregate_type: aggregate.0,
-                        aggregate_id: aggregate.1,
-                    });
+                Err(woken) => {
+                    registered.aggregates.push(aggregate.clone());
+                    pending.push((aggregate, sequence, woken));
                 }
             }
         }
-        let woken = tokio::time::timeout_at(deadline, futures::future::join_all(pending)).await;
-        match woken {
-            Ok(woken) => {
-                ended.extend(woken.into_iter().filter_map(Result::ok));
-                ended.into_iter().max_by_key(|reached| severity(*reached))
-            }
-            Err(_) => {
-                self.forget_gone();
-                None
+        // An aggregate a command left unchanged was most likely applied long ago, before
+        // anything was heard of it here: the read stores say so once.
+        for aggregate in unchanged {
+            let Some(at) = pending.iter().position(|(waited, ..)| *waited == aggregate) else {
+                continue;
+            };
+            if let Some(reached) = self.applied_before(&aggregate, pending[at].1).await {
+                pending.swap_remove(at);
+                ended.push(reached);
             }
         }
+        let woken = futures::future::join_all(pending.into_iter().map(|(_, _, woken)| woken));
+        let woken = tokio::time::timeout_at(deadline, woken).await.ok()?;
+        ended.extend(woken.into_iter().filter_map(Result::ok));
+        Some(
+            ended
+                .into_iter()
+                .max_by_key(|reached| severity(*reached))
+                .unwrap_or(Reached::Applied),
+        )
     }
 
     /// Waits for `aggregate` to reach `sequence`, unless what was heard already says how it
@@ -300,9 +322,11 @@ impl Waits {
         Err(woken)
     }
 
-    /// Whether the projectors applied `aggregate` up to `sequence` (in Postgres).
-    async fn applied_before(&self, aggregate: &Aggregate, sequence: i64) -> bool {
-        let applied: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+    /// How far the projectors applied `aggregate`, if up to `sequence`: in Postgres (their
+    /// record of applied sequences), and in Redis (its own record, in the generation the query
+    /// APIs read). A Redis that does not answer counts as away.
+    async fn applied_before(&self, aggregate: &Aggregate, sequence: i64) -> Option<Reached> {
+        let in_postgres: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "SELECT sequence FROM applied_sequences
               WHERE aggregate_type = $1 AND aggregate_id = $2",
         )
@@ -310,12 +334,29 @@ impl Waits {
         .bind(&aggregate.1)
         .fetch_optional(&self.read_store)
         .await;
-        match applied {
-            Ok(applied) => applied.is_some_and(|applied| applied >= sequence),
+        match in_postgres {
+            Ok(Some(applied)) if applied >= sequence => {}
+            Ok(_) => return None,
             Err(error) => {
                 tracing::warn!(%error, "could not read what the projectors applied");
-                false
+                return None;
             }
+        }
+        let in_redis = async {
+            let mut redis = self.redis.clone();
+            let keys = infra::redis_store::current(&mut redis, &self.keys).await?;
+            let (hash, field) = keys.applied(&format!("{}/{}", aggregate.0, aggregate.1));
+            redis::cmd("HGET")
+                .arg(hash)
+                .arg(field)
+                .query_async::<Option<i64>>(&mut redis)
+                .await
+        };
+        match in_redis.await {
+            Ok(Some(applied)) if applied >= sequence => Some(Reached::Applied),
+            // On its way (the batch's Redis part follows its commit): its notice comes.
+            Ok(_) => None,
+            Err(_) => Some(Reached::PostgresOnly),
         }
     }
 
@@ -345,15 +386,6 @@ impl Waits {
         if notice.reached.is_progress() {
             self.stalled.store(false, Ordering::Relaxed);
         }
-    }
-
-    /// Drops the waiters whose requests stopped waiting.
-    fn forget_gone(&self) {
-        let mut waiting = self.waiting.lock().expect("no panic while holding it");
-        waiting.retain(|_, waiters| {
-            waiters.retain(|waiter| !waiter.wake.is_closed());
-            !waiters.is_empty()
-        });
     }
 
     /// Listens on `channel` of the database at `url` until `stop`, reconnecting after a loss
@@ -390,6 +422,33 @@ impl Waits {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(pause) => {}
                     }
+                }
+            }
+        }
+    }
+}
+
+/// A request's waiters: taken out of the map once it stops waiting, however it stops.
+struct Registered<'a> {
+    waits: &'a Waits,
+    aggregates: Vec<Aggregate>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if self.aggregates.is_empty() {
+            return;
+        }
+        let mut waiting = self
+            .waits
+            .waiting
+            .lock()
+            .expect("no panic while holding it");
+        for aggregate in &self.aggregates {
+            if let Some(waiters) = waiting.get_mut(aggregate) {
+                waiters.retain(|waiter| !waiter.wake.is_closed());
+                if waiters.is_empty() {
+                    waiting.remove(aggregate);
                 }
             }
         }

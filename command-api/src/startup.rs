@@ -61,17 +61,17 @@ impl Application {
             None
         };
 
+        let listener = TcpListener::bind(settings.listen)?;
+        let port = listener.local_addr()?.port();
+        let redis = redis_store::connect(&settings.redis).await?;
         let (readable, listening) = Readable::start(
             &settings.read_after_write,
             &settings.read_store.read_database_url,
             &settings.event_store.database_url,
             store.clone(),
+            (redis.clone(), Keys::new(&settings.redis)),
         )?;
         let readable = web::Data::new(readable);
-
-        let listener = TcpListener::bind(settings.listen)?;
-        let port = listener.local_addr()?.port();
-        let redis = redis_store::connect(&settings.redis).await?;
         settings.rate_limits.apart_from(&settings.redis)?;
         let limits = web::Data::new(RateLimits::new(redis.clone(), settings.rate_limits.clone()));
         let proxies = web::Data::new(settings.proxies.clone());

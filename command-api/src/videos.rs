@@ -148,6 +148,12 @@ impl Videos {
         match self.store.load::<Video>(&id.to_string()).await {
             Ok(video) if video.author().is_some() => {
                 tracing::warn!(%error, video = %id, "the publish committed though its answer was lost");
+                // Answered once readable, as if the answer had come.
+                infra::written::note(infra::written::Written {
+                    aggregate_type: <Video as cqrs_es::Aggregate>::TYPE,
+                    aggregate_id: id.to_string(),
+                    sequence: None,
+                });
                 Ok(id)
             }
             Ok(_) => {

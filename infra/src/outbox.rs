@@ -213,6 +213,7 @@ impl Relay {
         let mut spans = Vec::new();
         // Aggregates with an event parked in this batch: their later events wait too.
         let mut held_back = HashSet::new();
+        let mut parked = vec![];
         for row in &rows {
             let id: i64 = row.get("id");
             let aggregate: (String, String) = (row.get("aggregate_type"), row.get("aggregate_id"));
@@ -238,18 +239,13 @@ impl Relay {
                         .bind(error.to_string())
                         .execute(&mut *tx)
                         .await?;
-                    // Requests waiting for it to be readable stop waiting (sent at commit).
-                    let parked = Notice {
+                    // Requests waiting for it to be readable stop waiting (told once committed).
+                    parked.push(Notice {
                         reached: Reached::Parked,
                         sequence: row.get("sequence"),
                         aggregate_type: aggregate.0.clone(),
                         aggregate_id: aggregate.1.clone(),
-                    };
-                    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-                        .bind(PARKED_CHANNEL)
-                        .bind(payloads(&[parked]))
-                        .execute(&mut *tx)
-                        .await?;
+                    });
                     held_back.insert(aggregate);
                     continue;
                 }
@@ -315,6 +311,17 @@ impl Relay {
             .await?;
         tx.commit().await?;
         drop(spans);
+        if !parked.is_empty() {
+            // Best effort: a request not told waits to its bound.
+            let told = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+                .bind(PARKED_CHANNEL)
+                .bind(payloads(&parked))
+                .execute(&self.pool)
+                .await;
+            if let Err(error) = told {
+                tracing::warn!(%error, "could not tell the command APIs of parked events");
+            }
+        }
         metrics::counter!(RELAY_PUBLISHED).increment(published.len() as u64);
         Ok(rows.len())
     }

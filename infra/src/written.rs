@@ -35,8 +35,9 @@ pub(crate) fn count() -> Option<usize> {
     WRITTEN.try_with(|written| written.borrow().len()).ok()
 }
 
-/// Notes `written` if a request is noting.
-pub(crate) fn note(written: Written) {
+/// Notes `written` if a request is noting: for a write found committed after its answer was
+/// lost (the command's own noting saw an error).
+pub fn note(written: Written) {
     let _ = WRITTEN.try_with(|noted| noted.borrow_mut().push(written));
 }
 

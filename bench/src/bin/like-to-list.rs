@@ -1,7 +1,9 @@
 //! Write to read, as one user sees it: likes (or unlikes) a video, then polls its own
 //! favorite list every 2 ms until the list shows the change; the lag is the time from the
 //! like's reply to the first list that shows it. Run beside other load to measure the lag
-//! under it. Prints one RESULT line (p50, p99, max in ms) for scripts/bench.sh.
+//! under it. Prints one RESULT line (p50, p99, max in ms) for scripts/bench.sh, and one
+//! WRITE line: the like's own latency, from sending it to its answer, and how many answers
+//! said "saved" (answered before readable: the read-after-write wait hit its bound).
 
 use std::time::{Duration, Instant};
 
@@ -52,12 +54,15 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|video| video["id"].as_i64())
         .collect();
     let mut lags = Vec::with_capacity(args.tries);
+    let mut writes = Vec::with_capacity(args.tries);
+    let mut saved = 0;
     for i in 0..args.tries {
         let video = args.first_video + (i as i64 / 2) % args.videos;
         if already.contains(&video) {
             continue;
         }
         let like = i % 2 == 0;
+        let sent = Instant::now();
         let reply: Value = http
             .post(format!("{}/douyin/favorite/action/", args.base))
             .query(&[
@@ -71,6 +76,10 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         ensure!(reply["status_code"] == 0, "like refused: {reply}");
         let replied = Instant::now();
+        writes.push(replied - sent);
+        if reply["status_msg"] != "success" {
+            saved += 1;
+        }
         loop {
             let listed: Value = list(&http).await?.json().await?;
             let shows = listed["video_list"]
@@ -90,14 +99,20 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     ensure!(!lags.is_empty(), "no like was measured");
-    lags.sort();
-    let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-    println!(
-        "RESULT requests={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
-        lags.len(),
+    println!("RESULT {}", quantiles(&mut lags));
+    println!("WRITE {} saved={saved}", quantiles(&mut writes));
+    Ok(())
+}
+
+/// `requests= p50_ms= p99_ms= max_ms=` of `times`.
+fn quantiles(times: &mut [Duration]) -> String {
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    format!(
+        "requests={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        times.len(),
         at(0.5),
         at(0.99),
         at(1.0)
-    );
-    Ok(())
+    )
 }

@@ -392,3 +392,41 @@ pub fn plan_event(event: &PublishedEvent) -> Result<Option<Plan>, EnvelopeError>
         _ => return Ok(None),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::account::Account;
+
+    /// The list a write's wait is decided by (`infra::read_after_write::PROJECTED`) is the
+    /// list of aggregate types the projector plans events of: a type planned and not listed
+    /// would answer its writes before they are readable; one listed and not planned would
+    /// make them wait for ever.
+    #[test]
+    fn the_projected_list_is_what_the_projector_plans() {
+        for aggregate_type in [
+            Account::TYPE,
+            User::TYPE,
+            Video::TYPE,
+            Like::TYPE,
+            Comment::TYPE,
+            Follow::TYPE,
+            Conversation::TYPE,
+        ] {
+            let event = infra::testing::published_event(
+                aggregate_type,
+                "1",
+                1,
+                "SomethingHappened",
+                chrono::Utc::now(),
+                serde_json::json!({}),
+            );
+            let planned = !matches!(plan_event(&event), Ok(None));
+            assert_eq!(
+                planned,
+                infra::read_after_write::projected(aggregate_type),
+                "{aggregate_type}"
+            );
+        }
+    }
+}

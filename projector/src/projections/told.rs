@@ -8,6 +8,10 @@ use infra::read_after_write::{payloads, Notice, Reached, APPLIED_CHANNEL};
 use super::Outcome;
 use crate::applied::Aggregate;
 
+/// How long telling may hold the next batch up: a notice later than this is of little use
+/// to a request waiting within its bound.
+const SENT_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A batch carried out: its outcomes, and what to tell of it.
 pub struct Carried {
     pub outcomes: Vec<Outcome>,
@@ -58,7 +62,10 @@ impl Told {
                 .await
                 .map_err(|error| error.to_string())
         };
-        if let Err(error) = sent.await {
+        let sent = tokio::time::timeout(SENT_WITHIN, sent)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {SENT_WITHIN:?}")));
+        if let Err(error) = sent {
             metrics::counter!(infra::metrics::PROJECTOR_TELL_FAILURES).increment(1);
             tracing::warn!(%error, "could not tell the command APIs what was applied");
         }
