@@ -160,9 +160,12 @@ impl Readable {
         let waits = Arc::new(Waits {
             bound: settings.wait(),
             waiting: Mutex::new(HashMap::new()),
+            // Least recently used out: a new aggregate's notice is always kept (the default
+            // policy may turn a key seen once away, and each new like is such a key).
             heard: moka::sync::Cache::builder()
                 .max_capacity(REMEMBERED)
                 .time_to_live(REMEMBERED_FOR)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
             stalled: AtomicBool::new(false),
             event_store: store,
@@ -388,6 +391,32 @@ impl Waits {
         }
     }
 
+    /// Looks up, in the read stores, every aggregate requests wait for, and wakes those
+    /// applied: for after notices may have been lost.
+    async fn look_up_waiting(self: Arc<Self>) {
+        let waited: Vec<(Aggregate, i64)> = {
+            let waiting = self.waiting.lock().expect("no panic while holding it");
+            waiting
+                .iter()
+                .filter_map(|(aggregate, waiters)| {
+                    let last = waiters.iter().map(|waiter| waiter.sequence).max()?;
+                    Some((aggregate.clone(), last))
+                })
+                .collect()
+        };
+        for ((aggregate_type, aggregate_id), sequence) in waited {
+            let aggregate = (aggregate_type, aggregate_id);
+            if let Some(reached) = self.applied_before(&aggregate, sequence).await {
+                self.wake(&Notice {
+                    reached,
+                    sequence,
+                    aggregate_type: aggregate.0,
+                    aggregate_id: aggregate.1,
+                });
+            }
+        }
+    }
+
     /// Listens on `channel` of the database at `url` until `stop`, reconnecting after a loss
     /// (what was sent meanwhile is missed: its requests answer at their bound).
     async fn listen(self: Arc<Self>, url: String, channel: &'static str, stop: CancellationToken) {
@@ -404,10 +433,11 @@ impl Waits {
                                 self.wake(&notice);
                             }
                         }
-                        None => tracing::warn!(
-                            channel,
-                            "lost the connection notices come on: writes waiting meanwhile answer at their bound"
-                        ),
+                        None => {
+                            tracing::warn!(channel, "lost the connection notices come on");
+                            // What was told meanwhile is lost: the stores say it instead.
+                            tokio::spawn(self.clone().look_up_waiting());
+                        }
                     }
                 }
                 #[allow(unreachable_code)]
