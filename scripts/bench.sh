@@ -26,7 +26,7 @@ SECONDS_EACH=${BENCH_SECONDS:-10}
 PARTS=${BENCH_ONLY:-ceilings reads writes lag chat accounts limits replay redis-memory}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 THREADS=2
-ensure_services --group-initial-rebalance-delay 0s
+ensure_services
 ensure_nginx
 command -v wrk >/dev/null || apt_install wrk
 command -v pgbench >/dev/null || apt_install postgresql-client

@@ -125,7 +125,7 @@ while kill -0 "$likes" 2>/dev/null && [ $round -lt $((SECONDS_OF_LIKES / 6)) ]; 
         ;;
     3) restart_postgres ;;
     4)
-        kill_hard nisshi
+        kill_hard kafka
         kill_hard rebuild
         ;;
     5)

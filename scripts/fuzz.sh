@@ -42,7 +42,7 @@ ensure_schemathesis() {
 
 # Postgres, Redis and the broker are shared with the other stacks and tests: started (if they
 # are not running) as `make test` starts them, and left running.
-ensure_services --group-initial-rebalance-delay 0s
+ensure_services
 ensure_nginx
 ensure_schemathesis
 python3 scripts/openapi.py --check

@@ -18,7 +18,6 @@ case $PG_SERVER in
 esac
 REDIS_PORT=${REDIS_PORT:-6379}
 KAFKA_PORT=${KAFKA_PORT:-9092}
-NISSHI_VERSION=0.8.1
 NEXTEST_VERSION=0.9.151
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -132,31 +131,62 @@ ensure_nginx() {
 }
 
 CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
-NISSHI=${NISSHI:-$(command -v nisshi || echo "$CARGO_BIN/nisshi")}
 
-ensure_nisshi_installed() {
-    if [ -x "$NISSHI" ] && "$NISSHI" --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then return; fi
-    log "installing the nisshi broker $NISSHI_VERSION from crates.io (about 13 minutes on 2 cores, once)"
-    cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version --quiet
-    NISSHI=$CARGO_BIN/nisshi
+# Apache Kafka, the local broker: its jars (deploy/kafka/pom.xml pins them) are fetched from
+# Maven Central once into KAFKA_CACHE, shared by every checkout on the machine.
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/kafka/pom.xml")
+KAFKA_CACHE=${KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/douyin/kafka-$KAFKA_VERSION}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+
+ensure_kafka_jars() {
+    if [ -e "$KAFKA_CACHE/.complete" ]; then return; fi
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    command -v mvn >/dev/null || apt_install maven
+    log "fetching Apache Kafka $KAFKA_VERSION's jars from Maven Central into $KAFKA_CACHE (once)"
+    rm -rf "$KAFKA_CACHE.partial"
+    mvn -q -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_CACHE.partial" >&2
+    touch "$KAFKA_CACHE.partial/.complete"
+    rm -rf "$KAFKA_CACHE"
+    mv "$KAFKA_CACHE.partial" "$KAFKA_CACHE"
 }
 
-# A Kafka-protocol broker on $KAFKA_PORT, keeping its messages in Postgres. Reuses one that
-# already answers. Extra arguments go to the broker.
+# The JVM running Kafka's classes: KAFKA_HEAP (1g) bounds the broker's heap.
+kafka_java() {
+    KAFKA_JAVA=(java -Xms256m -Xmx"${KAFKA_HEAP:-1g}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+        -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties"
+        -cp "$KAFKA_CACHE/*")
+}
+
+# A Kafka-protocol broker on $KAFKA_PORT: Apache Kafka in KRaft mode, one node acting as broker
+# and controller (its controller on KAFKA_CONTROLLER_PORT), its data in $RUN_DIR/kafka, its
+# log in $RUN_DIR/kafka.log. Reuses any broker that already answers on the port (Redpanda,
+# another Kafka).
 ensure_broker() {
     if port_open "$KAFKA_PORT"; then return; fi
-    ensure_nisshi_installed
-    create_database nisshi
-    log "starting the nisshi broker on :$KAFKA_PORT"
-    # The broker traces every field of every response at `info`: tens of gigabytes of log
-    # within minutes. Its own level, whatever RUST_LOG our services run with.
-    RUST_LOG=${NISSHI_LOG:-warn} setsid nohup "$NISSHI" broker \
-        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-        --storage-engine "$PG_SERVER/nisshi?sslmode=disable" \
-        "$@" >>"$RUN_DIR/nisshi.log" 2>&1 &
-    echo $! >"$RUN_DIR/nisshi.pid"
-    wait_for_port "$KAFKA_PORT" "the nisshi broker" 60
+    ensure_kafka_jars
+    kafka_java
+    local dir=$RUN_DIR/kafka
+    mkdir -p "$dir/data"
+    {
+        cat "$ROOT/deploy/kafka/server.properties"
+        echo "node.id=1"
+        echo "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
+        echo "advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+        echo "controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT"
+        echo "log.dirs=$dir/data"
+    } >"$dir/server.properties"
+    if [ ! -s "$dir/data/meta.properties" ]; then
+        log "formatting Apache Kafka's storage in $dir/data"
+        local cluster
+        cluster=$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid | tail -n 1)
+        "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$cluster" \
+            -c "$dir/server.properties" >>"$RUN_DIR/kafka.log" 2>&1
+    fi
+    log "starting Apache Kafka $KAFKA_VERSION on :$KAFKA_PORT"
+    setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >>"$RUN_DIR/kafka.log" 2>&1 &
+    echo $! >"$RUN_DIR/kafka.pid"
+    wait_for_port "$KAFKA_PORT" "Apache Kafka" 120
 }
 
 # Covers of uploaded videos are taken with ffmpeg; the demo videos are made with it.
@@ -169,7 +199,7 @@ ensure_services() {
     ensure_ffmpeg
     ensure_postgres
     ensure_redis
-    ensure_broker "$@"
+    ensure_broker
 }
 
 # Steps run when the script exits, however it exits, last registered first.

@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-ensure_services --group-initial-rebalance-delay 0s
+ensure_services
 ensure_nginx
 own_test_run
 own_stack smoke "${SMOKE_PORT:-38080}"

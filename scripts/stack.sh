@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole stack on this machine: Postgres, Redis, the nisshi broker, the three services and
+# The whole stack on this machine: Postgres, Redis, Apache Kafka, the three services and
 # nginx in front of them on :8080. Uploaded media is kept in $MEDIA_DIR (.run/media).
 #
 #   scripts/stack.sh up      start it in the background, return once :8080 answers
@@ -16,6 +16,10 @@ source "$(dirname "$0")/lib.sh"
 
 PROFILE=${PROFILE:-release}
 PROXY_PORT=${PROXY_PORT:-8080}
+# Where nginx listens: loopback unless told (PROXY_LISTEN=0.0.0.0:8080 for a phone on the
+# same network: README, "A phone"). Its port is PROXY_PORT's, which the scripts reach on
+# loopback.
+PROXY_LISTEN=${PROXY_LISTEN:-127.0.0.1:$PROXY_PORT}
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
 export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8082}
 # The projector's /metrics and /readyz (each service's are on its own address, never on :8080).
@@ -61,7 +65,11 @@ database_of() { local url=${1%%\?*}; echo "${url##*/}"; }
 start_service() { # name [binary]
     local name=$1 binary=${2:-$1}
     if running "$name"; then return; fi
-    setsid nohup "$(target_dir)/$binary" >>"$RUN_DIR/$name.log" 2>&1 &
+    # Each projector a static member of its group, by its name: restarted, it takes its
+    # partitions back without a rebalance.
+    local instance=()
+    if [ "$binary" = projector ]; then instance=(env "PROJECTOR_INSTANCE_ID=$name"); fi
+    setsid nohup "${instance[@]}" "$(target_dir)/$binary" >>"$RUN_DIR/$name.log" 2>&1 &
     echo $! >"$RUN_DIR/$name.pid"
 }
 
@@ -83,7 +91,7 @@ render_nginx() {
     local publish_max_body=$((${MAX_UPLOAD_BYTES:-104857600} + 65536))
     sed -e "s|\${COMMAND_API_UPSTREAM}|$COMMAND_API_ADDR|" \
         -e "s|\${QUERY_API_UPSTREAM}|$QUERY_API_ADDR|" \
-        -e "s|\${PROXY_LISTEN}|127.0.0.1:$PROXY_PORT|" \
+        -e "s|\${PROXY_LISTEN}|$PROXY_LISTEN|" \
         -e "s|\${NGINX_ACCESS_LOG}|$RUN_DIR/nginx-access.log|" \
         -e "s|\${NGINX_ERROR_LOG}|$RUN_DIR/nginx.log|" \
         -e "s|\${PUBLISH_MAX_BODY}|$publish_max_body|" \
@@ -164,7 +172,7 @@ down() {
     stop_pid nginx
     for name in "${SERVICES[@]}" "${EXTRAS[@]}"; do stop_pid "$name"; done
     rm -f "$RUN_DIR/extras"
-    stop_pid nisshi
+    stop_pid kafka
 }
 
 feed_is_empty() {

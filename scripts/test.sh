@@ -14,7 +14,7 @@ if [ "$free_gb" -lt 4 ]; then
     log "warning: under 4 GiB free; the build may fail with 'No space left on device'"
 fi
 # Consumer groups of the tests start at once rather than waiting for late members.
-ensure_services --group-initial-rebalance-delay 0s
+ensure_services
 ensure_nginx
 export TEST_POSTGRES_URL=$PG_SERVER
 export KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT

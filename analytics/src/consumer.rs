@@ -404,7 +404,7 @@ fn committed(ends: Offsets) -> impl FnOnce(&Kafka) -> KafkaResult<Offsets> {
         for (topic, partition) in ends.keys() {
             partitions.add_partition(topic, *partition);
         }
-        let committed = consumer.committed_offsets(partitions, BROKER_TIMEOUT)?;
+        let committed = infra::kafka::committed_offsets(consumer, partitions, BROKER_TIMEOUT)?;
         Ok(committed
             .elements()
             .iter()

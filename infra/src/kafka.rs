@@ -5,9 +5,12 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
 
 use crate::settings::KafkaSettings;
 
@@ -80,17 +83,19 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // Kafka answers a fetch as soon as data comes; the wait only bounds an idle fetch. The
-        // local broker (nisshi) answers only when the wait is over, so there it is the floor
-        // of write-to-read; and it reads what it hands back within the wait, so a shorter wait
-        // hands back next to nothing of a backlog. With the events' CloudEvents headers, a
-        // backlog of 1.4 million events was projected at 16/s with 20 ms, 126/s with 40,
-        // 314/s with 60, 5,000/s with 80 and 15,000/s with 100 (docs/performance.md): a
-        // projector that was down could not catch up. `KAFKA_FETCH_WAIT_MS`, 100 by default.
+        // Kafka answers a fetch as soon as data comes: the wait only bounds an idle fetch, so
+        // it costs write-to-read nothing (`KAFKA_FETCH_WAIT_MS`, librdkafka's 500 ms by
+        // default). A broker that polls its storage and answers only when the wait is over
+        // (nisshi, this project's earlier local broker) makes it the floor of write-to-read:
+        // there a short wait was needed, and handed back next to nothing of a backlog
+        // (docs/performance.md).
         .set(
             "fetch.wait.max.ms",
             settings.kafka_fetch_wait_ms.to_string(),
         )
+        // A member joining or leaving moves only the partitions that must move; the others go
+        // on being consumed through the rebalance (the default, eager, stops them all).
+        .set("partition.assignment.strategy", "cooperative-sticky")
         // A projector that died is noticed after this long (then its partitions move on);
         // Kafka's lowest allowed by default.
         .set("session.timeout.ms", "6000")
@@ -101,6 +106,7 @@ pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig
 /// Creates the topics that do not exist yet.
 pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let min_insync_replicas = settings.kafka_replication_factor.clamp(1, 2).to_string();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|name| {
@@ -112,6 +118,9 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
             // The topics are the public history of the system: keep every event, so that a
             // new consumer can read from the beginning.
             .set("retention.ms", "-1")
+            // With acks=all, an event is acknowledged once this many replicas have it: two
+            // where there are two or more, so losing one broker loses no acknowledged event.
+            .set("min.insync.replicas", &min_insync_replicas)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -126,4 +135,37 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[String]) -> Resul
         }
     }
     Ok(())
+}
+
+/// What group `consumer`'s group has committed for `partitions` (a blocking call), asked again
+/// while the broker's group coordinator is not ready: a fresh Kafka makes its offsets topic at
+/// the first group's first question, and answers "not coordinator" until it has (seen on
+/// Apache Kafka 4.4 for about a second). Other errors, and the coordinator still not ready at
+/// `timeout`, are returned.
+pub fn committed_offsets<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    partitions: TopicPartitionList,
+    timeout: Duration,
+) -> KafkaResult<TopicPartitionList> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match consumer.committed_offsets(partitions.clone(), left) {
+            Err(error) if coordinator_not_ready(&error) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            answer => return answer,
+        }
+    }
+}
+
+fn coordinator_not_ready(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
 }

@@ -106,10 +106,16 @@ pub struct RedisSettings {
 
 /// `PROJECTOR_GROUP`: the projectors' Kafka consumer group (projectors in one group share the
 /// partitions); `verify` reads its committed offsets to know how far the read models have got.
-#[derive(Clone, Debug, Deserialize)]
+/// `PROJECTOR_INSTANCE_ID` (unset by default): a name of this projector's own, unique in the
+/// group and kept across its restarts, makes it a static member: a projector restarted within
+/// the session timeout takes its partitions back without a rebalance of the group (a dynamic
+/// member's restart rebalances twice, as it leaves and as it joins).
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct GroupSettings {
     #[serde(default = "default_projector_group")]
     pub projector_group: String,
+    #[serde(default)]
+    pub projector_instance_id: Option<String>,
 }
 
 fn default_projector_group() -> String {
@@ -497,7 +503,7 @@ fn default_partitions() -> i32 {
 }
 
 /// `KAFKA_FETCH_WAIT_MS` when unset.
-pub const DEFAULT_KAFKA_FETCH_WAIT_MS: u32 = 100;
+pub const DEFAULT_KAFKA_FETCH_WAIT_MS: u32 = 500;
 
 fn default_fetch_wait_ms() -> u32 {
     DEFAULT_KAFKA_FETCH_WAIT_MS

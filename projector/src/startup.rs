@@ -23,13 +23,15 @@ impl Projector {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         infra::hardening::keep_secrets_from_other_processes();
         let read_store = infra::read_store::connect_for_batches(&settings.read_store).await?;
-        let consumer: EventConsumer =
-            consumer_config(&settings.kafka, &settings.group.projector_group)
-                .set(
-                    "statistics.interval.ms",
-                    STATISTICS_INTERVAL.as_millis().to_string(),
-                )
-                .create_with_context(CommitOnRevoke)?;
+        let mut config = consumer_config(&settings.kafka, &settings.group.projector_group);
+        config.set(
+            "statistics.interval.ms",
+            STATISTICS_INTERVAL.as_millis().to_string(),
+        );
+        if let Some(instance) = &settings.group.projector_instance_id {
+            config.set("group.instance.id", instance);
+        }
+        let consumer: EventConsumer = config.create_with_context(CommitOnRevoke)?;
         let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let projections = Projections::new(read_store, redis, Keys::new(&settings.redis));

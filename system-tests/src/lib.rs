@@ -20,6 +20,7 @@ fn projector_settings(settings: &TestSettings, group: &str) -> projector::settin
         redis: settings.redis.clone(),
         group: projector::settings::GroupSettings {
             projector_group: group.to_owned(),
+            projector_instance_id: None,
         },
     }
 }
@@ -184,6 +185,7 @@ impl TestStack {
             kafka: self.settings.kafka.clone(),
             group: verify::GroupSettings {
                 projector_group: self.projector_group.clone(),
+                projector_instance_id: None,
             },
         }
     }

@@ -68,7 +68,7 @@ pub fn committed(
     for (topic, partition) in ends.keys() {
         partitions.add_partition(topic, *partition);
     }
-    let committed = consumer.committed_offsets(partitions, TIMEOUT)?;
+    let committed = infra::kafka::committed_offsets(&consumer, partitions, TIMEOUT)?;
     Ok(committed
         .elements()
         .iter()

@@ -735,7 +735,8 @@ async fn wait(group: &str, timeout: Duration) -> anyhow::Result<()> {
                 list.add_partition(&topic, partition.id());
                 ends.push(high);
             }
-            let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+            let committed =
+                infra::kafka::committed_offsets(&consumer, list, Duration::from_secs(10))?;
             for (element, high) in committed.elements().iter().zip(ends) {
                 let at = match element.offset() {
                     Offset::Offset(at) => at,
