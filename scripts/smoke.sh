@@ -10,9 +10,18 @@ ensure_services
 ensure_nginx
 own_test_run
 own_stack smoke "${SMOKE_PORT:-38080}"
+# As for a phone on the same network (README, "A phone"): nginx on every address, the URLs
+# handed out under the machine's first non-loopback address, and everything below asked
+# there. On loopback where the machine has no other address.
+lan=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | grep -v '^127\.' | head -n 1 || true)
+if [ -n "$lan" ]; then
+    export PROXY_LISTEN=0.0.0.0:$PROXY_PORT
+    export PUBLIC_BASE_URL=http://$lan:$PROXY_PORT
+fi
 at_exit '"$ROOT/scripts/stack.sh" down'
 "$ROOT/scripts/stack.sh" up
-BASE=http://127.0.0.1:$PROXY_PORT
+BASE=$PUBLIC_BASE_URL
+log "asking the stack at $BASE"
 
 name="smoke-$RANDOM$RANDOM"
 reply=$(curl -fsS -X POST "$BASE/douyin/user/register/?username=$name&password=pw-$RANDOM$RANDOM")
@@ -25,10 +34,11 @@ for _ in $(seq 50); do
     user=$(curl -fsS "$BASE/douyin/user/?user_id=$user_id&token=$token")
     if python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(r["status_code"])' "$user"; then
         echo "user: $user"
-        python3 - "$user" "$name" <<'PY'
+        python3 - "$user" "$name" "$BASE" <<'PY'
 import json, sys, urllib.request
 user = json.loads(sys.argv[1])["user"]
 assert user["name"] == sys.argv[2], user
+assert user["avatar"].startswith(sys.argv[3] + "/"), (user["avatar"], sys.argv[3])
 with urllib.request.urlopen(user["avatar"]) as image:
     assert image.headers["Content-Type"] == "image/png", image.headers
 PY

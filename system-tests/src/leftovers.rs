@@ -184,8 +184,27 @@ async fn delete_topics_and_groups(
     let admin: AdminClient<DefaultClientContext> = config.create()?;
     let options = AdminOptions::new().operation_timeout(Some(timeout));
     if !groups.is_empty() {
-        for result in admin.delete_groups(&names(&groups), &options).await? {
-            refused_unless_gone(result)?;
+        // A static member (a projector with PROJECTOR_INSTANCE_ID) does not leave its group
+        // when it stops: the broker drops it at its session timeout (6 s), and refuses to
+        // delete the group until then.
+        let mut left: Vec<String> = groups.clone();
+        let deadline = std::time::Instant::now() + STATIC_MEMBERS_DROPPED_WITHIN;
+        while !left.is_empty() {
+            let mut still = vec![];
+            for result in admin.delete_groups(&names(&left), &options).await? {
+                match result {
+                    Err((name, rdkafka::types::RDKafkaErrorCode::NonEmptyGroup))
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        still.push(name)
+                    }
+                    other => refused_unless_gone(other)?,
+                }
+            }
+            if !still.is_empty() {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            left = still;
         }
     }
     if !topics.is_empty() {
@@ -195,6 +214,9 @@ async fn delete_topics_and_groups(
     }
     Ok((topics.len(), groups.len()))
 }
+
+/// Longer than the projectors' session timeout (`infra::kafka::consumer_config`).
+const STATIC_MEMBERS_DROPPED_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A topic or group already gone is removed all the same.
 fn refused_unless_gone(
