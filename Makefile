@@ -44,6 +44,11 @@ bench:
 # then agree with every answered write.
 faults:
 	scripts/faults.sh
+	scripts/faults-brokers.sh
+
+# Only the brokers' part of `make faults`: three Kafka nodes, one killed, then two.
+faults-brokers:
+	scripts/faults-brokers.sh
 
 # A property-based fuzz run of the client API, driven by docs/openapi.json, against a stack of
 # its own (ports 18080-18083; databases, Redis keys and topics named test-<id>-fuzz*), stopped
@@ -58,4 +63,4 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: run up down seed test verify rebuild analytics bench faults fuzz fmt lint
+.PHONY: run up down seed test verify rebuild analytics bench faults faults-brokers fuzz fmt lint

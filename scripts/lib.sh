@@ -136,7 +136,6 @@ CARGO_BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 # Maven Central once into KAFKA_CACHE, shared by every checkout on the machine.
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/kafka/pom.xml")
 KAFKA_CACHE=${KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/douyin/kafka-$KAFKA_VERSION}
-KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 
 ensure_kafka_jars() {
     if [ -e "$KAFKA_CACHE/.complete" ]; then return; fi
@@ -158,35 +157,87 @@ kafka_java() {
         -cp "$KAFKA_CACHE/*")
 }
 
-# A Kafka-protocol broker on $KAFKA_PORT: Apache Kafka in KRaft mode, one node acting as broker
-# and controller (its controller on KAFKA_CONTROLLER_PORT), its data in $RUN_DIR/kafka, its
-# log in $RUN_DIR/kafka.log. Reuses any broker that already answers on the port (Redpanda,
-# another Kafka).
+# KAFKA_NODES (1 by default, or 3): Apache Kafka nodes, each a broker and a controller. Node
+# i's broker answers on KAFKA_PORT + 100 * (i - 1) (9092, 9192, 9292) and its controller on
+# the port after; with 3, internal topics are replicated 3 times (2 in sync at least) and the
+# services make theirs so too (KAFKA_REPLICATION_FACTOR, kafka_settings).
+KAFKA_NODES=${KAFKA_NODES:-1}
+case $KAFKA_NODES in 1 | 3) ;; *) die "KAFKA_NODES is 1 or 3, not $KAFKA_NODES" ;; esac
+kafka_port() { echo $((KAFKA_PORT + 100 * ($1 - 1))); }
+# Each node's name: its pid file, log and data folder.
+kafka_node() { if [ "$1" = 1 ]; then echo kafka; else echo "kafka-$1"; fi; }
+# The bootstrap list of every node.
+kafka_brokers() {
+    local i list=()
+    for i in $(seq "$KAFKA_NODES"); do list+=("127.0.0.1:$(kafka_port "$i")"); done
+    (IFS=,; echo "${list[*]}")
+}
+# What the services read to use the local broker(s).
+kafka_settings() {
+    export KAFKA_BROKERS=${KAFKA_BROKERS:-$(kafka_brokers)}
+    if [ "$KAFKA_NODES" = 3 ]; then export KAFKA_REPLICATION_FACTOR=${KAFKA_REPLICATION_FACTOR:-3}; fi
+}
+
+# A Kafka-protocol broker on $KAFKA_PORT: Apache Kafka in KRaft mode, KAFKA_NODES nodes (see
+# above), their data in $RUN_DIR/kafka (one node) or $RUN_DIR/kafka-cluster (three), their
+# logs in $RUN_DIR/<node>.log. Reuses any broker that already answers on the port (Redpanda,
+# another Kafka); starts again a node of the cluster that stopped.
 ensure_broker() {
-    if port_open "$KAFKA_PORT"; then return; fi
+    if [ "$KAFKA_NODES" = 1 ] && port_open "$KAFKA_PORT"; then return; fi
+    local i
+    for i in $(seq "$KAFKA_NODES"); do
+        port_open "$(kafka_port "$i")" || start_kafka_node "$i"
+    done
+    for i in $(seq "$KAFKA_NODES"); do
+        wait_for_port "$(kafka_port "$i")" "Apache Kafka ($(kafka_node "$i"))" 120
+    done
+}
+
+start_kafka_node() { # i
     ensure_kafka_jars
     kafka_java
-    local dir=$RUN_DIR/kafka
+    local i=$1 name dir port controller voters=() j
+    name=$(kafka_node "$i")
+    port=$(kafka_port "$i")
+    controller=$((port + 1))
+    if [ "$KAFKA_NODES" = 1 ]; then dir=$RUN_DIR/kafka; else dir=$RUN_DIR/kafka-cluster/$name; fi
     mkdir -p "$dir/data"
+    for j in $(seq "$KAFKA_NODES"); do voters+=("$j@127.0.0.1:$(($(kafka_port "$j") + 1))"); done
     {
         cat "$ROOT/deploy/kafka/server.properties"
-        echo "node.id=1"
-        echo "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
-        echo "advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT"
-        echo "controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT"
+        echo "node.id=$i"
+        echo "listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller"
+        echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port"
         echo "log.dirs=$dir/data"
+        if [ "$KAFKA_NODES" = 1 ]; then
+            echo "controller.quorum.bootstrap.servers=127.0.0.1:$controller"
+        else
+            # A fixed quorum of the three, and internal topics on all three, two in sync.
+            echo "controller.quorum.voters=$(IFS=,; echo "${voters[*]}")"
+            echo "offsets.topic.replication.factor=3"
+            echo "transaction.state.log.replication.factor=3"
+            echo "transaction.state.log.min.isr=2"
+            echo "share.coordinator.state.topic.replication.factor=3"
+            echo "share.coordinator.state.topic.min.isr=2"
+            echo "min.insync.replicas=2"
+            echo "default.replication.factor=3"
+        fi
     } >"$dir/server.properties"
     if [ ! -s "$dir/data/meta.properties" ]; then
         log "formatting Apache Kafka's storage in $dir/data"
-        local cluster
-        cluster=$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid | tail -n 1)
-        "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --standalone -t "$cluster" \
-            -c "$dir/server.properties" >>"$RUN_DIR/kafka.log" 2>&1
+        local cluster_file=$RUN_DIR/kafka-cluster/id
+        if [ "$KAFKA_NODES" = 1 ]; then cluster_file=$dir/cluster-id; fi
+        mkdir -p "$(dirname "$cluster_file")"
+        [ -s "$cluster_file" ] ||
+            "${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid | tail -n 1 >"$cluster_file"
+        local standalone=()
+        if [ "$KAFKA_NODES" = 1 ]; then standalone=(--standalone); fi
+        "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format "${standalone[@]}" -t "$(cat "$cluster_file")" \
+            -c "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1
     fi
-    log "starting Apache Kafka $KAFKA_VERSION on :$KAFKA_PORT"
-    setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >>"$RUN_DIR/kafka.log" 2>&1 &
-    echo $! >"$RUN_DIR/kafka.pid"
-    wait_for_port "$KAFKA_PORT" "Apache Kafka" 120
+    log "starting Apache Kafka $KAFKA_VERSION ($name) on :$port"
+    setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/$name.pid"
 }
 
 # Covers of uploaded videos are taken with ffmpeg; the demo videos are made with it.

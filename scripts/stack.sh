@@ -27,7 +27,7 @@ export PROJECTOR_ADDR=${PROJECTOR_ADDR:-127.0.0.1:8083}
 export DATABASE_URL=${DATABASE_URL:-$PG_SERVER/douyin$PG_OPTIONS}
 export READ_DATABASE_URL=${READ_DATABASE_URL:-$PG_SERVER/douyin_read}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
-export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$KAFKA_PORT}
+kafka_settings
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://127.0.0.1:$PROXY_PORT}
 export MEDIA_DIR=${MEDIA_DIR:-$RUN_DIR/media}
 export RUST_LOG=${RUST_LOG:-info}
@@ -172,7 +172,7 @@ down() {
     stop_pid nginx
     for name in "${SERVICES[@]}" "${EXTRAS[@]}"; do stop_pid "$name"; done
     rm -f "$RUN_DIR/extras"
-    stop_pid kafka
+    for node in kafka kafka-2 kafka-3; do stop_pid "$node"; done
 }
 
 feed_is_empty() {
