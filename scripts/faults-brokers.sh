@@ -9,14 +9,14 @@
 # `verify` must find the read models and topics equal to the events. Its own ports (48080-
 # 48083, brokers on FAULT_KAFKA_PORT 19092, 19192, 19292), databases, Redis keys and topics.
 #
-#   USERS=20 LIKE_SECONDS=45 make faults-brokers
+#   USERS=20 LIKE_SECONDS=80 make faults-brokers
 set -euo pipefail
 export KAFKA_NODES=3
 export KAFKA_PORT=${FAULT_KAFKA_PORT:-19092}
 source "$(dirname "$0")/lib.sh"
 
 USERS=${USERS:-20}
-SECONDS_OF_LIKES=${LIKE_SECONDS:-45}
+SECONDS_OF_LIKES=${LIKE_SECONDS:-80}
 own=faults-brokers
 export RUN_DIR=$ROOT/.run/$own
 export PROXY_PORT=${FAULT_PROXY_PORT:-48080}
@@ -37,6 +37,13 @@ BASE=http://127.0.0.1:$PROXY_PORT
 kafka_settings
 
 if port_open "$PROXY_PORT"; then die "a stack already answers on :$PROXY_PORT"; fi
+likes=
+cleanup() {
+    if [ -n "$likes" ]; then kill "$likes" 2>/dev/null || true; fi
+    "$ROOT/scripts/stack.sh" down
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 # A fresh world: the brokers' data, the databases and the Redis keys of the last run go.
 RUN_DIR=$RUN_DIR "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
 rm -rf "$RUN_DIR"
@@ -49,13 +56,6 @@ for db in "douyin_$own" "douyin_${own}_read"; do
 done
 redis-cli -p "$REDIS_PORT" --scan --pattern "douyin-$own*" | xargs -r -n 500 redis-cli -p "$REDIS_PORT" unlink >/dev/null
 
-likes=
-cleanup() {
-    if [ -n "$likes" ]; then kill "$likes" 2>/dev/null || true; fi
-    "$ROOT/scripts/stack.sh" down
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 kill_node() { # name
     log "killing the broker $1 (SIGKILL)"

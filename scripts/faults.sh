@@ -69,6 +69,7 @@ cleanup() {
 kill_hard() { # name
     local pid
     pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
     log "killing $1 (SIGKILL)"
     kill -KILL "$pid" 2>/dev/null || true
 }

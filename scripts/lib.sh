@@ -179,14 +179,27 @@ kafka_settings() {
 }
 
 # A Kafka-protocol broker on $KAFKA_PORT: Apache Kafka in KRaft mode, KAFKA_NODES nodes (see
-# above), their data in $RUN_DIR/kafka (one node) or $RUN_DIR/kafka-cluster (three), their
+# above), their data in $RUN_DIR/kafka-<port> (one node) or kafka-cluster-<port> (three), their
 # logs in $RUN_DIR/<node>.log. Reuses any broker that already answers on the port (Redpanda,
 # another Kafka); starts again a node of the cluster that stopped.
 ensure_broker() {
+    # The broker this project ran before Apache Kafka, left running by an older checkout.
+    if [ -s "$RUN_DIR/nisshi.pid" ] && kill -0 "$(cat "$RUN_DIR/nisshi.pid")" 2>/dev/null; then
+        log "stopping the nisshi broker an earlier version left running"
+        kill -TERM "$(cat "$RUN_DIR/nisshi.pid")" 2>/dev/null || true
+        for _ in $(seq 50); do port_open "$KAFKA_PORT" || break; sleep 0.2; done
+        rm -f "$RUN_DIR/nisshi.pid"
+    fi
     if [ "$KAFKA_NODES" = 1 ] && port_open "$KAFKA_PORT"; then return; fi
-    local i
+    local i name
     for i in $(seq "$KAFKA_NODES"); do
-        port_open "$(kafka_port "$i")" || start_kafka_node "$i"
+        name=$(kafka_node "$i")
+        if ! port_open "$(kafka_port "$i")"; then
+            start_kafka_node "$i"
+        elif [ "$KAFKA_NODES" != 1 ] &&
+            ! { [ -s "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; }; then
+            die "something other than this cluster's $name answers on :$(kafka_port "$i"): stop it first (make down)"
+        fi
     done
     for i in $(seq "$KAFKA_NODES"); do
         wait_for_port "$(kafka_port "$i")" "Apache Kafka ($(kafka_node "$i"))" 120
@@ -200,7 +213,12 @@ start_kafka_node() { # i
     name=$(kafka_node "$i")
     port=$(kafka_port "$i")
     controller=$((port + 1))
-    if [ "$KAFKA_NODES" = 1 ]; then dir=$RUN_DIR/kafka; else dir=$RUN_DIR/kafka-cluster/$name; fi
+    # Named by port: a store formatted for other ports keeps their controller's address.
+    if [ "$KAFKA_NODES" = 1 ]; then
+        dir=$RUN_DIR/kafka-$port
+    else
+        dir=$RUN_DIR/kafka-cluster-$KAFKA_PORT/$name
+    fi
     mkdir -p "$dir/data"
     for j in $(seq "$KAFKA_NODES"); do voters+=("$j@127.0.0.1:$(($(kafka_port "$j") + 1))"); done
     {
@@ -225,15 +243,19 @@ start_kafka_node() { # i
     } >"$dir/server.properties"
     if [ ! -s "$dir/data/meta.properties" ]; then
         log "formatting Apache Kafka's storage in $dir/data"
-        local cluster_file=$RUN_DIR/kafka-cluster/id
+        local cluster_file=$(dirname "$dir")/cluster-id
         if [ "$KAFKA_NODES" = 1 ]; then cluster_file=$dir/cluster-id; fi
-        mkdir -p "$(dirname "$cluster_file")"
-        [ -s "$cluster_file" ] ||
-            "${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid | tail -n 1 >"$cluster_file"
+        if [ ! -s "$cluster_file" ]; then
+            local cluster
+            cluster=$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid | tail -n 1)
+            [ -n "$cluster" ] || die "Kafka's storage tool made no cluster id (is Java 17 there?)"
+            echo "$cluster" >"$cluster_file"
+        fi
         local standalone=()
         if [ "$KAFKA_NODES" = 1 ]; then standalone=(--standalone); fi
         "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format "${standalone[@]}" -t "$(cat "$cluster_file")" \
-            -c "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1
+            -c "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1 ||
+            die "formatting Kafka's storage failed: see $RUN_DIR/$name.log"
     fi
     log "starting Apache Kafka $KAFKA_VERSION ($name) on :$port"
     setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1 &

@@ -17,6 +17,7 @@ lan=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | 
 if [ -n "$lan" ]; then
     export PROXY_LISTEN=0.0.0.0:$PROXY_PORT
     export PUBLIC_BASE_URL=http://$lan:$PROXY_PORT
+    export no_proxy=$lan${no_proxy:+,$no_proxy} NO_PROXY=$lan${NO_PROXY:+,$NO_PROXY}
 fi
 at_exit '"$ROOT/scripts/stack.sh" down'
 "$ROOT/scripts/stack.sh" up

@@ -172,7 +172,14 @@ down() {
     stop_pid nginx
     for name in "${SERVICES[@]}" "${EXTRAS[@]}"; do stop_pid "$name"; done
     rm -f "$RUN_DIR/extras"
-    for node in kafka kafka-2 kafka-3; do stop_pid "$node"; done
+    # The nodes of a cluster together: the last one left alone has no quorum to leave by.
+    local node stopping=()
+    for node in kafka kafka-2 kafka-3; do
+        stop_pid "$node" &
+        stopping+=($!)
+    done
+    wait "${stopping[@]}"
+    stop_pid nisshi
 }
 
 feed_is_empty() {
