@@ -11,6 +11,7 @@
 # BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
 # BENCH_REMAKE=1 drops the set and makes it again; BENCH_ONLY runs some parts only (of
 # "ceilings reads writes lag chat accounts limits replay redis-memory");
+# BENCH_WRITE_KINDS and BENCH_WRITE_CONNECTIONS (64) choose the write loads;
 # BENCH_PROFILE=1 also records flame graphs of the feed and like paths (perf and inferno)
 # into .run/bench/flamegraphs/.
 #
@@ -332,10 +333,10 @@ WRK_PATHS=$INPUTS/range wrk_run "video, 1 MiB ranges" 8 r paths.lua -H "Range: b
 fi
 writes() { # label suffix
     local kind
-    for kind in like comment follow message; do
+    for kind in ${BENCH_WRITE_KINDS:-like comment follow message}; do
         if [ "$kind" = like ]; then profile "like$2" "$(cat "$RUN_DIR/command-api.pid")"; fi
         WRK_WRITE=$kind WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users WRK_THREADS=$THREADS \
-            wrk_run "$kind$1" 64 b writes.lua "$BASE"
+            wrk_run "$kind$1" "${BENCH_WRITE_CONNECTIONS:-64}" b writes.lua "$BASE"
         if [ "$kind" = like ]; then flamegraph "like$2"; fi
     done
 }

@@ -239,6 +239,10 @@ start_kafka_node() { # i
             echo "share.coordinator.state.topic.min.isr=2"
             echo "min.insync.replicas=2"
             echo "default.replication.factor=3"
+            # A broker killed is out of the cluster, and its partitions led elsewhere, after
+            # 3 s rather than 9: publishing waits that long.
+            echo "broker.session.timeout.ms=3000"
+            echo "broker.heartbeat.interval.ms=500"
         fi
     } >"$dir/server.properties"
     if [ ! -s "$dir/data/meta.properties" ]; then
