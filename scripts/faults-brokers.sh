@@ -87,7 +87,7 @@ kill_node kafka-2
 kill_node kafka-3
 sleep 12
 log "   $(outbox)"
-log "   the relay says: $(grep -h 'infra::outbox' "$RUN_DIR"/command-api.log | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-300)"
+log "   the relay says: $(grep -h 'infra::outbox' "$RUN_DIR"/command-api.log | tail -n 1 | sed 's/\x1b\[[0-9;]*m//g' | cut -c28-330)"
 start_kafka_node 2
 wait_for_port "$(kafka_port 2)" "Apache Kafka (kafka-2)" 120
 log "   kafka-2 is back"

@@ -36,6 +36,9 @@ const BATCH_SIZE: i64 = 500;
 /// off, or late, and every dead row slows the scan of the queue (see the migration
 /// `outbox_vacuumed_often`).
 const VACUUM_AFTER: usize = 20_000;
+/// How long the broker may take to acknowledge a batch before the relay says it is waiting.
+const SLOW_ACKNOWLEDGEMENT: Duration = Duration::from_secs(2);
+
 /// How long telling other relays (connecting, then notifying) may take.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A wake-up can be missed (a command API that died between its commit and its doorbell, a
@@ -299,10 +302,23 @@ impl Relay {
             deliveries.push(delivery);
             published.push(id);
         }
-        for outcome in try_join_all(deliveries)
-            .await
-            .map_err(|_| rdkafka::error::KafkaError::Canceled)?
-        {
+        // While the broker keeps the batch waiting (a broker down, fewer replicas in sync
+        // than min.insync.replicas), the relay says why, every few seconds, until the delivery
+        // timeout gives up on it and the batch is tried again.
+        let acknowledged = try_join_all(deliveries);
+        tokio::pin!(acknowledged);
+        let waiting_since = std::time::Instant::now();
+        let outcomes = loop {
+            tokio::select! {
+                outcomes = &mut acknowledged => break outcomes,
+                _ = tokio::time::sleep(SLOW_ACKNOWLEDGEMENT) => tracing::warn!(
+                    events = published.len(),
+                    waited = ?waiting_since.elapsed(),
+                    "the broker has not acknowledged the batch yet (a broker down, or fewer replicas in sync than min.insync.replicas): writes are still accepted and wait in the outbox"
+                ),
+            }
+        };
+        for outcome in outcomes.map_err(|_| rdkafka::error::KafkaError::Canceled)? {
             outcome.map_err(|(error, _)| error)?;
         }
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")

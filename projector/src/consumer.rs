@@ -111,6 +111,16 @@ impl EventLoop<'_> {
                     backoff.reset();
                     vec![message]
                 }
+                // A broker this client cannot reach (one of several down, a coordinator moved):
+                // librdkafka reconnects and finds the new leaders itself, and queues one such
+                // report a try. Waiting after each would leave the reports, and the messages
+                // behind them, in the queue for minutes (seen with two of three brokers
+                // killed): they are passed at once.
+                Err(error) if reconnecting(&error) => {
+                    tracing::debug!(%error, "a broker is out of reach; librdkafka reconnects");
+                    tokio::time::sleep(REPORT_PAUSE).await;
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff.next(), "could not receive from the broker");
                     if !backoff.wait(stop).await {
@@ -228,4 +238,17 @@ where
             }
         }
     }
+}
+
+/// Between two reports of a broker out of reach: enough not to spin on a flood of them.
+const REPORT_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Whether `error` only reports a broker out of reach, which librdkafka handles itself.
+fn reconnecting(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
 }
