@@ -367,6 +367,15 @@ probe() { # label
 # With the wait, a like is answered once readable: its answer's latency is the measure, and
 # the lag after it is nil. Without, the lag is the pipeline's (comparable with earlier runs).
 probe "write to read, at rest, READ_AFTER_WRITE on"
+# The like's answer with the wait, under likes paced at 500/s (the target: p99 < 100 ms).
+WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
+    WRK_THREADS=$THREADS WRK_DELAY_MS=$((64 * 1000 / 500)) RUN_SECONDS=$((SECONDS_EACH * 3)) \
+    wrk_run "likes paced at 500/s, READ_AFTER_WRITE on (background)" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
+paced=$!
+sleep 2
+probe "write to read, likes at 500/s, READ_AFTER_WRITE on"
+wait "$paced" || true
+tail -n1 "$RUN_DIR/paced.log"
 log "write to read, with READ_AFTER_WRITE=off (answers once committed)"
 READ_AFTER_WRITE=off stack down
 READ_AFTER_WRITE=off stack up
