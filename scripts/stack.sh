@@ -65,7 +65,11 @@ database_of() { local url=${1%%\?*}; echo "${url##*/}"; }
 start_service() { # name [binary]
     local name=$1 binary=${2:-$1}
     if running "$name"; then return; fi
-    setsid nohup "$(target_dir)/$binary" >>"$RUN_DIR/$name.log" 2>&1 &
+    # Each projector a static member of its group, by its name: restarted, it takes its
+    # partitions back without a rebalance.
+    local instance=()
+    if [ "$binary" = projector ]; then instance=(env "PROJECTOR_INSTANCE_ID=$name"); fi
+    setsid nohup "${instance[@]}" "$(target_dir)/$binary" >>"$RUN_DIR/$name.log" 2>&1 &
     echo $! >"$RUN_DIR/$name.pid"
 }
 

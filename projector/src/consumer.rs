@@ -81,13 +81,22 @@ const MAX_BATCH: usize = 256;
 /// it as it comes).
 const REDIS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Why the event loop ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Told to stop; what it applied is committed.
+    Stopped,
+    /// Its consumer met an error librdkafka calls fatal: it can consume no more.
+    Fatal(KafkaError),
+}
+
 pub struct EventLoop<'a> {
     pub consumer: &'a EventConsumer,
     pub projections: &'a Projections,
 }
 
 impl EventLoop<'_> {
-    pub async fn run(&self, stop: &CancellationToken) {
+    pub async fn run(&self, stop: &CancellationToken) -> Ended {
         // librdkafka reconnects by itself; an error it reports (the broker away, a topic
         // gone) comes back at once on the next call: wait between them, not spin.
         let mut backoff = Backoff::default();
@@ -121,6 +130,10 @@ impl EventLoop<'_> {
                     tokio::time::sleep(REPORT_PAUSE).await;
                     continue;
                 }
+                // This consumer is done for (a static member fenced by its own successor, say):
+                // a new one must take its place. What it applied and did not commit is applied
+                // again, and recognised as repeats.
+                Err(error @ KafkaError::MessageConsumptionFatal(_)) => return Ended::Fatal(error),
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff.next(), "could not receive from the broker");
                     if !backoff.wait(stop).await {
@@ -149,6 +162,7 @@ impl EventLoop<'_> {
             }
         }
         commit(self.consumer);
+        Ended::Stopped
     }
 
     /// Applies the batch in order (dead-lettering what cannot be read, and what is held back

@@ -7,7 +7,7 @@ use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{CommitOnRevoke, EventConsumer, EventLoop, STATISTICS_INTERVAL};
+use crate::consumer::{CommitOnRevoke, Ended, EventConsumer, EventLoop, STATISTICS_INTERVAL};
 use crate::operations::Operations;
 use crate::projections::Projections;
 use crate::settings::Settings;
@@ -23,15 +23,7 @@ impl Projector {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         infra::hardening::keep_secrets_from_other_processes();
         let read_store = infra::read_store::connect_for_batches(&settings.read_store).await?;
-        let mut config = consumer_config(&settings.kafka, &settings.group.projector_group);
-        config.set(
-            "statistics.interval.ms",
-            STATISTICS_INTERVAL.as_millis().to_string(),
-        );
-        if let Some(instance) = &settings.group.projector_instance_id {
-            config.set("group.instance.id", instance);
-        }
-        let consumer: EventConsumer = config.create_with_context(CommitOnRevoke)?;
+        let consumer = new_consumer(&settings)?;
         let redis = infra::redis_store::connect_for_batches(&settings.redis).await?;
         let listener = TcpListener::bind(settings.listen).await?;
         let projections = Projections::new(read_store, redis, Keys::new(&settings.redis));
@@ -60,7 +52,7 @@ impl Projector {
         let serving_stop = stop.child_token();
         let serving = tokio::spawn(operations.serve(listener, serving_stop.clone()));
         let projected =
-            Self::project(&self.settings, &self.consumer, &self.projections, &stop).await;
+            Self::project(&self.settings, self.consumer, &self.projections, &stop).await;
         serving_stop.cancel();
         serving.await?;
         projected
@@ -68,7 +60,7 @@ impl Projector {
 
     async fn project(
         settings: &Settings,
-        consumer: &EventConsumer,
+        mut consumer: EventConsumer,
         projections: &Projections,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
@@ -91,14 +83,40 @@ impl Projector {
         // parts made once it is whole (see `Projections::execute`).
         projections.rebuild_in_background();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        consumer.subscribe(&names)?;
-        tracing::info!(topics = ?names, group = %settings.group.projector_group, "projecting");
-        EventLoop {
-            consumer,
-            projections,
+        loop {
+            consumer.subscribe(&names)?;
+            tracing::info!(topics = ?names, group = %settings.group.projector_group, "projecting");
+            let ended = EventLoop {
+                consumer: &consumer,
+                projections,
+            }
+            .run(stop)
+            .await;
+            match ended {
+                Ended::Stopped => return Ok(()),
+                Ended::Fatal(error) => {
+                    tracing::error!(%error, "the consumer cannot go on: a new one takes its place");
+                    drop(consumer);
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => return Ok(()),
+                    }
+                    consumer = new_consumer(settings)?;
+                }
+            }
         }
-        .run(stop)
-        .await;
-        Ok(())
     }
+}
+
+/// A consumer of the projectors' group (a static member if `PROJECTOR_INSTANCE_ID` is set).
+fn new_consumer(settings: &Settings) -> anyhow::Result<EventConsumer> {
+    let mut config = consumer_config(&settings.kafka, &settings.group.projector_group);
+    config.set(
+        "statistics.interval.ms",
+        STATISTICS_INTERVAL.as_millis().to_string(),
+    );
+    if let Some(instance) = &settings.group.projector_instance_id {
+        config.set("group.instance.id", instance);
+    }
+    Ok(config.create_with_context(CommitOnRevoke)?)
 }
