@@ -10,7 +10,8 @@
 # kept between runs; `make run` never shows it. BENCH_SECONDS (10) is each load's length;
 # BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
 # BENCH_REMAKE=1 drops the set and makes it again; BENCH_ONLY runs some parts only (of
-# "ceilings reads writes lag chat accounts limits replay redis-memory");
+# "ceilings reads writes lag catch-up chat accounts limits replay redis-memory");
+# BENCH_CATCH_UP_EVENTS (1,000,000) is the backlog the catch-up part makes;
 # BENCH_WRITE_KINDS and BENCH_WRITE_CONNECTIONS (64) choose the write loads;
 # BENCH_PROFILE=1 also records flame graphs of the feed and like paths (perf and inferno)
 # into .run/bench/flamegraphs/.
@@ -24,7 +25,7 @@ cd "$ROOT"
 
 SECONDS_EACH=${BENCH_SECONDS:-10}
 # The parts to run, in this order (BENCH_ONLY picks some).
-PARTS=${BENCH_ONLY:-ceilings reads writes lag chat accounts limits replay redis-memory}
+PARTS=${BENCH_ONLY:-ceilings reads writes lag catch-up chat accounts limits replay redis-memory}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 THREADS=2
 ensure_services
@@ -168,19 +169,40 @@ read -r first_video last_video <"$INPUTS/videos"
 cpu_seconds() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"; }
 resident_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-# Peak resident memory of the three services while the runs go on, sampled twice a second.
+# The processes whose memory is reported: the three services, and the broker (Apache Kafka's
+# JVM; with KAFKA_NODES=3, each node's, summed).
+MEMORY_OF=(command-api query-api projector broker)
+pids_of() { # name
+    if [ "$1" = broker ]; then
+        local i
+        for i in $(seq "$KAFKA_NODES"); do
+            ss -Hltnp "sport = :$(kafka_port "$i")" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+        done
+    else
+        cat "$RUN_DIR/$1.pid" 2>/dev/null
+    fi
+}
+resident_mib_of() { # name: the sum over its processes
+    local pid total=0 now
+    for pid in $(pids_of "$1"); do
+        now=$(resident_mib "$pid" 2>/dev/null) || continue
+        total=$((total + ${now:-0}))
+    done
+    echo "$total"
+}
+
+# Peak resident memory of each while the runs go on, sampled twice a second.
 watch_memory() {
     local peaks=$RUN_DIR/memory-peaks
     : >"$peaks"
     (
         declare -A peak
         while true; do
-            for name in command-api query-api projector; do
-                pid=$(cat "$RUN_DIR/$name.pid" 2>/dev/null) || continue
-                now=$(resident_mib "$pid" 2>/dev/null) || continue
+            for name in "${MEMORY_OF[@]}"; do
+                now=$(resident_mib_of "$name")
                 if [ "${now:-0}" -gt "${peak[$name]:-0}" ]; then
                     peak[$name]=$now
-                    for n in command-api query-api projector; do echo "$n ${peak[$n]:-0}"; done >"$peaks.tmp"
+                    for n in "${MEMORY_OF[@]}"; do echo "$n ${peak[$n]:-0}"; done >"$peaks.tmp"
                     mv "$peaks.tmp" "$peaks"
                 fi
             done
@@ -396,6 +418,31 @@ stack down
 stack up
 fi
 
+if part catch-up; then
+    # The projector stopped while a burst of likes is written and published, then started: how
+    # fast it consumes the backlog with its settings as they are, beside a bare consumer with
+    # the same settings reading the same backlog (ceiling e).
+    backlog=${BENCH_CATCH_UP_EVENTS:-1000000}
+    log "catch-up: the projector stopped while $backlog events are written, then started"
+    "$BIN/bench-data" wait --timeout 600 >/dev/null
+    pid=$(cat "$RUN_DIR/projector.pid")
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    "$BIN/bench-data" backlog --events "$backlog"
+    "$BIN/bench-data" wait --published --timeout 1800
+    line=$("$BIN/catch-up" ceiling | grep '^RESULT')
+    python3 scripts/bench_table.py ceiling "$RESULTS" e "broker: a bare consumer (the projector's settings) reading the backlog" "$line" 1
+    printf '  [e] %-40s %s\n' "bare consumer, the backlog" "${line#RESULT }"
+    "$BIN/catch-up" watch >"$RUN_DIR/catch-up.log" &
+    watcher=$!
+    stack up
+    wait "$watcher" || die "the projector did not catch up: $(cat "$RUN_DIR/catch-up.log")"
+    line=$(grep '^RESULT' "$RUN_DIR/catch-up.log")
+    python3 scripts/bench_table.py record "$RESULTS" "catch-up: the projector's backlog of $backlog events, events/s" 1 e "$line" \
+        "$(grep -o 'seconds=[0-9.]*' <<<"$line") from its start, offsets committed each second"
+    printf '  %s\n' "${line#RESULT }"
+fi
+
 if part chat; then
 log "1,000 idle users polling chat once a second, while likes run at 500/s"
 WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
@@ -456,10 +503,10 @@ fi
 
 kill "$MEMORY_WATCH" 2>/dev/null || true
 log "resident memory (MiB): peak during the runs, and now"
-for name in command-api query-api projector; do
-    pid=$(cat "$RUN_DIR/$name.pid")
-    printf '  %-12s peak %s (this stack: since its last start), now %s\n' "$name" \
-        "$(awk -v n="$name" '$1 == n { print $2 }' "$RUN_DIR/memory-peaks")" "$(resident_mib "$pid")"
+for name in "${MEMORY_OF[@]}"; do
+    peak=$(awk -v n="$name" '$1 == n { print $2 }' "$RUN_DIR/memory-peaks")
+    printf '  %-12s peak %s (services: since their last start), now %s\n' "$name" "$peak" "$(resident_mib_of "$name")"
+    python3 scripts/bench_table.py record "$RESULTS" "resident memory, $name" - - "RESULT" "peak ${peak:-0} MiB"
 done
 
 log "results ($(nproc) cores, $(date -u +%F)); kept in $RESULTS"

@@ -7,13 +7,15 @@
 //! `bench-data make` makes the set unless the event store already holds one of the same
 //! scale, then writes the fixtures (ids and fresh tokens) the load scripts use.
 //! `bench-data wait` returns once the outbox is empty and the projector has consumed every
-//! published event.
+//! published event (`--published`: once the outbox is empty). `bench-data backlog` writes a
+//! burst of likes into the kept set (`bench::backlog`) for the projector to catch up with.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use bench::positions::Positions;
 use clap::{Parser, Subcommand};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
@@ -34,8 +36,6 @@ use infra::settings::{from_env, AuthSettings, EventStoreSettings, KafkaSettings,
 use postgres_es::PostgresEventRepository;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -61,6 +61,15 @@ enum Command {
         /// Gives up after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Only until the outbox is empty (every event published), whatever the projector did.
+        #[arg(long)]
+        published: bool,
+    },
+    /// Writes this many like events into the kept data set, leaving its read models as they
+    /// were once projected (each pair toggled twice).
+    Backlog {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
     },
 }
 
@@ -164,8 +173,26 @@ fn name(index: usize) -> String {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Make(args) => make(args).await,
-        Command::Wait { group, timeout } => wait(&group, Duration::from_secs(timeout)).await,
+        Command::Wait {
+            group,
+            timeout,
+            published,
+        } => wait(&group, Duration::from_secs(timeout), published).await,
+        Command::Backlog { events } => backlog(events).await,
     }
+}
+
+async fn backlog(events: usize) -> anyhow::Result<()> {
+    let store = EventStore::connect(&from_env::<EventStoreSettings>()?).await?;
+    let layout: serde_json::Value = sqlx::query_scalar("SELECT layout FROM bench_data_set")
+        .fetch_optional(store.pool())
+        .await?
+        .context("no data set: run `bench-data make` first")?;
+    let layout: Layout = serde_json::from_value(layout)?;
+    let backlog = bench::backlog::Backlog::new(store.pool().clone(), layout.users).await?;
+    let (written, rate) = backlog.write(events).await?;
+    println!("wrote {written} like events ({rate:.0} events/s)");
+    Ok(())
 }
 
 async fn make(args: MakeArgs) -> anyhow::Result<()> {
@@ -702,52 +729,26 @@ impl<A: Aggregate<Services = ()>> Batch<A> {
     }
 }
 
-/// Waits for the outbox to empty and the projector's group to reach every partition's end.
-async fn wait(group: &str, timeout: Duration) -> anyhow::Result<()> {
+/// Waits for the outbox to empty and (unless `published` only) the projector's group to reach
+/// every partition's end.
+async fn wait(group: &str, timeout: Duration, published: bool) -> anyhow::Result<()> {
     let store = EventStore::connect(&from_env::<EventStoreSettings>()?).await?;
-    let kafka = from_env::<KafkaSettings>()?;
-    let topics = infra::kafka::Topics::new(&kafka);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.kafka_brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let positions = Positions::new(&from_env::<KafkaSettings>()?, group)?;
     let started = Instant::now();
     let mut last_report = Instant::now() - Duration::from_secs(60);
     loop {
         let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
             .fetch_one(store.pool())
             .await?;
-        let mut behind = 0i64;
-        // The topics the projector reads (not `account`'s, which no read model follows).
-        for aggregate_type in projector::projections::Projections::aggregate_types() {
-            let topic = topics.for_aggregate(aggregate_type);
-            let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-            let mut list = TopicPartitionList::new();
-            let mut ends = vec![];
-            for partition in metadata
-                .topics()
-                .iter()
-                .flat_map(|topic| topic.partitions())
-            {
-                let (_, high) =
-                    consumer.fetch_watermarks(&topic, partition.id(), Duration::from_secs(10))?;
-                list.add_partition(&topic, partition.id());
-                ends.push(high);
-            }
-            let committed =
-                infra::kafka::committed_offsets(&consumer, list, Duration::from_secs(10))?;
-            for (element, high) in committed.elements().iter().zip(ends) {
-                let at = match element.offset() {
-                    Offset::Offset(at) => at,
-                    _ => 0,
-                };
-                behind += (high - at).max(0);
-            }
-        }
+        let behind = if published { 0 } else { positions.behind()? };
         if queued == 0 && behind == 0 {
             println!(
-                "read models caught up in {:.0} s",
+                "{} in {:.0} s",
+                if published {
+                    "every event published"
+                } else {
+                    "read models caught up"
+                },
                 started.elapsed().as_secs_f64()
             );
             return Ok(());
