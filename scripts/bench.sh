@@ -436,7 +436,9 @@ if part catch-up; then
     "$BIN/catch-up" watch >"$RUN_DIR/catch-up.log" &
     watcher=$!
     stack up
+    profile catch-up "$(cat "$RUN_DIR/projector.pid")"
     wait "$watcher" || die "the projector did not catch up: $(cat "$RUN_DIR/catch-up.log")"
+    flamegraph catch-up
     line=$(grep '^RESULT' "$RUN_DIR/catch-up.log")
     python3 scripts/bench_table.py record "$RESULTS" "catch-up: the projector's backlog of $backlog events, events/s" 1 e "$line" \
         "$(grep -o 'seconds=[0-9.]*' <<<"$line") from its start, offsets committed each second"

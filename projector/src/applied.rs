@@ -46,8 +46,8 @@ impl AppliedSequences {
             .unzip();
         // The no-op update of an existing record is what locks it, and returns it as the
         // latest committed transaction left it.
-        let rows = tx
-            .query(
+        let statement = tx
+            .prepare_cached(
                 "INSERT INTO applied_sequences AS applied (aggregate_type, aggregate_id, sequence)
                  SELECT aggregate_type, aggregate_id, 0
                    FROM unnest($1::text[], $2::text[]) AS batch (aggregate_type, aggregate_id)
@@ -55,9 +55,9 @@ impl AppliedSequences {
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
                     SET sequence = applied.sequence
                  RETURNING aggregate_type, aggregate_id, sequence",
-                &[&types, &ids],
             )
             .await?;
+        let rows = tx.query(&statement, &[&types, &ids]).await?;
         for row in rows {
             last.insert((row.get(0), row.get(1)), (row.get(2), false));
         }
@@ -113,15 +113,16 @@ impl AppliedSequences {
         if types.is_empty() {
             return Ok(());
         }
-        tx.execute(
-            "UPDATE applied_sequences applied SET sequence = batch.sequence
-               FROM unnest($1::text[], $2::text[], $3::bigint[])
-                    AS batch (aggregate_type, aggregate_id, sequence)
-              WHERE applied.aggregate_type = batch.aggregate_type
-                AND applied.aggregate_id = batch.aggregate_id",
-            &[&types, &ids, &sequences],
-        )
-        .await?;
+        let statement = tx
+            .prepare_cached(
+                "UPDATE applied_sequences applied SET sequence = batch.sequence
+                   FROM unnest($1::text[], $2::text[], $3::bigint[])
+                        AS batch (aggregate_type, aggregate_id, sequence)
+                  WHERE applied.aggregate_type = batch.aggregate_type
+                    AND applied.aggregate_id = batch.aggregate_id",
+            )
+            .await?;
+        tx.execute(&statement, &[&types, &ids, &sequences]).await?;
         Ok(())
     }
 }

@@ -88,15 +88,15 @@ pub async fn held_back(
         .iter()
         .filter_map(|received| Some((received.topic.as_str(), received.key.as_deref()?)))
         .unzip();
-    let rows = tx
-        .query(
+    let statement = tx
+        .prepare_cached(
             "SELECT topic, key, partition, min(\"offset\") FROM dead_letters
               WHERE redriven_at IS NULL
                 AND (topic, key) IN (SELECT * FROM unnest($1::text[], $2::bytea[]))
               GROUP BY topic, key, partition",
-            &[&topics, &keys],
         )
         .await?;
+    let rows = tx.query(&statement, &[&topics, &keys]).await?;
     let mut held_back = HeldBack::default();
     for row in rows {
         let start = (row.get(2), row.get(3));

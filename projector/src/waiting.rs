@@ -37,14 +37,14 @@ pub async fn load<'a>(
     if types.is_empty() {
         return Ok(vec![]);
     }
-    let rows = tx
-        .query(
+    let statement = tx
+        .prepare_cached(
             "SELECT event, released_at IS NOT NULL FROM waiting_events
               WHERE (aggregate_type, aggregate_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
               ORDER BY aggregate_type, aggregate_id, sequence",
-            &[&types, &ids],
         )
         .await?;
+    let rows = tx.query(&statement, &[&types, &ids]).await?;
     rows.iter()
         .map(|row| {
             let json: &str = row.get(0);

@@ -170,8 +170,11 @@ pub async fn execute_all(
     // Before any table is touched, in one round trip: a replay switching generations waits
     // for this batch, or this batch for the switch (and then applies to the new generation);
     // and a redrive's listing of dead letters waits for this batch's, or this batch for it.
+    let locks = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock_shared($2)")
+        .await?;
     tx.execute(
-        "SELECT pg_advisory_xact_lock_shared($1), pg_advisory_xact_lock_shared($2)",
+        &locks,
         &[
             &infra::read_store::GENERATION_SWITCH_LOCK,
             &dead_letters::LOCK,
