@@ -353,6 +353,16 @@ echo "/media/videos/$first_video.mp4" >"$INPUTS/range"
 WRK_PATHS=$INPUTS/range wrk_run "video, 1 MiB ranges" 8 r paths.lua -H "Range: bytes=0-1048575" "$BASE"
 
 fi
+# How the command API's waits for read after write ended since it started, by reason
+# ("applied 10179 bound 0 ..."): a wait that hit its bound means a write answered "saved; it
+# will show shortly", which no bench part should see.
+waits_ended() { # label
+    local counts
+    counts=$(curl -fsS "http://$COMMAND_API_ADDR/metrics" |
+        sed -n 's/^read_after_write_waits_total{reached="\([a-z_]*\)"} \([0-9.e+]*\)$/\1 \2/p' | tr '\n' ' ')
+    python3 scripts/bench_table.py record "$RESULTS" "$1: how the writes' waits ended" - - "RESULT" "${counts:-none waited}"
+    printf '  %-44s %s\n' "$1: how the writes' waits ended" "${counts:-none waited}"
+}
 writes() { # label suffix
     local kind
     for kind in ${BENCH_WRITE_KINDS:-like comment follow message}; do
@@ -365,6 +375,7 @@ writes() { # label suffix
 if part writes; then
 log "writes, rate limits off, each answered once readable (READ_AFTER_WRITE on, the default)"
 writes "" ""
+waits_ended "writes, READ_AFTER_WRITE on"
 log "writes, rate limits off, answered once committed (READ_AFTER_WRITE=off)"
 READ_AFTER_WRITE=off stack down
 READ_AFTER_WRITE=off stack up
@@ -398,6 +409,7 @@ sleep 2
 probe "write to read, likes at 500/s, READ_AFTER_WRITE on"
 wait "$paced" || true
 tail -n1 "$RUN_DIR/paced.log"
+waits_ended "write to read, READ_AFTER_WRITE on"
 log "write to read, with READ_AFTER_WRITE=off (answers once committed)"
 READ_AFTER_WRITE=off stack down
 READ_AFTER_WRITE=off stack up
