@@ -209,14 +209,7 @@ impl EventStore {
     pub fn cqrs<A: Aggregate>(&self, services: A::Services) -> PostgresCqrs<A> {
         let store = PersistedEventStore::new_event_store(self.repository())
             .with_upcasters(Upcasters::CURRENT.for_event_store());
-        CqrsFramework::new(
-            store,
-            vec![
-                self.doorbell.on_commit(),
-                Box::new(crate::written::NoteCommitted),
-            ],
-            services,
-        )
+        CqrsFramework::new(store, self.on_commit(), services)
     }
 
     /// A command executor for aggregates whose histories grow long (a conversation): it
@@ -229,14 +222,16 @@ impl EventStore {
     ) -> PostgresCqrs<A> {
         let store = PersistedEventStore::new_snapshot_store(self.repository(), every)
             .with_upcasters(Upcasters::CURRENT.for_event_store());
-        CqrsFramework::new(
-            store,
-            vec![
-                self.doorbell.on_commit(),
-                Box::new(crate::written::NoteCommitted),
-            ],
-            services,
-        )
+        CqrsFramework::new(store, self.on_commit(), services)
+    }
+
+    /// What every command executor runs once its events are committed: the relays' doorbell,
+    /// and the note of what the request wrote ([`crate::written`]).
+    fn on_commit<A: Aggregate>(&self) -> Vec<Box<dyn cqrs_es::Query<A>>> {
+        vec![
+            self.doorbell.on_commit(),
+            Box::new(crate::written::NoteCommitted),
+        ]
     }
 
     /// Events read through it are upcast to their current versions ([`crate::upcast`]).

@@ -396,7 +396,6 @@ pub fn plan_event(event: &PublishedEvent) -> Result<Option<Plan>, EnvelopeError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::account::Account;
 
     /// The list a write's wait is decided by (`infra::read_after_write::PROJECTED`) is the
     /// list of aggregate types the projector plans events of: a type planned and not listed
@@ -404,15 +403,7 @@ mod tests {
     /// make them wait for ever.
     #[test]
     fn the_projected_list_is_what_the_projector_plans() {
-        for aggregate_type in [
-            Account::TYPE,
-            User::TYPE,
-            Video::TYPE,
-            Like::TYPE,
-            Comment::TYPE,
-            Follow::TYPE,
-            Conversation::TYPE,
-        ] {
+        for &aggregate_type in domain::published::AGGREGATE_TYPES {
             let event = infra::testing::published_event(
                 aggregate_type,
                 "1",
