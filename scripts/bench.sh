@@ -35,6 +35,9 @@ command -v pgbench >/dev/null || apt_install postgresql-client
 command -v redis-benchmark >/dev/null || apt_install redis-tools
 if [ "${BENCH_PROFILE:-0}" = 1 ]; then command -v perf >/dev/null || apt_install linux-perf; fi
 
+# The broker ensure_services started (or found) stays where it is: its pid files are not the
+# bench stack's (a cluster of KAFKA_NODES=3 is checked against them).
+export KAFKA_RUN_DIR=${KAFKA_RUN_DIR:-$RUN_DIR}
 export RUN_DIR=$ROOT/.run/bench
 mkdir -p "$RUN_DIR"
 export PROFILE=release

@@ -178,9 +178,14 @@ kafka_settings() {
     if [ "$KAFKA_NODES" = 3 ]; then export KAFKA_REPLICATION_FACTOR=${KAFKA_REPLICATION_FACTOR:-3}; fi
 }
 
+# Where the local broker keeps its data, logs and pid files: $RUN_DIR unless KAFKA_RUN_DIR
+# says (`make bench` runs its stack in a folder of its own, and uses the broker found or
+# started before it moved there).
+kafka_run_dir() { echo "${KAFKA_RUN_DIR:-$RUN_DIR}"; }
+
 # A Kafka-protocol broker on $KAFKA_PORT: Apache Kafka in KRaft mode, KAFKA_NODES nodes (see
-# above), their data in $RUN_DIR/kafka-<port> (one node) or kafka-cluster-<port> (three), their
-# logs in $RUN_DIR/<node>.log. Reuses any broker that already answers on the port (Redpanda,
+# above), their data in kafka_run_dir's kafka-<port> (one node) or kafka-cluster-<port>
+# (three), their logs in its <node>.log. Reuses any broker that already answers on the port (Redpanda,
 # another Kafka); starts again a node of the cluster that stopped.
 ensure_broker() {
     # The broker this project ran before Apache Kafka, left running by an older checkout.
@@ -197,7 +202,7 @@ ensure_broker() {
         if ! port_open "$(kafka_port "$i")"; then
             start_kafka_node "$i"
         elif [ "$KAFKA_NODES" != 1 ] &&
-            ! { [ -s "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; }; then
+            ! { [ -s "$(kafka_run_dir)/$name.pid" ] && kill -0 "$(cat "$(kafka_run_dir)/$name.pid")" 2>/dev/null; }; then
             die "something other than this cluster's $name answers on :$(kafka_port "$i"): stop it first (make down)"
         fi
     done
@@ -215,9 +220,9 @@ start_kafka_node() { # i
     controller=$((port + 1))
     # Named by port: a store formatted for other ports keeps their controller's address.
     if [ "$KAFKA_NODES" = 1 ]; then
-        dir=$RUN_DIR/kafka-$port
+        dir=$(kafka_run_dir)/kafka-$port
     else
-        dir=$RUN_DIR/kafka-cluster-$KAFKA_PORT/$name
+        dir=$(kafka_run_dir)/kafka-cluster-$KAFKA_PORT/$name
     fi
     mkdir -p "$dir/data"
     for j in $(seq "$KAFKA_NODES"); do voters+=("$j@127.0.0.1:$(($(kafka_port "$j") + 1))"); done
@@ -258,12 +263,12 @@ start_kafka_node() { # i
         local standalone=()
         if [ "$KAFKA_NODES" = 1 ]; then standalone=(--standalone); fi
         "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format "${standalone[@]}" -t "$(cat "$cluster_file")" \
-            -c "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1 ||
-            die "formatting Kafka's storage failed: see $RUN_DIR/$name.log"
+            -c "$dir/server.properties" >>"$(kafka_run_dir)/$name.log" 2>&1 ||
+            die "formatting Kafka's storage failed: see $(kafka_run_dir)/$name.log"
     fi
     log "starting Apache Kafka $KAFKA_VERSION ($name) on :$port"
-    setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >>"$RUN_DIR/$name.log" 2>&1 &
-    echo $! >"$RUN_DIR/$name.pid"
+    setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" >>"$(kafka_run_dir)/$name.log" 2>&1 &
+    echo $! >"$(kafka_run_dir)/$name.pid"
 }
 
 # Covers of uploaded videos are taken with ffmpeg; the demo videos are made with it.
