@@ -18,7 +18,7 @@ use rdkafka::{ClientContext, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::dead_letters::Received;
-use crate::projections::{Item, Projections};
+use crate::projections::{InPostgres, Item, Projections};
 use crate::span::Span;
 
 /// Commits the offsets of the messages handled so far when partitions are revoked. Revokes
@@ -101,8 +101,36 @@ pub struct EventLoop<'a> {
     pub projections: &'a Projections,
 }
 
+/// A batch applied to Postgres, on its way to Redis.
+struct Pending {
+    batch: InPostgres,
+    /// Its messages: topic, partition and offset.
+    messages: Vec<(String, i32, i64)>,
+    /// Each traced write's trace goes on in a span of the batch that applies its event.
+    traces: Vec<tracing::Span>,
+    started: std::time::Instant,
+}
+
 impl EventLoop<'_> {
+    /// Two stages, joined by a queue of one: a batch is applied to Postgres while the batch
+    /// before it is made in Redis, and the command APIs told of it. Batches reach Redis in
+    /// the order they reached Postgres.
     pub async fn run(&self, stop: &CancellationToken) -> Ended {
+        let (to_redis, in_postgres) = tokio::sync::mpsc::channel(1);
+        let (ended, ()) = tokio::join!(
+            self.to_postgres(to_redis, stop),
+            self.to_redis(in_postgres, stop)
+        );
+        commit(self.consumer);
+        ended
+    }
+
+    /// The first stage: receives batches and applies them to Postgres.
+    async fn to_postgres(
+        &self,
+        to_redis: tokio::sync::mpsc::Sender<Pending>,
+        stop: &CancellationToken,
+    ) -> Ended {
         // librdkafka reconnects by itself; an error it reports (the broker away, a topic
         // gone) comes back at once on the next call: wait between them, not spin.
         let mut backoff = Backoff::default();
@@ -119,7 +147,7 @@ impl EventLoop<'_> {
                     }
                     continue;
                 }
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => return Ended::Stopped,
             };
             let mut batch = match received {
                 Ok(message) => {
@@ -143,10 +171,20 @@ impl EventLoop<'_> {
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff.next(), "could not receive from the broker");
                     if !backoff.wait(stop).await {
-                        break;
+                        return Ended::Stopped;
                     }
                     continue;
                 }
+            };
+            // Once the batch before the last one is in Redis: Postgres is at most one batch
+            // ahead. Meanwhile more messages come, to join this batch.
+            let permit = tokio::select! {
+                permit = to_redis.reserve() => permit,
+                _ = stop.cancelled() => return Ended::Stopped,
+            };
+            // The second stage stopped (told to): nothing more is applied.
+            let Ok(permit) = permit else {
+                return Ended::Stopped;
             };
             while batch.len() < MAX_BATCH {
                 match self.consumer.recv().now_or_never() {
@@ -158,54 +196,67 @@ impl EventLoop<'_> {
                     None => break,
                 }
             }
-            if !self.handle(&batch, stop).await {
-                break;
-            }
-            for message in &batch {
-                if let Err(error) = self.consumer.store_offset_from_message(message) {
+            let started = std::time::Instant::now();
+            let items: Vec<Item> = batch
+                .iter()
+                .map(|message| self.projections.read(Received::from(message)))
+                .collect();
+            let span = Span::of(
+                batch
+                    .iter()
+                    .map(|message| (message.topic(), message.partition(), message.offset())),
+            );
+            let traces: Vec<tracing::Span> = batch.iter().filter_map(applying).collect();
+            let Some(in_postgres) =
+                retry(stop, || self.projections.to_postgres(&items, &span)).await
+            else {
+                return Ended::Stopped;
+            };
+            permit.send(Pending {
+                batch: in_postgres,
+                messages: batch
+                    .iter()
+                    .map(|message| {
+                        (
+                            message.topic().to_owned(),
+                            message.partition(),
+                            message.offset(),
+                        )
+                    })
+                    .collect(),
+                traces,
+                started,
+            });
+        }
+    }
+
+    /// The second stage: makes each batch's Redis part, in order, then stores its offsets.
+    /// A batch stopped before its Redis part is made leaves its offsets unstored.
+    async fn to_redis(
+        &self,
+        mut in_postgres: tokio::sync::mpsc::Receiver<Pending>,
+        stop: &CancellationToken,
+    ) {
+        while let Some(pending) = in_postgres.recv().await {
+            let Some(outcomes) = retry(stop, || self.projections.to_redis(&pending.batch)).await
+            else {
+                return;
+            };
+            drop(pending.traces);
+            metrics::histogram!(infra::metrics::PROJECTOR_APPLY_DURATION)
+                .record(pending.started.elapsed().as_secs_f64());
+            metrics::histogram!(infra::metrics::PROJECTOR_BATCH_SIZE)
+                .record(pending.messages.len() as f64);
+            for ((topic, partition, offset), outcome) in pending.messages.iter().zip(outcomes) {
+                metrics::counter!(infra::metrics::PROJECTOR_EVENTS, "outcome" => outcome.name())
+                    .increment(1);
+                tracing::debug!(topic, partition, offset, ?outcome, "message handled");
+                // The next offset is the one to read from.
+                if let Err(error) = self.consumer.store_offset(topic, *partition, offset + 1) {
                     tracing::warn!(%error, "could not store an offset");
                 }
             }
         }
-        commit(self.consumer);
-        Ended::Stopped
-    }
-
-    /// Applies the batch in order (dead-lettering what cannot be read, and what is held back
-    /// behind it), retrying while a read store fails. Returns false when stopped first: the
-    /// batch's offsets must not be stored.
-    async fn handle(&self, batch: &[BorrowedMessage<'_>], stop: &CancellationToken) -> bool {
-        let items: Vec<Item> = batch
-            .iter()
-            .map(|message| self.projections.read(Received::from(message)))
-            .collect();
-        let span = Span::of(
-            batch
-                .iter()
-                .map(|message| (message.topic(), message.partition(), message.offset())),
-        );
-        // Each traced write's trace goes on in a span of the batch that applies its event.
-        let traces: Vec<tracing::Span> = batch.iter().filter_map(applying).collect();
-        let started = std::time::Instant::now();
-        let Some(outcomes) = retry(stop, || self.projections.execute(&items, &span)).await else {
-            return false;
-        };
-        drop(traces);
-        metrics::histogram!(infra::metrics::PROJECTOR_APPLY_DURATION)
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!(infra::metrics::PROJECTOR_BATCH_SIZE).record(batch.len() as f64);
-        for (message, outcome) in batch.iter().zip(outcomes) {
-            metrics::counter!(infra::metrics::PROJECTOR_EVENTS, "outcome" => outcome.name())
-                .increment(1);
-            tracing::debug!(
-                topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset(),
-                ?outcome,
-                "message handled"
-            );
-        }
-        true
     }
 }
 

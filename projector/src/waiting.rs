@@ -219,13 +219,16 @@ impl<'a> Waiting<'a> {
     }
 
     /// The released events to remove once their Redis changes are made.
-    pub fn done(&self) -> Done<'a> {
+    pub fn done(&self) -> Done {
         Done(
             self.released_before
                 .iter()
                 .map(|(event, _)| *event)
                 .chain(self.released.iter().copied())
-                .map(key)
+                .map(|event| {
+                    let (aggregate_type, aggregate_id, sequence) = key(event);
+                    (aggregate_type.to_owned(), aggregate_id.to_owned(), sequence)
+                })
                 .collect(),
         )
     }
@@ -247,15 +250,22 @@ fn columns<'k>(keys: &[Key<'k>]) -> (Vec<&'k str>, Vec<&'k str>, Vec<i64>) {
     columns
 }
 
-/// Released events whose Redis changes are made: they leave the table.
-pub struct Done<'a>(Vec<Key<'a>>);
+/// Released events, to leave the table once their Redis changes are made.
+pub struct Done(Vec<(String, String, i64)>);
 
-impl Done<'_> {
-    pub async fn remove(self, pool: &deadpool_postgres::Pool) -> Result<(), ProjectionError> {
+impl Done {
+    pub async fn remove(&self, pool: &deadpool_postgres::Pool) -> Result<(), ProjectionError> {
         if self.0.is_empty() {
             return Ok(());
         }
-        let (types, ids, sequences) = columns(&self.0);
+        let keys: Vec<Key<'_>> = self
+            .0
+            .iter()
+            .map(|(aggregate_type, aggregate_id, sequence)| {
+                (aggregate_type.as_str(), aggregate_id.as_str(), *sequence)
+            })
+            .collect();
+        let (types, ids, sequences) = columns(&keys);
         pool.get()
             .await?
             .execute(

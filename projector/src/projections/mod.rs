@@ -28,9 +28,17 @@ use redis::aio::ConnectionManager;
 
 pub use catching_up::RedisBehind;
 use catching_up::{CatchingUp, RebuildBy};
-use plan::{execute_all, InRedis};
-pub use plan::{Item, Plan, Source, Unmade};
+use plan::InRedis;
+pub use plan::{InPostgres, Item, Plan, Source, Unmade};
 use told::{Carried, Told};
+
+/// What making a batch's Redis part came to.
+struct ToRedis {
+    /// Items whose Redis change was made.
+    applied: Vec<usize>,
+    /// Whether Redis took the whole batch.
+    made: bool,
+}
 
 use crate::dead_letters::Received;
 use crate::span::Span;
@@ -160,32 +168,57 @@ impl Projections {
     }
 
     /// Carries out a batch, in order: one read-store commit and one Redis round trip for it
-    /// all (see [`plan::execute_all`]).
+    /// all ([`Self::to_postgres`], then [`Self::to_redis`]).
     /// `span`: the messages the items came in (none for redriven events).
-    ///
-    /// A batch never waits for a Redis rebuild, this process's or another's: it is applied to
-    /// Postgres and its Redis part kept, to be made once the rebuild is over. Only a redriven
-    /// event (which comes from no partition: no offset record would show Redis missing it) is
-    /// applied to both stores or left, a rebuild waited for.
-    ///
-    /// Then tells the command APIs where the batch's aggregates stand ([`Told`]).
     pub async fn execute(
         &self,
         items: &[Item],
         span: &Span,
     ) -> Result<Vec<Outcome>, ProjectionError> {
-        let carried = self.carry_out(items, span).await?;
-        Told::of(&carried).send(&self.pool).await;
-        Ok(carried.outcomes)
+        let in_postgres = self.to_postgres(items, span).await?;
+        self.to_redis(&in_postgres).await
     }
 
-    /// [`Self::execute`] but for telling.
-    async fn carry_out(&self, items: &[Item], span: &Span) -> Result<Carried, ProjectionError> {
-        let from_broker = !span.is_empty();
-        // A rebuild takes in what an attempt applied to Postgres, so the next attempt finds
-        // it applied everywhere: it was applied all the same.
-        let mut outcomes: Vec<Outcome> = vec![];
-        let mut stopped = vec![];
+    /// Applies a batch to Postgres (see [`plan::to_postgres`]); its Redis part is made by
+    /// [`Self::to_redis`], which the consumer runs while the next batch is applied here.
+    pub async fn to_postgres(
+        &self,
+        items: &[Item],
+        span: &Span,
+    ) -> Result<InPostgres, ProjectionError> {
+        plan::to_postgres(items, span, &self.pool).await
+    }
+
+    /// Makes the Redis part of a batch applied to Postgres, then tells the command APIs
+    /// where its aggregates stand ([`Told`]). Batches are to be given to it in the order
+    /// they were applied to Postgres. May be run again after a failure.
+    ///
+    /// A batch never waits for a Redis rebuild, this process's or another's: its Redis part
+    /// is kept, to be made once the rebuild is over. Only a redriven event (which comes from
+    /// no partition: no offset record would show Redis missing it) is applied to both stores
+    /// or left, a rebuild waited for.
+    pub async fn to_redis(&self, batch: &InPostgres) -> Result<Vec<Outcome>, ProjectionError> {
+        let in_redis = self.carry_to_redis(batch).await?;
+        let mut outcomes = batch.outcomes.clone();
+        for &i in &in_redis.applied {
+            outcomes[i] = Outcome::Applied;
+        }
+        Told::of(&Carried {
+            positions: &batch.positions,
+            stopped: &batch.stopped,
+            in_redis: in_redis.made,
+        })
+        .send(&self.pool)
+        .await;
+        Ok(outcomes)
+    }
+
+    /// [`Self::to_redis`] but for telling.
+    async fn carry_to_redis(&self, batch: &InPostgres) -> Result<ToRedis, ProjectionError> {
+        let from_broker = batch.from_broker();
+        // Items whose change an attempt made count as applied even if a rebuild then took
+        // in what was left of the batch.
+        let mut applied = vec![];
         loop {
             // Batches from the broker wait behind those kept while Redis was rebuilt.
             let deferring = from_broker
@@ -195,63 +228,53 @@ impl Projections {
                         .make_deferred(&self.redis, &self.keys)
                         .await);
             let redis = (self.catching_up.answers() && !deferring).then_some(&self.redis);
-            let executed = execute_all(items, span, &self.pool, redis, &self.keys).await?;
-            stopped.extend(executed.stopped);
-            let carried = |outcomes, in_redis| Carried {
-                outcomes,
-                positions: executed.positions.clone(),
-                stopped: stopped.clone(),
-                in_redis,
+            let now = batch.to_redis(redis, &self.keys, &self.pool).await?;
+            applied.extend(now.applied);
+            let done = |made| {
+                Ok(ToRedis {
+                    applied: applied.clone(),
+                    made,
+                })
             };
-            if outcomes.is_empty() {
-                outcomes = executed.outcomes;
-            } else {
-                for (outcome, now) in outcomes.iter_mut().zip(executed.outcomes) {
-                    if *outcome != Outcome::Applied {
-                        *outcome = now;
-                    }
-                }
-            }
-            let unmade = match executed.redis {
+            match now.redis {
                 InRedis::Made => {
                     self.catching_up.back();
-                    return Ok(carried(outcomes, true));
+                    return done(true);
                 }
                 InRedis::Unreachable(error) if !deferring => {
                     self.catching_up.away(&error);
                     if !from_broker {
                         return Err(ProjectionError::Store(error));
                     }
-                    return Ok(carried(outcomes, false));
+                    return done(false);
                 }
                 // Not whole, or behind changes kept for after a rebuild.
-                _ => executed.unmade,
-            };
+                _ => {}
+            }
             if !from_broker {
                 self.restore_redis().await?;
                 continue;
             }
-            let Some(unmade) = unmade else {
-                return Ok(carried(outcomes, false));
-            };
             if self.catching_up.rebuilding_here() {
-                if self.catching_up.defer(unmade, RebuildBy::Us).await {
-                    return Ok(carried(outcomes, false));
+                if self.catching_up.defer(batch.unmade(), RebuildBy::Us).await {
+                    return done(false);
                 }
                 // It ended meanwhile: made now, after what it kept.
                 continue;
             }
             if self.rebuild_under_way().await? {
-                self.catching_up.defer(unmade, RebuildBy::Another).await;
-                return Ok(carried(outcomes, false));
+                self.catching_up
+                    .defer(batch.unmade(), RebuildBy::Another)
+                    .await;
+                return done(false);
             }
             // No rebuild under way: Redis lost the models, or the rebuild is over and they
             // are not whole. Made whole in the background, this batch's part after it.
             self.rebuild_in_background();
-            if !self.catching_up.defer(unmade, RebuildBy::Us).await {
+            if !self.catching_up.defer(batch.unmade(), RebuildBy::Us).await {
                 continue;
             }
-            return Ok(carried(outcomes, false));
+            return done(false);
         }
     }
 

@@ -78,18 +78,30 @@ pub enum Source {
     Redrive,
 }
 
-/// What carrying out a batch did.
-pub struct Executed {
-    /// Per item. An event applied in one store and found applied in the other is `Applied`.
+/// A batch applied to Postgres, its Redis part still to make ([`InPostgres::to_redis`]).
+/// The consumer makes it while the next batch is applied to Postgres.
+pub struct InPostgres {
+    /// Per item. An event found applied in Postgres is `AlreadyApplied` here, and becomes
+    /// `Applied` if its Redis change is made now.
     pub outcomes: Vec<Outcome>,
-    pub redis: InRedis,
-    /// Its Redis part, when it was not made: to be made later, in order.
-    pub unmade: Option<Unmade>,
     /// Where the batch's aggregates stand in Postgres after it: each one's last applied
     /// sequence (what requests waiting for them learn: [`infra::read_after_write`]).
     pub positions: Vec<(Aggregate, i64)>,
     /// The events it dead-lettered or held back.
     pub stopped: Vec<Notice>,
+    /// Its Redis part, in the order it is made.
+    redis: Unmade,
+    /// Per change of `redis`, the batch item it is (none for waiting events it applied).
+    items: Vec<Option<usize>>,
+    /// Released waiting events, to remove once their Redis changes are made.
+    done: waiting::Done,
+}
+
+/// What making a batch's Redis part did.
+pub struct InRedisNow {
+    /// Items whose Redis change was made now: `Applied`, whatever Postgres said.
+    pub applied: Vec<usize>,
+    pub redis: InRedis,
 }
 
 /// A batch's Redis part, owned: the messages it came in and the changes of its events, in
@@ -112,13 +124,20 @@ impl Unmade {
         redis: &ConnectionManager,
         keys: &Keys,
     ) -> Result<bool, redis::RedisError> {
+        Ok(self.apply(redis, keys).await?.whole)
+    }
+
+    async fn apply(
+        &self,
+        redis: &ConnectionManager,
+        keys: &Keys,
+    ) -> Result<infra::redis_store::AppliedOnce, redis::RedisError> {
         let changes: Vec<(&str, i64, &Change)> = self
             .changes
             .iter()
             .map(|(aggregate, sequence, change)| (aggregate.as_str(), *sequence, change))
             .collect();
-        let applied = apply_all_once(&mut redis.clone(), keys, &self.span, &changes).await?;
-        Ok(applied.whole)
+        apply_all_once(&mut redis.clone(), keys, &self.span, &changes).await
     }
 }
 
@@ -144,26 +163,24 @@ struct RedisChange<'a> {
     item: Option<usize>,
 }
 
-/// Carries out a batch, in order: in one read-store transaction, the dead letters, and the
-/// SQL of each event with the record that it is applied (one commit for them all); then the
-/// events' Redis changes in one round trip. Both stores keep their own record of applied
-/// events, so after a crash between the two, the redelivered events complete what is missing
-/// and nothing else; and so does carrying the batch out again.
+/// Applies a batch to Postgres, in order, in one read-store transaction: the dead letters,
+/// and the SQL of each event with the record that it is applied (one commit for them all).
+/// Its Redis part is made after ([`InPostgres::to_redis`]). Both stores keep their own record
+/// of applied events, so after a crash between the two, the redelivered events complete what
+/// is missing and nothing else; and so does carrying the batch out again.
 ///
 /// An aggregate's events are applied in sequence order only: one that comes before its
 /// predecessor waits (see [`crate::waiting`]) and is applied right after it.
 ///
-/// The Postgres side takes a constant number of round trips whatever the batch's size: the
-/// batch's aggregates are locked and their applied sequences read in one statement, which
-/// events to apply is decided in memory, and their rows are written with one statement per
-/// kind of write (see [`rows`]), the new applied sequences last.
-pub async fn execute_all(
+/// It takes a constant number of round trips whatever the batch's size: the batch's
+/// aggregates are locked and their applied sequences read in one statement, which events to
+/// apply is decided in memory, and their rows are written with one statement per kind of
+/// write (see [`rows`]), the new applied sequences last.
+pub async fn to_postgres(
     items: &[Item],
     span: &Span,
     pool: &deadpool_postgres::Pool,
-    redis: Option<&ConnectionManager>,
-    keys: &Keys,
-) -> Result<Executed, ProjectionError> {
+) -> Result<InPostgres, ProjectionError> {
     let mut outcomes = vec![Outcome::Ignored; items.len()];
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -302,6 +319,7 @@ pub async fn execute_all(
         .collect();
     applied.store(&tx).await?;
     waiting.store(&tx).await?;
+    let done = waiting.done();
     tx.commit().await?;
     drop(client);
 
@@ -309,66 +327,87 @@ pub async fn execute_all(
     // event, and takes a later one for a gap. (A batch delivered again holds an event and
     // the waiting ones it released in the order they came, not applied.)
     redis_changes.sort_by(|a, b| (&a.aggregate, a.sequence).cmp(&(&b.aggregate, b.sequence)));
-    let changes: Vec<_> = redis_changes
-        .iter()
-        .map(|change| (change.aggregate.as_str(), change.sequence, change.change))
-        .collect();
-    let unmade = || {
-        Some(Unmade {
-            span: span.in_redis(),
-            changes: changes
-                .iter()
-                .map(|(aggregate, sequence, change)| {
-                    ((*aggregate).to_owned(), *sequence, (*change).clone())
-                })
-                .collect(),
+    let (changes, items) = redis_changes
+        .into_iter()
+        .map(|change| {
+            let RedisChange {
+                aggregate,
+                sequence,
+                change,
+                item,
+            } = change;
+            ((aggregate, sequence, change.clone()), item)
         })
-    };
-    let Some(redis) = redis else {
-        let skipped = "Redis was not asked (it failed a moment ago, or is being rebuilt)";
-        return Ok(Executed {
-            outcomes,
-            redis: InRedis::Unreachable(skipped.to_owned()),
-            unmade: unmade(),
-            positions,
-            stopped,
-        });
-    };
-    let applied = match apply_all_once(&mut redis.clone(), keys, &span.in_redis(), &changes).await {
-        Ok(applied) => applied,
-        Err(error) if unreachable(&error) => {
-            return Ok(Executed {
-                outcomes,
-                redis: InRedis::Unreachable(error.to_string()),
-                unmade: unmade(),
-                positions,
-                stopped,
-            })
-        }
-        Err(error) => return Err(ProjectionError::Store(error.to_string())),
-    };
-    for (change, applied) in redis_changes.iter().zip(applied.outcomes) {
-        if let (ApplyOnce::Applied, Some(i)) = (applied, change.item) {
-            outcomes[i] = Outcome::Applied;
-        }
-    }
-    if !applied.whole {
-        return Ok(Executed {
-            outcomes,
-            redis: InRedis::NotWhole,
-            unmade: unmade(),
-            positions,
-            stopped,
-        });
-    }
-    waiting.done().remove(pool).await?;
-    Ok(Executed {
+        .unzip();
+    Ok(InPostgres {
         outcomes,
-        redis: InRedis::Made,
-        unmade: None,
         positions,
         stopped,
+        redis: Unmade {
+            span: span.in_redis(),
+            changes,
+        },
+        items,
+        done,
     })
+}
+
+impl InPostgres {
+    /// Whether it came from the broker (not from an operator's redrive).
+    pub fn from_broker(&self) -> bool {
+        !self.redis.span.is_empty()
+    }
+
+    /// Its Redis part, to keep for later.
+    pub fn unmade(&self) -> Unmade {
+        self.redis.clone()
+    }
+
+    /// Makes its Redis part in one round trip (`redis` None: Redis is not to be asked now),
+    /// then removes the waiting events it released. May be run again: Redis makes each
+    /// change at most once.
+    pub async fn to_redis(
+        &self,
+        redis: Option<&ConnectionManager>,
+        keys: &Keys,
+        pool: &deadpool_postgres::Pool,
+    ) -> Result<InRedisNow, ProjectionError> {
+        let not_made = |redis| InRedisNow {
+            applied: vec![],
+            redis,
+        };
+        let Some(redis) = redis else {
+            let skipped = "Redis was not asked (it failed a moment ago, or is being rebuilt)";
+            return Ok(not_made(InRedis::Unreachable(skipped.to_owned())));
+        };
+        let made = match self.redis.apply(redis, keys).await {
+            Ok(made) => made,
+            Err(error) if unreachable(&error) => {
+                return Ok(not_made(InRedis::Unreachable(error.to_string())))
+            }
+            Err(error) => return Err(ProjectionError::Store(error.to_string())),
+        };
+        let applied = self
+            .items
+            .iter()
+            .zip(made.outcomes)
+            .filter_map(|(item, made)| match (made, item) {
+                (ApplyOnce::Applied, Some(i)) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        if !made.whole {
+            return Ok(InRedisNow {
+                applied,
+                redis: InRedis::NotWhole,
+            });
+        }
+        self.done.remove(pool).await?;
+        Ok(InRedisNow {
+            applied,
+            redis: InRedis::Made,
+        })
+    }
 }
 
 /// The event of a dead-lettered message, as far as it can be read: a message that is not

@@ -5,20 +5,18 @@
 
 use infra::read_after_write::{payloads, Notice, Reached, APPLIED_CHANNEL};
 
-use super::Outcome;
 use crate::applied::Aggregate;
 
 /// How long telling may hold the next batch up: a notice later than this is of little use
 /// to a request waiting within its bound.
 const SENT_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A batch carried out: its outcomes, and what to tell of it.
-pub struct Carried {
-    pub outcomes: Vec<Outcome>,
+/// What to tell of a batch carried out.
+pub struct Carried<'a> {
     /// Each aggregate's last applied sequence in Postgres.
-    pub positions: Vec<(Aggregate, i64)>,
+    pub positions: &'a [(Aggregate, i64)],
     /// Events dead-lettered or held back.
-    pub stopped: Vec<Notice>,
+    pub stopped: &'a [Notice],
     /// Whether Redis took the batch too.
     pub in_redis: bool,
 }
@@ -27,7 +25,7 @@ pub struct Carried {
 pub struct Told(Vec<Notice>);
 
 impl Told {
-    pub fn of(carried: &Carried) -> Self {
+    pub fn of(carried: &Carried<'_>) -> Self {
         let reached = if carried.in_redis {
             Reached::Applied
         } else {
