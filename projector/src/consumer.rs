@@ -251,8 +251,9 @@ impl EventLoop<'_> {
                 metrics::counter!(infra::metrics::PROJECTOR_EVENTS, "outcome" => outcome.name())
                     .increment(1);
                 tracing::debug!(topic, partition, offset, ?outcome, "message handled");
-                // The next offset is the one to read from.
-                if let Err(error) = self.consumer.store_offset(topic, *partition, offset + 1) {
+                // librdkafka stores the offset after it: the next one to read. (Storing
+                // `offset + 1` here skipped a message at each restart.)
+                if let Err(error) = self.consumer.store_offset(topic, *partition, *offset) {
                     tracing::warn!(%error, "could not store an offset");
                 }
             }

@@ -62,16 +62,23 @@ async fn spawn_command_api(settings: &TestSettings) -> String {
     url
 }
 
-/// Starts a projector of consumer group `group`; returns the URL of its operator routes, and
-/// what stops it.
-async fn spawn_projector(settings: &TestSettings, group: &str) -> (String, CancellationToken) {
+/// A projector running in the test's process.
+struct RunningProjector {
+    /// Where its `/metrics` and `/readyz` answer.
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a projector of consumer group `group`.
+async fn spawn_projector(settings: &TestSettings, group: &str) -> RunningProjector {
     let projector = projector::startup::Projector::build(projector_settings(settings, group))
         .await
         .expect("the projector starts");
     let url = format!("http://127.0.0.1:{}", projector.port());
     let stop = CancellationToken::new();
-    tokio::spawn(projector.run(stop.clone()));
-    (url, stop)
+    let task = tokio::spawn(projector.run(stop.clone()));
+    RunningProjector { url, stop, task }
 }
 
 /// Starts a query API; returns its URL.
@@ -114,6 +121,7 @@ pub struct TestStack {
     /// The projector's consumer group.
     pub projector_group: String,
     stop_projector: CancellationToken,
+    projector: Option<RunningProjector>,
 }
 
 impl TestStack {
@@ -128,7 +136,7 @@ impl TestStack {
         adjust(&mut settings);
         let command_url = spawn_command_api(&settings).await;
         let projector_group = unique("projector-");
-        let (projector_url, stop_projector) = spawn_projector(&settings, &projector_group).await;
+        let projector = spawn_projector(&settings, &projector_group).await;
         let query_url = spawn_query_api(&settings).await;
 
         let event_store =
@@ -144,12 +152,13 @@ impl TestStack {
             settings,
             command_url,
             query_url,
-            projector_url,
+            projector_url: projector.url.clone(),
             http: reqwest::Client::new(),
             event_store,
             read_store,
             projector_group,
-            stop_projector,
+            stop_projector: projector.stop.clone(),
+            projector: Some(projector),
         }
     }
 
@@ -157,12 +166,12 @@ impl TestStack {
     /// query API over the same stores.
     pub async fn spawn_replicas(&self) -> Replicas {
         let command_url = spawn_command_api(&self.settings).await;
-        let (_, stop_projector) = spawn_projector(&self.settings, &self.projector_group).await;
+        let projector = spawn_projector(&self.settings, &self.projector_group).await;
         let query_url = spawn_query_api(&self.settings).await;
         Replicas {
             command_url,
             query_url,
-            stop_projector,
+            stop_projector: projector.stop,
         }
     }
 
@@ -438,6 +447,28 @@ impl TestStack {
     /// Stops the stack's projector: nothing is projected from now on.
     pub fn stop_projector(&self) {
         self.stop_projector.cancel();
+    }
+
+    /// Stops the stack's projector and waits until it has committed what it applied and
+    /// left its group.
+    pub async fn projector_stopped(&mut self) {
+        self.stop_projector.cancel();
+        if let Some(projector) = self.projector.take() {
+            projector
+                .task
+                .await
+                .expect("the projector did not panic")
+                .expect("the projector stopped cleanly");
+        }
+    }
+
+    /// Starts the stack's projector again (after [`Self::projector_stopped`]), in the same
+    /// consumer group: it goes on from the offsets the group committed.
+    pub async fn start_projector(&mut self) {
+        let projector = spawn_projector(&self.settings, &self.projector_group).await;
+        self.projector_url = projector.url.clone();
+        self.stop_projector = projector.stop.clone();
+        self.projector = Some(projector);
     }
 }
 

@@ -237,3 +237,32 @@ async fn a_publish_whose_commit_answer_was_lost_keeps_its_media() {
         assert_eq!(response.status(), 200, "{url} is gone");
     }
 }
+
+/// A projector stopped and started again goes on from the first message it had not applied:
+/// every write made while it was down shows once it is back, none skipped. (The offset it
+/// stores is the next one to read: storing one more skipped a message per partition at each
+/// restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_started_again_applies_every_write_made_while_it_was_down() {
+    let mut stack = TestStack::spawn_with(|settings| {
+        settings.read_after_write.read_after_write_wait_ms = 100;
+    })
+    .await;
+    // Enough users that every partition of the topic has events the projector applied
+    // before it stopped, and events after.
+    for i in 0..9 {
+        stack.registered_named(i).await;
+    }
+    stack.projector_stopped().await;
+    let mut while_down = vec![];
+    for i in 9..18 {
+        while_down.push(stack.registered_named(i).await);
+    }
+    stack.start_projector().await;
+    for (user_id, token) in &while_down {
+        let card = stack
+            .user_eventually(*user_id, token, |user| user["id"] == *user_id)
+            .await;
+        assert_eq!(card["id"], *user_id, "{card}");
+    }
+}
