@@ -405,7 +405,7 @@ probe() { # label
 probe "write to read, at rest, READ_AFTER_WRITE on"
 # The like's answer with the wait, under likes paced at 500/s (the target: p99 < 100 ms).
 WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
-    WRK_THREADS=$THREADS WRK_DELAY_MS=$((64 * 1000 / 500)) RUN_SECONDS=$((SECONDS_EACH * 3)) \
+    WRK_THREADS=$THREADS WRK_RATE=500 RUN_SECONDS=$((SECONDS_EACH * 3)) \
     wrk_run "likes paced at 500/s, READ_AFTER_WRITE on (background)" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
 paced=$!
 sleep 2
@@ -419,9 +419,9 @@ READ_AFTER_WRITE=off stack up
 "$BIN/bench-data" wait --timeout 600 >/dev/null
 probe "write to read, at rest"
 for rate in 500 1000; do
-    # 64 connections, each pausing between requests so that all make about $rate a second.
+    # 64 connections sending $rate requests a second in all (see bench/wrk/report.lua).
     WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
-        WRK_THREADS=$THREADS WRK_DELAY_MS=$((64 * 1000 / rate)) RUN_SECONDS=$((SECONDS_EACH * 3)) \
+        WRK_THREADS=$THREADS WRK_RATE=$rate RUN_SECONDS=$((SECONDS_EACH * 3)) \
         wrk_run "likes paced at $rate/s (background)" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
     paced=$!
     sleep 2
@@ -463,9 +463,9 @@ fi
 if part chat; then
 log "1,000 idle users polling chat once a second, while likes run at 500/s"
 WRK_WRITE=like WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users \
-    WRK_THREADS=$THREADS WRK_DELAY_MS=128 RUN_SECONDS=$((SECONDS_EACH + 4)) wrk_run "likes paced at 500/s, beside chat polls" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
+    WRK_THREADS=$THREADS WRK_RATE=500 RUN_SECONDS=$((SECONDS_EACH + 4)) wrk_run "likes paced at 500/s, beside chat polls" 64 b writes.lua "$BASE" >"$RUN_DIR/paced.log" &
 paced=$!
-WRK_PATHS=$INPUTS/chat-idle WRK_DELAY_MS=1000 wrk_run "chat polled by 1,000 idle users" 1000 - paths.lua "$BASE"
+WRK_PATHS=$INPUTS/chat-idle WRK_THREADS=$THREADS WRK_RATE=1000 wrk_run "chat polled by 1,000 idle users" 1000 - paths.lua "$BASE"
 wait "$paced" || true
 tail -n1 "$RUN_DIR/paced.log"
 fi

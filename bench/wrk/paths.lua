@@ -21,8 +21,3 @@ if os.getenv("WRK_COUNT") == "1" then
     function response(status, headers, body) count_answer(status, body) end
 end
 
--- Paced runs: each connection waits this long before each request.
-local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
-if pause then
-    function delay() return pause end
-end

@@ -11,6 +11,34 @@ function setup(thread)
     table.insert(threads, thread)
 end
 
+-- Paced runs: $WRK_RATE requests a second in all, each thread its share, each request sent at
+-- its slot. The rate is made whatever the latency, as long as a connection is free at each
+-- slot; when none is (the server is behind), slots are dropped and the report shows the rate
+-- made. (A fixed pause before each request made less than asked: 64 connections pausing
+-- 64 ms made 838-950 requests/s of 1,000, the answers' latency adding to each pause.)
+local rate = tonumber(os.getenv("WRK_RATE") or "")
+if rate then
+    local ffi = require("ffi")
+    ffi.cdef([[
+        typedef struct { long tv_sec; long tv_nsec; } pace_timespec;
+        int clock_gettime(int clock, pace_timespec *now);
+    ]])
+    local clock = ffi.new("pace_timespec")
+    local CLOCK_MONOTONIC = 1
+    local function now_ms()
+        ffi.C.clock_gettime(CLOCK_MONOTONIC, clock)
+        return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+    end
+    local interval = tonumber(os.getenv("WRK_THREADS") or "2") * 1000 / rate
+    local slot
+    function delay()
+        local now = now_ms()
+        if slot == nil or slot < now - interval then slot = now end
+        slot = slot + interval
+        return math.max(0, math.floor(slot - now + 0.5))
+    end
+end
+
 -- Scripts that look at answers call this from response(): counts refusals by status_code.
 refused = 0
 busy = 0

@@ -65,8 +65,3 @@ end
 
 function response(status, headers, body) count_answer(status, body) end
 
--- Paced runs: each connection waits this long before each request.
-local pause = tonumber(os.getenv("WRK_DELAY_MS") or "")
-if pause then
-    function delay() return pause end
-end
