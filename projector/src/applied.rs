@@ -44,34 +44,20 @@ impl AppliedSequences {
             .iter()
             .map(|(aggregate_type, aggregate_id)| (aggregate_type.as_str(), aggregate_id.as_str()))
             .unzip();
-        // The conflict clause locks an existing record (whatever its condition says) without
-        // writing it: a batch writes only the records it moves (see [`Self::store`]). Its
-        // `RETURNING` names only the records it makes, so the sequences are read by a
-        // statement of their own, sent with it: one round trip. That statement's snapshot is
-        // taken once the locks are held, so it reads what the transaction that held them
-        // before committed. Locking with a no-op update instead wrote a new version of every
-        // record twice a batch: with batches of 2,048 likes that took 11% more of the
-        // projector's catch-up time (docs/performance.md).
-        let lock = tx
+        // The no-op update of an existing record is what locks it, and returns it as the
+        // latest committed transaction left it.
+        let statement = tx
             .prepare_cached(
                 "INSERT INTO applied_sequences AS applied (aggregate_type, aggregate_id, sequence)
                  SELECT aggregate_type, aggregate_id, 0
                    FROM unnest($1::text[], $2::text[]) AS batch (aggregate_type, aggregate_id)
                   ORDER BY aggregate_type, aggregate_id
                  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
-                    SET sequence = applied.sequence WHERE false",
+                    SET sequence = applied.sequence
+                 RETURNING aggregate_type, aggregate_id, sequence",
             )
             .await?;
-        let read = tx
-            .prepare_cached(
-                "SELECT applied.aggregate_type, applied.aggregate_id, applied.sequence
-                   FROM applied_sequences applied
-                   JOIN unnest($1::text[], $2::text[]) AS batch (aggregate_type, aggregate_id)
-                  USING (aggregate_type, aggregate_id)",
-            )
-            .await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&types, &ids];
-        let (_, rows) = futures::try_join!(tx.execute(&lock, &params), tx.query(&read, &params))?;
+        let rows = tx.query(&statement, &[&types, &ids]).await?;
         for row in rows {
             last.insert((row.get(0), row.get(1)), (row.get(2), false));
         }
