@@ -63,7 +63,9 @@ pub fn producer_within(
         // Java clients hash keys with murmur2; doing the same puts an aggregate on the
         // partition any Kafka tool expects.
         .set("partitioner", "murmur2_random")
-        .set("linger.ms", "2")
+        // The relay hands the producer its whole batch at once, so waiting for more to come
+        // only delays each event (`KAFKA_LINGER_MS`; see the README for what it cost).
+        .set("linger.ms", settings.kafka_linger_ms.to_string())
         // A delivery that fails surfaces within this time; the relay then retries the batch.
         .set(
             "message.timeout.ms",

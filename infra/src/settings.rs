@@ -122,8 +122,8 @@ fn default_projector_group() -> String {
     "douyin-projector".to_owned()
 }
 
-/// `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_PARTITIONS`, `KAFKA_REPLICATION_FACTOR`:
-/// where events are published.
+/// `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_PARTITIONS`, `KAFKA_REPLICATION_FACTOR`,
+/// `KAFKA_FETCH_WAIT_MS`, `KAFKA_LINGER_MS`: where events are published, and how.
 #[derive(Clone, Debug, Deserialize)]
 pub struct KafkaSettings {
     #[serde(default = "default_kafka_brokers")]
@@ -139,6 +139,10 @@ pub struct KafkaSettings {
     /// `fetch.wait.max.ms`), in milliseconds. See `infra::kafka::consumer_config`.
     #[serde(default = "default_fetch_wait_ms")]
     pub kafka_fetch_wait_ms: u32,
+    /// How long the producer holds a message for others to join its request (librdkafka's
+    /// `linger.ms`), in milliseconds. See `infra::kafka::producer_within`.
+    #[serde(default = "default_linger_ms")]
+    pub kafka_linger_ms: u32,
 }
 
 /// `JWT_SECRET` (required, at least 32 bytes), `TOKEN_TTL_SECS`.
@@ -507,6 +511,13 @@ pub const DEFAULT_KAFKA_FETCH_WAIT_MS: u32 = 500;
 
 fn default_fetch_wait_ms() -> u32 {
     DEFAULT_KAFKA_FETCH_WAIT_MS
+}
+
+/// `KAFKA_LINGER_MS` when unset.
+pub const DEFAULT_KAFKA_LINGER_MS: u32 = 0;
+
+fn default_linger_ms() -> u32 {
+    DEFAULT_KAFKA_LINGER_MS
 }
 
 fn default_replication_factor() -> i32 {

@@ -120,6 +120,7 @@ impl TestSettings {
                 kafka_partitions: 2,
                 kafka_replication_factor: 1,
                 kafka_fetch_wait_ms: crate::settings::DEFAULT_KAFKA_FETCH_WAIT_MS,
+                kafka_linger_ms: crate::settings::DEFAULT_KAFKA_LINGER_MS,
             },
             auth: AuthSettings {
                 jwt_secret: secret(&unique("test-secret-of-enough-length-")),

@@ -31,6 +31,7 @@ pub fn kafka() -> KafkaSettings {
         kafka_partitions: 2,
         kafka_replication_factor: 1,
         kafka_fetch_wait_ms: infra::settings::DEFAULT_KAFKA_FETCH_WAIT_MS,
+        kafka_linger_ms: infra::settings::DEFAULT_KAFKA_LINGER_MS,
     }
 }
 

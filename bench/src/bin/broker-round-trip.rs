@@ -23,6 +23,9 @@ struct Args {
     /// Overrides the consumer's `fetch.wait.max.ms` (to see what it costs).
     #[arg(long)]
     fetch_wait_ms: Option<u32>,
+    /// The producer's `linger.ms`, as the services take it.
+    #[arg(long, env = "KAFKA_LINGER_MS", default_value_t = infra::settings::DEFAULT_KAFKA_LINGER_MS)]
+    linger_ms: u32,
 }
 
 #[tokio::main]
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_partitions: 1,
         kafka_replication_factor: 1,
         kafka_fetch_wait_ms: infra::settings::DEFAULT_KAFKA_FETCH_WAIT_MS,
+        kafka_linger_ms: args.linger_ms,
     };
     infra::kafka::ensure_topics(&kafka, std::slice::from_ref(&topic)).await?;
     let producer: FutureProducer = infra::kafka::producer(&kafka)?;
