@@ -120,20 +120,24 @@ impl EventLoop<'_> {
     /// the order they reached Postgres.
     pub async fn run(&self, stop: &CancellationToken) -> Ended {
         let (to_redis, in_postgres) = tokio::sync::mpsc::channel(1);
+        let (made, batches_made) = tokio::sync::watch::channel(0u64);
         let (ended, ()) = tokio::join!(
-            self.to_postgres(to_redis, stop),
-            self.to_redis(in_postgres, stop)
+            self.to_postgres(to_redis, batches_made, stop),
+            self.to_redis(in_postgres, made, stop)
         );
         commit(self.consumer);
         ended
     }
 
-    /// The first stage: receives batches and applies them to Postgres.
+    /// The first stage: receives batches and applies them to Postgres. `made`: how many
+    /// batches the second stage has made in Redis.
     async fn to_postgres(
         &self,
         to_redis: tokio::sync::mpsc::Sender<Pending>,
+        mut made: tokio::sync::watch::Receiver<u64>,
         stop: &CancellationToken,
     ) -> Ended {
+        let mut sent = 0u64;
         // librdkafka reconnects by itself; an error it reports (the broker away, a topic
         // gone) comes back at once on the next call: wait between them, not spin.
         let mut backoff = Backoff::default();
@@ -145,6 +149,16 @@ impl EventLoop<'_> {
             let received = tokio::select! {
                 received = self.consumer.recv() => received,
                 _ = check.tick() => {
+                    // Once this process's batches applied to Postgres are in Redis too: else
+                    // Redis would look behind by them, and be rebuilt for nothing.
+                    let drained = tokio::select! {
+                        drained = made.wait_for(|made| *made == sent) => drained.is_ok(),
+                        _ = stop.cancelled() => return Ended::Stopped,
+                    };
+                    if !drained {
+                        // The second stage stopped (told to).
+                        return Ended::Stopped;
+                    }
                     if let Err(error) = self.projections.check_redis().await {
                         tracing::warn!(%error, "could not check what Redis holds");
                     }
@@ -179,8 +193,9 @@ impl EventLoop<'_> {
                     continue;
                 }
             };
-            // Once the batch before the last one is in Redis: Postgres is at most one batch
-            // ahead. Meanwhile more messages come, to join this batch.
+            // Once the second stage has taken the batch before: Postgres is at most two
+            // batches ahead of Redis (one being made there, this one). Meanwhile more
+            // messages come, to join this batch.
             let permit = tokio::select! {
                 permit = to_redis.reserve() => permit,
                 _ = stop.cancelled() => return Ended::Stopped,
@@ -215,6 +230,7 @@ impl EventLoop<'_> {
             else {
                 return Ended::Stopped;
             };
+            sent += 1;
             permit.send(Pending {
                 batch: in_postgres,
                 messages: batch
@@ -238,6 +254,7 @@ impl EventLoop<'_> {
     async fn to_redis(
         &self,
         mut in_postgres: tokio::sync::mpsc::Receiver<Pending>,
+        made: tokio::sync::watch::Sender<u64>,
         stop: &CancellationToken,
     ) {
         while let Some(pending) = in_postgres.recv().await {
@@ -246,6 +263,8 @@ impl EventLoop<'_> {
                 return;
             };
             drop(pending.traces);
+            // From the start of its Postgres step: the time queued behind the batch before
+            // in Redis included.
             metrics::histogram!(infra::metrics::PROJECTOR_APPLY_DURATION)
                 .record(pending.started.elapsed().as_secs_f64());
             metrics::histogram!(infra::metrics::PROJECTOR_BATCH_SIZE)
@@ -260,6 +279,7 @@ impl EventLoop<'_> {
                     tracing::warn!(%error, "could not store an offset");
                 }
             }
+            made.send_modify(|made| *made += 1);
         }
     }
 }

@@ -105,7 +105,9 @@ pub struct Projections {
     own_rebuild: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Longer than a batch takes between its Postgres commit and its Redis changes.
+/// Longer than another projector's batches take between their Postgres commit and their
+/// Redis changes (up to two batches: one being made in Redis, one applied to Postgres behind
+/// it; see `consumer::EventLoop`). This process's own are waited for before a check.
 const IN_FLIGHT: Duration = Duration::from_secs(2);
 
 impl Projections {
