@@ -382,8 +382,12 @@ writes() { # label suffix
     local kind
     for kind in ${BENCH_WRITE_KINDS:-like comment follow message}; do
         if [ "$kind" = like ]; then profile "like$2" "$(cat "$RUN_DIR/command-api.pid")"; fi
-        WRK_WRITE=$kind WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users WRK_THREADS=$THREADS \
-            wrk_run "$kind$1" "${BENCH_WRITE_CONNECTIONS:-64}" b writes.lua "$BASE"
+        python3 scripts/cpu_by_process.py snap "$RUN_DIR/cpu-by-process.json"
+        local out requests
+        out=$(WRK_WRITE=$kind WRK_TOKENS=$INPUTS/writers WRK_VIDEOS=$INPUTS/videos WRK_USERS=$INPUTS/users WRK_THREADS=$THREADS \
+            wrk_run "$kind$1" "${BENCH_WRITE_CONNECTIONS:-64}" b writes.lua "$BASE")
+        echo "$out"
+        requests=$(grep -o 'requests=[0-9]*' <<<"$out" | head -n1 | cut -d= -f2)
         if [ "$kind" = like ]; then flamegraph "like$2"; fi
         # Answered before projected, writes leave the projector a backlog: the time and CPU
         # it takes to apply it belong to the run (none is left with the wait on).
@@ -394,6 +398,11 @@ writes() { # label suffix
         python3 scripts/bench_table.py record "$RESULTS" "$kind$1: projected after the run" - - "RESULT" \
             "in $((SECONDS - started)) s, $(( (busy - busy_before) / 100 )) cpu-seconds busy"
         printf '  %-44s %s\n' "$kind$1: projected after the run" "in $((SECONDS - started)) s, $(( (busy - busy_before) / 100 )) cpu-seconds busy"
+        # Where the machine's time went, per request, the backlog's projection included.
+        local spent
+        spent=$(python3 scripts/cpu_by_process.py per "$RUN_DIR/cpu-by-process.json" "${requests:-1}")
+        python3 scripts/bench_table.py record "$RESULTS" "$kind$1: CPU per request, by process" - - "RESULT" "$spent"
+        printf '  %-44s %s\n' "$kind$1: CPU per request, by process" "$spent"
     done
 }
 if part writes; then

@@ -1,9 +1,11 @@
 -- Writes as the client sends them (POST with the parameters in the query), every request a
 -- change: $WRK_WRITE is like, follow, comment or message; $WRK_TOKENS lists "user_id token"
 -- lines of the writers, $WRK_VIDEOS "first last" video ids, $WRK_USERS "first last" user ids.
--- Likes and follows are toggled: each thread takes its own writers, and goes through a
--- writer's targets on, then the same targets off, so a toggle meets the state the previous
--- one left (thousands of requests later).
+-- Likes and follows are toggled: each thread takes its own writers, and turns each of a
+-- writer's targets off and then on again, the two a writer's turn apart (hundreds of requests),
+-- so every request changes something and a run leaves the targets as it found them. (Turning
+-- 500 targets on, then off, left the first ones of each writer on after a run, and every later
+-- run's likes and follows were repeats that recorded no event.)
 dofile("bench/wrk/report.lua")
 
 local kind = os.getenv("WRK_WRITE")
@@ -42,8 +44,9 @@ function request()
     local writer = mine[(k % #mine) + 1]
     local slot = math.floor(k / #mine)
     k = k + 1
-    local on = (math.floor(slot / TARGETS) % 2 == 0) and 1 or 2
-    local target = slot % TARGETS
+    -- Off (2), then on (1): the state earlier runs left is on.
+    local on = (slot % 2 == 0) and 2 or 1
+    local target = math.floor(slot / 2) % TARGETS
     local path
     if kind == "like" then
         path = string.format("/douyin/favorite/action/?token=%s&video_id=%d&action_type=%d",
