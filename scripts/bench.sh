@@ -10,7 +10,7 @@
 # kept between runs; `make run` never shows it. BENCH_SECONDS (10) is each load's length;
 # BENCH_SCALE=small makes a set a hundredth of the size (a quick look, not the benchmark);
 # BENCH_REMAKE=1 drops the set and makes it again; BENCH_ONLY runs some parts only (of
-# "ceilings reads writes lag catch-up chat accounts limits replay redis-memory");
+# "ceilings reads writes lag restart catch-up chat accounts limits replay redis-memory");
 # BENCH_CATCH_UP_EVENTS (1,000,000) is the backlog the catch-up part makes;
 # BENCH_WRITE_KINDS and BENCH_WRITE_CONNECTIONS (64) choose the write loads;
 # BENCH_PROFILE=1 also records flame graphs of the feed and like paths (perf and inferno)
@@ -25,7 +25,7 @@ cd "$ROOT"
 
 SECONDS_EACH=${BENCH_SECONDS:-10}
 # The parts to run, in this order (BENCH_ONLY picks some).
-PARTS=${BENCH_ONLY:-ceilings reads writes lag catch-up chat accounts limits replay redis-memory}
+PARTS=${BENCH_ONLY:-ceilings reads writes lag restart catch-up chat accounts limits replay redis-memory}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 THREADS=2
 ensure_services
@@ -461,6 +461,26 @@ for rate in 500 1000; do
 done
 stack down
 stack up
+fi
+
+if part restart; then
+    # One user likes, each like answered once readable, while the projector is stopped
+    # (SIGTERM: it commits and leaves as a static member) and started again: the longest answer
+    # is how long consumption paused, the restart included.
+    log "restart: the projector stopped and started again while a user likes"
+    "$BIN/bench-data" wait --timeout 600 >/dev/null
+    "$BIN/like-to-list" --base "$BASE" --user-id "$probe_id" --token "$probe_token" \
+        --first-video "$first_video" --tries 1000 >"$RUN_DIR/restart.log" &
+    probe=$!
+    sleep 5
+    pid=$(cat "$RUN_DIR/projector.pid")
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    stack up
+    wait "$probe" || die "the probe failed: $(cat "$RUN_DIR/restart.log")"
+    line=$(grep '^WRITE' "$RUN_DIR/restart.log")
+    python3 scripts/bench_table.py record "$RESULTS" "the like's answer while the projector restarts (max: the pause)" 1 - "RESULT ${line#WRITE }"
+    printf '  %-44s %s\n' "the like's answer while the projector restarts" "${line#WRITE }"
 fi
 
 if part catch-up; then
