@@ -514,7 +514,7 @@ fn default_fetch_wait_ms() -> u32 {
 }
 
 /// `KAFKA_LINGER_MS` when unset.
-pub const DEFAULT_KAFKA_LINGER_MS: u32 = 0;
+pub const DEFAULT_KAFKA_LINGER_MS: u32 = 2;
 
 fn default_linger_ms() -> u32 {
     DEFAULT_KAFKA_LINGER_MS
